@@ -1,0 +1,387 @@
+"""Retrieval data in: BEIR folders, pairs JSONL and Hugging Face ``datasets.Dataset`` objects.
+
+Every loader returns a :class:`RetrievalData`: a corpus (ids and texts), unique queries, and for each query the
+indices of its positive documents. Repeated query texts merge their positives. Bad input raises
+:class:`~negminer.DataError` naming the file, line and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from negminer._errors import DataError
+
+__all__ = ["RetrievalData", "load_beir", "load_pairs", "from_hf_dataset", "load_data", "read_jsonl"]
+
+
+@dataclass
+class RetrievalData:
+    """Queries with their positive documents inside a corpus.
+
+    ``positives[i]`` lists indices into ``corpus_ids`` / ``corpus_texts`` for query ``i``.
+    """
+
+    corpus_ids: list[str]
+    corpus_texts: list[str]
+    query_ids: list[str]
+    queries: list[str]
+    positives: list[list[int]]
+    source: str = "memory"
+    _id_index: dict[str, int] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.corpus_ids) != len(self.corpus_texts):
+            raise DataError("corpus ids and texts differ in length", file=self.source)
+        if not (len(self.query_ids) == len(self.queries) == len(self.positives)):
+            raise DataError("query ids, queries and positives differ in length", file=self.source)
+        n = len(self.corpus_ids)
+        for qi, pos in enumerate(self.positives):
+            if not pos:
+                raise DataError(f"query {self.query_ids[qi]!r} has no positive", file=self.source, field="positives")
+            for d in pos:
+                if not 0 <= d < n:
+                    raise DataError(f"positive index {d} outside the corpus", file=self.source, field="positives")
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    @property
+    def num_pairs(self) -> int:
+        """Number of (query, positive) pairs."""
+        return sum(len(p) for p in self.positives)
+
+    def doc_index(self, doc_id: str) -> int:
+        """Position of a document id in the corpus."""
+        if self._id_index is None:
+            self._id_index = {d: i for i, d in enumerate(self.corpus_ids)}
+        return self._id_index[doc_id]
+
+    def subset(self, query_indices: Iterable[int]) -> RetrievalData:
+        """The same corpus with only the given queries."""
+        idx = list(query_indices)
+        return RetrievalData(
+            corpus_ids=self.corpus_ids,
+            corpus_texts=self.corpus_texts,
+            query_ids=[self.query_ids[i] for i in idx],
+            queries=[self.queries[i] for i in idx],
+            positives=[list(self.positives[i]) for i in idx],
+            source=self.source,
+        )
+
+    def split(self, test_fraction: float = 0.2) -> tuple[RetrievalData, RetrievalData]:
+        """Split by query into (train, test), deterministically from a hash of each query's text."""
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        cut = int(test_fraction * 10_000)
+        test = [i for i, q in enumerate(self.queries) if _stable_int(q) % 10_000 < cut]
+        test_set = set(test)
+        train = [i for i in range(len(self.queries)) if i not in test_set]
+        return self.subset(train), self.subset(test)
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        """(query, positive text) pairs, the shape sentence-transformers' ``mine_hard_negatives`` takes."""
+        for q, pos in zip(self.queries, self.positives):
+            for d in pos:
+                yield q, self.corpus_texts[d]
+
+    def to_pairs_dataset(self, anchor: str = "anchor", positive: str = "positive") -> Any:
+        """A ``datasets.Dataset`` of (anchor, positive) pairs."""
+        from datasets import Dataset
+
+        rows = list(self.pairs())
+        return Dataset.from_dict({anchor: [r[0] for r in rows], positive: [r[1] for r in rows]})
+
+
+def _stable_int(text: str) -> int:
+    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
+
+
+def _text_id(prefix: str, text: str) -> str:
+    return prefix + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; bad bytes or JSON raise DataError with the line."""
+    path = str(path)
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the with below; the error names the file
+    except FileNotFoundError:
+        raise DataError("file not found", file=path) from None
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})", file=path, line=lineno) from None
+            if lineno == 1:
+                line = line.lstrip("\ufeff")
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"broken JSON: {exc.msg} at column {exc.colno}", file=path, line=lineno) from None
+            if not isinstance(obj, dict):
+                raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=lineno)
+            yield lineno, obj
+
+
+def _text_field(obj: dict[str, Any], name: str, path: str, lineno: int, *, required: bool = True) -> str:
+    if name not in obj:
+        if required:
+            raise DataError("missing", file=path, line=lineno, field=name)
+        return ""
+    value = obj[name]
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"expected a string, got {type(value).__name__}", file=path, line=lineno, field=name)
+    return value
+
+
+def _id_field(obj: dict[str, Any], name: str, path: str, lineno: int) -> str:
+    if name not in obj:
+        raise DataError("missing", file=path, line=lineno, field=name)
+    value = obj[name]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(f"expected a string id, got {type(value).__name__}", file=path, line=lineno, field=name)
+    value = str(value)
+    if not value.strip():
+        raise DataError("empty id", file=path, line=lineno, field=name)
+    return value
+
+
+def _load_corpus_jsonl(path: str) -> tuple[list[str], list[str]]:
+    ids: list[str] = []
+    texts: list[str] = []
+    seen: dict[str, int] = {}
+    for lineno, obj in read_jsonl(path):
+        doc_id = _id_field(obj, "_id", path, lineno)
+        title = _text_field(obj, "title", path, lineno, required=False).strip()
+        text = _text_field(obj, "text", path, lineno)
+        if not text.strip() and not title:
+            raise DataError("empty text", file=path, line=lineno, field="text")
+        if doc_id in seen:
+            raise DataError(f"duplicate document id {doc_id!r} (first on line {seen[doc_id]})",
+                            file=path, line=lineno, field="_id")
+        seen[doc_id] = lineno
+        ids.append(doc_id)
+        texts.append(f"{title} {text}".strip() if title else text)
+    if not ids:
+        raise DataError("no documents", file=path)
+    return ids, texts
+
+
+def load_beir(path: str | os.PathLike[str], split: str = "train") -> RetrievalData:
+    """Load a BEIR folder: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv`` (score > 0 = positive)."""
+    root = Path(path)
+    corpus_path = str(root / "corpus.jsonl")
+    queries_path = str(root / "queries.jsonl")
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    if not qrels_path.exists():
+        found = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+        raise DataError(f"no qrels for split {split!r} (found: {', '.join(found) or 'none'})", file=str(qrels_path))
+    corpus_ids, corpus_texts = _load_corpus_jsonl(corpus_path)
+    doc_index = {d: i for i, d in enumerate(corpus_ids)}
+
+    query_text: dict[str, str] = {}
+    for lineno, obj in read_jsonl(queries_path):
+        qid = _id_field(obj, "_id", queries_path, lineno)
+        text = _text_field(obj, "text", queries_path, lineno)
+        if not text.strip():
+            raise DataError("empty text", file=queries_path, line=lineno, field="text")
+        if qid in query_text:
+            raise DataError(f"duplicate query id {qid!r}", file=queries_path, line=lineno, field="_id")
+        query_text[qid] = text
+
+    positives: dict[str, list[int]] = {}
+    qpath = str(qrels_path)
+    try:
+        raw = qrels_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = qrels_path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"not valid UTF-8 ({exc.reason})", file=qpath, line=line) from None
+    reader = csv.reader(raw.splitlines(), delimiter="\t")
+    for lineno, row in enumerate(reader, start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if lineno == 1 and row[0].strip().lower() in ("query-id", "query_id", "qid"):
+            continue
+        if len(row) < 3:
+            raise DataError(f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}",
+                            file=qpath, line=lineno)
+        qid, did, score_s = row[0].strip(), row[1].strip(), row[2].strip()
+        try:
+            score = float(score_s)
+        except ValueError:
+            raise DataError(f"not a number: {score_s!r}", file=qpath, line=lineno, field="score") from None
+        if qid not in query_text:
+            raise DataError(f"unknown query id {qid!r}", file=qpath, line=lineno, field="query-id")
+        if did not in doc_index:
+            raise DataError(f"unknown document id {did!r}", file=qpath, line=lineno, field="corpus-id")
+        if score <= 0:
+            continue
+        lst = positives.setdefault(qid, [])
+        if doc_index[did] not in lst:
+            lst.append(doc_index[did])
+    if not positives:
+        raise DataError("no positive judgements (score > 0)", file=qpath)
+    return _merge_queries(
+        corpus_ids, corpus_texts, [(qid, query_text[qid], pos) for qid, pos in positives.items()], str(root)
+    )
+
+
+def _merge_queries(
+    corpus_ids: list[str],
+    corpus_texts: list[str],
+    rows: Sequence[tuple[str, str, list[int]]],
+    source: str,
+) -> RetrievalData:
+    """Merge rows whose query *text* repeats (the first id wins), keeping first-seen order."""
+    order: dict[str, int] = {}
+    qids: list[str] = []
+    texts: list[str] = []
+    pos: list[list[int]] = []
+    for qid, text, positives in rows:
+        if text in order:
+            target = pos[order[text]]
+            target.extend(d for d in positives if d not in target)
+            continue
+        order[text] = len(texts)
+        qids.append(qid)
+        texts.append(text)
+        pos.append(list(dict.fromkeys(positives)))
+    return RetrievalData(corpus_ids, corpus_texts, qids, texts, pos, source=source)
+
+
+_QUERY_KEYS = ("query", "anchor")
+
+
+def load_pairs(path: str | os.PathLike[str], corpus: str | os.PathLike[str] | None = None) -> RetrievalData:
+    """Load a pairs JSONL: ``{"query": ..., "positive": ...}`` or ``{"query": ..., "positives": [...]}``.
+
+    ``anchor`` is accepted for ``query``. An optional ``corpus`` (BEIR-style ``corpus.jsonl`` with ``_id``/``text``)
+    adds documents; positives are always part of the corpus, which is de-duplicated by text.
+    """
+    path = str(path)
+    corpus_ids: list[str] = []
+    corpus_texts: list[str] = []
+    by_text: dict[str, int] = {}
+    if corpus is not None:
+        ids, texts = _load_corpus_jsonl(str(corpus))
+        for d, t in zip(ids, texts):
+            if t not in by_text:
+                by_text[t] = len(corpus_ids)
+                corpus_ids.append(d)
+                corpus_texts.append(t)
+
+    rows: list[tuple[str, str, list[int]]] = []
+    for lineno, obj in read_jsonl(path):
+        qkey = next((k for k in _QUERY_KEYS if k in obj), None)
+        if qkey is None:
+            raise DataError("missing", file=path, line=lineno, field="query")
+        query = _text_field(obj, qkey, path, lineno)
+        if not query.strip():
+            raise DataError("empty text", file=path, line=lineno, field=qkey)
+        if "positives" in obj:
+            plist = obj["positives"]
+            if not isinstance(plist, list) or not plist:
+                raise DataError("expected a non-empty list of strings", file=path, line=lineno, field="positives")
+            pos_texts = plist
+            pfield = "positives"
+        elif "positive" in obj:
+            pos_texts = [obj["positive"]]
+            pfield = "positive"
+        else:
+            raise DataError("missing (need 'positive' or 'positives')", file=path, line=lineno, field="positive")
+        idx: list[int] = []
+        for j, p in enumerate(pos_texts):
+            fname = f"{pfield}[{j}]" if pfield == "positives" else pfield
+            if not isinstance(p, str):
+                raise DataError(f"expected a string, got {type(p).__name__}", file=path, line=lineno, field=fname)
+            if not p.strip():
+                raise DataError("empty text", file=path, line=lineno, field=fname)
+            if p not in by_text:
+                by_text[p] = len(corpus_ids)
+                corpus_ids.append(str(obj.get("positive_id") or _text_id("d", p)) if pfield == "positive"
+                                  else _text_id("d", p))
+                corpus_texts.append(p)
+            idx.append(by_text[p])
+        qid = str(obj.get("query_id") or obj.get("_id") or _text_id("q", query))
+        rows.append((qid, query, idx))
+    if not rows:
+        raise DataError("no pairs", file=path)
+    return _merge_queries(corpus_ids, corpus_texts, rows, path)
+
+
+def from_hf_dataset(
+    dataset: Any,
+    anchor_column: str | None = None,
+    positive_column: str | None = None,
+    corpus: Sequence[str] | None = None,
+) -> RetrievalData:
+    """Read (anchor, positive) pairs from a ``datasets.Dataset``, like sentence-transformers does.
+
+    Without column names the first two columns are used. ``corpus`` adds extra candidate documents.
+    """
+    columns = list(dataset.column_names)
+    source = f"dataset({', '.join(columns)})"
+    if anchor_column is None or positive_column is None:
+        if len(columns) < 2:
+            raise DataError(f"need at least two columns (anchor, positive), got {columns}", file=source)
+        anchor_column = anchor_column or columns[0]
+        positive_column = positive_column or columns[1]
+    for name in (anchor_column, positive_column):
+        if name not in columns:
+            raise DataError(f"no such column (columns: {columns})", file=source, field=name)
+    by_text: dict[str, int] = {}
+    corpus_ids: list[str] = []
+    corpus_texts: list[str] = []
+    for t in corpus or []:
+        if t not in by_text:
+            by_text[t] = len(corpus_ids)
+            corpus_ids.append(_text_id("d", t))
+            corpus_texts.append(t)
+    rows: list[tuple[str, str, list[int]]] = []
+    for i, (q, p) in enumerate(zip(dataset[anchor_column], dataset[positive_column])):
+        for name, value in ((anchor_column, q), (positive_column, p)):
+            if not isinstance(value, str):
+                raise DataError(f"expected a string, got {type(value).__name__}", file=source, line=i, field=name)
+            if not value.strip():
+                raise DataError("empty text", file=source, line=i, field=name)
+        if p not in by_text:
+            by_text[p] = len(corpus_ids)
+            corpus_ids.append(_text_id("d", p))
+            corpus_texts.append(p)
+        rows.append((_text_id("q", q), q, [by_text[p]]))
+    if not rows:
+        raise DataError("empty dataset", file=source)
+    return _merge_queries(corpus_ids, corpus_texts, rows, source)
+
+
+def load_data(path: str | os.PathLike[str], *, split: str = "train", corpus: str | None = None) -> RetrievalData:
+    """Load any supported layout: a BEIR folder, a pairs ``.jsonl`` file, or a saved ``datasets.Dataset`` folder."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "corpus.jsonl").exists():
+            return load_beir(p, split=split)
+        if (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists():
+            from datasets import DatasetDict, load_from_disk
+
+            ds = load_from_disk(str(p))
+            if isinstance(ds, DatasetDict):
+                if split not in ds:
+                    raise DataError(f"no split {split!r} (splits: {list(ds)})", file=str(p))
+                ds = ds[split]
+            return from_hf_dataset(ds, corpus=None)
+        raise DataError("not a BEIR folder (no corpus.jsonl) nor a saved datasets.Dataset", file=str(p))
+    if not p.exists():
+        raise DataError("file not found", file=str(p))
+    return load_pairs(p, corpus=corpus)

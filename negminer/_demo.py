@@ -1,0 +1,148 @@
+"""The built-in demo dataset, made at run time from the Python standard library's own source.
+
+Query = the first line of a public function's or method's docstring; document = that function's source with the
+docstring removed. Functions that share a docstring line are several positives of one query: natural false
+negatives for a miner that only knows one of them. The *harsh* variant makes a module's docstring line the query
+and every public function of that module a positive (the many-positives regime). Nothing is downloaded and the
+result is deterministic for a given Python build.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import sysconfig
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+from negminer._data import RetrievalData, _merge_queries
+
+__all__ = ["build_demo", "stdlib_functions"]
+
+_SKIP_DIRS = {
+    "site-packages", "dist-packages", "test", "tests", "idlelib", "turtledemo", "lib2to3", "ensurepip",
+    "__pycache__", "pydoc_data", "__phello__",
+}
+
+
+def _stdlib_files() -> Iterator[tuple[str, Path]]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        parts = rel.parts
+        if any(p in _SKIP_DIRS or p.startswith(("_", "config-", ".")) for p in parts[:-1]):
+            continue
+        if parts[-1].startswith("_") and parts[-1] != "__init__.py":
+            continue
+        mod = ".".join(parts[:-1] + ((rel.stem,) if rel.stem != "__init__" else ()))
+        if not mod:
+            continue
+        yield mod, path
+
+
+def _first_line(doc: str | None) -> str:
+    if not doc:
+        return ""
+    for line in doc.strip().splitlines():
+        if line.strip():
+            return " ".join(line.split())
+    return ""
+
+
+def _strip_docstring(node: ast.AST, lines: list[str]) -> str:
+    start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    end = node.end_lineno or node.lineno
+    body = getattr(node, "body", [])
+    drop: set[int] = set()
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        drop = set(range(body[0].lineno, (body[0].end_lineno or body[0].lineno) + 1))
+    kept = [lines[i - 1] for i in range(start, end + 1) if i not in drop]
+    return textwrap.dedent("\n".join(kept)).strip("\n")
+
+
+def stdlib_functions() -> Iterator[tuple[str, str, str, str]]:
+    """Yield (module, qualified name, docstring first line, source without docstring) for public functions."""
+    for mod, path in _stdlib_files():
+        try:
+            source = path.read_text(encoding="utf-8")
+            tree = ast.parse(source)
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        lines = source.splitlines()
+        items: list[tuple[str, ast.AST]] = []
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                items.append((node.name, node))
+            elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                for sub in node.body:
+                    if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and not sub.name.startswith("_"):
+                        items.append((f"{node.name}.{sub.name}", sub))
+        for qualname, node in items:
+            query = _first_line(ast.get_docstring(node))
+            if len(query.split()) < 3:
+                continue
+            doc = _strip_docstring(node, lines)
+            if doc.count("\n") < 1:
+                continue
+            yield mod, qualname, query, doc
+
+
+def _module_docs() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for mod, path in _stdlib_files():
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        line = _first_line(ast.get_docstring(tree))
+        if len(line.split()) >= 3:
+            out[mod] = line
+    return out
+
+
+def _rank(text: str) -> int:
+    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
+
+
+def build_demo(max_docs: int | None = 1500, *, harsh: bool = False) -> RetrievalData:
+    """Build the demo data set.
+
+    ``max_docs`` keeps whole query groups, in a fixed pseudo-random order (hash of the query text), until the
+    corpus holds about that many documents; None keeps everything. ``harsh=True`` builds the many-positives
+    variant (module docstring -> all public functions of the module).
+    """
+    funcs = list(stdlib_functions())
+    corpus_ids: list[str] = []
+    corpus_texts: list[str] = []
+    by_text: dict[str, int] = {}
+    groups: dict[str, list[int]] = {}
+    module_docs = _module_docs() if harsh else {}
+    for mod, qualname, query, doc in funcs:
+        if doc not in by_text:
+            by_text[doc] = len(corpus_ids)
+            corpus_ids.append(f"{mod}.{qualname}")
+            corpus_texts.append(doc)
+        key = module_docs.get(mod, "") if harsh else query
+        if not key:
+            continue
+        lst = groups.setdefault(key, [])
+        if by_text[doc] not in lst:
+            lst.append(by_text[doc])
+    if harsh:
+        groups = {q: d for q, d in groups.items() if len(d) >= 2}
+    ordered = sorted(groups, key=_rank)
+    chosen: list[str] = []
+    used: set[int] = set()
+    for q in ordered:
+        if max_docs is not None and len(used) >= max_docs:
+            break
+        chosen.append(q)
+        used.update(groups[q])
+    # Re-number the corpus to the documents in use, keeping their original order.
+    keep = sorted(used)
+    remap = {old: new for new, old in enumerate(keep)}
+    ids = [corpus_ids[i] for i in keep]
+    texts = [corpus_texts[i] for i in keep]
+    rows = [("q" + hashlib.sha1(q.encode()).hexdigest()[:12], q, [remap[d] for d in groups[q]]) for q in chosen]
+    return _merge_queries(ids, texts, rows, "demo:stdlib" + (":harsh" if harsh else ""))

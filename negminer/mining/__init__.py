@@ -1,0 +1,37 @@
+"""Hard-negative mining with positive-aware (absolute, relative) and adaptive false-negative filtering."""
+
+from negminer.mining._config import MiningConfig
+from negminer.mining._filters import (
+    absolute_margin_mask,
+    adaptive_thresholds,
+    max_score_mask,
+    min_score_mask,
+    positive_reference,
+    relative_margin_mask,
+    select_negatives,
+    threshold_mask,
+)
+from negminer.mining._miner import RULES, MiningResult, mine
+from negminer.mining._output import OUTPUT_FORMATS
+from negminer.mining._report import MiningReport
+from negminer.mining._teacher import BiEncoderTeacher, CrossEncoderTeacher, Teacher
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "RULES",
+    "BiEncoderTeacher",
+    "CrossEncoderTeacher",
+    "MiningConfig",
+    "MiningReport",
+    "MiningResult",
+    "Teacher",
+    "absolute_margin_mask",
+    "adaptive_thresholds",
+    "max_score_mask",
+    "min_score_mask",
+    "mine",
+    "positive_reference",
+    "relative_margin_mask",
+    "select_negatives",
+    "threshold_mask",
+]

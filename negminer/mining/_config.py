@@ -1,0 +1,84 @@
+"""Mining options, validated: the same names and meanings as sentence-transformers' ``mine_hard_negatives``
+where they overlap, plus the adaptive margin, deeper search and teacher options of negminer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["MiningConfig"]
+
+
+class MiningConfig(BaseModel):
+    """Options of :func:`negminer.mining.mine`. Unknown names are refused with the name in the error."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    num_negatives: int = Field(3, ge=1, description="negatives per query")
+    range_min: int = Field(0, ge=0, description="skip this many top candidates (ranks counted after filtering)")
+    range_max: int | None = Field(
+        None, ge=1,
+        description="last rank (exclusive) a negative may have; default range_min + num_negatives + max_positives, "
+        "or range_min + 10 * num_negatives + max_positives when a margin or max_score is set",
+    )
+    absolute_margin: float | None = Field(None, description="drop a candidate if score + margin > positive score")
+    relative_margin: float | None = Field(
+        None, ge=0.0, description="drop a candidate if score > pos - |pos| * margin (0.05: NV-Retriever's 95%)"
+    )
+    adaptive_margin: float | None = Field(
+        None, ge=0.0,
+        description="drop a candidate above a per-query threshold: quantile of the positive scores minus this many "
+        "standard deviations of the query's top candidate scores",
+    )
+    adaptive_quantile: float = Field(0.5, ge=0.0, le=1.0, description="quantile of the positive scores (anchor)")
+    adaptive_window: int = Field(20, ge=2, description="top candidates whose spread scales the adaptive margin")
+    max_score: float | None = Field(None, description="drop a candidate scoring above this")
+    min_score: float | None = Field(None, description="drop a candidate scoring below this")
+    sampling_strategy: Literal["top", "random"] = "top"
+    seed: int = Field(42, description="seed of random sampling")
+    deepen: bool | None = Field(
+        None,
+        description="search deeper for queries the filters left short (default: on with adaptive_margin, off "
+        "otherwise, which matches sentence-transformers)",
+    )
+    max_depth: int = Field(4096, ge=1, description="deepest search when deepening")
+    include_positives: bool = Field(False, description="keep positives among the candidates (reranking sets)")
+    query_prompt: str | None = None
+    query_prompt_name: str | None = None
+    corpus_prompt: str | None = None
+    corpus_prompt_name: str | None = None
+    batch_size: int = Field(64, ge=1, description="texts per encoding batch")
+    chunk_size: int = Field(4096, ge=1, description="queries searched and filtered at a time (bounds memory)")
+
+    @model_validator(mode="after")
+    def _check_window(self) -> MiningConfig:
+        if self.range_max is not None:
+            if self.range_min >= self.range_max:
+                raise ValueError(
+                    f"range_min ({self.range_min}) must be smaller than range_max ({self.range_max})"
+                )
+            if self.num_negatives > self.range_max - self.range_min:
+                raise ValueError(
+                    f"num_negatives ({self.num_negatives}) does not fit the window range_max - range_min "
+                    f"({self.range_max - self.range_min})"
+                )
+        return self
+
+    @property
+    def uses_filters(self) -> bool:
+        """True when a margin or max_score may remove candidates (widens the default window, as in ST)."""
+        return any(v is not None for v in (self.absolute_margin, self.relative_margin, self.adaptive_margin,
+                                           self.max_score))
+
+    def resolved_range_max(self, max_positives: int) -> int:
+        """``range_max``, or sentence-transformers' default for it."""
+        if self.range_max is not None:
+            return self.range_max
+        if self.uses_filters:
+            return self.range_min + 10 * self.num_negatives + max_positives
+        return self.range_min + self.num_negatives + max_positives
+
+    @property
+    def deepens(self) -> bool:
+        return self.deepen if self.deepen is not None else self.adaptive_margin is not None

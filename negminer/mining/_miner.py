@@ -1,0 +1,306 @@
+"""Hard-negative mining: encode, search in query chunks, filter false negatives, select negatives."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from negminer._data import RetrievalData
+from negminer.index._encoder import Encoder
+from negminer.index._vector_index import VectorIndex
+from negminer.mining import _filters as F
+from negminer.mining._config import MiningConfig
+from negminer.mining._report import MiningReport
+from negminer.mining._teacher import Teacher, as_teacher
+
+__all__ = ["mine", "MiningResult", "RULES"]
+
+logger = logging.getLogger("negminer")
+
+RULES = ("absolute_margin", "relative_margin", "adaptive_margin", "max_score", "min_score")
+
+
+@dataclass
+class MiningResult:
+    """Mined negatives per unique query, over the corpus de-duplicated by text.
+
+    ``negatives[i]`` holds corpus rows (``-1`` where a query got fewer than ``num_negatives``) in descending score
+    order, ``negative_scores[i]`` their scores (NaN where missing), ``positives[i]`` / ``positive_scores[i]`` the
+    query's positives and their scores (teacher scores when a teacher was used).
+    """
+
+    queries: list[str]
+    query_ids: list[str]
+    doc_ids: list[str]
+    doc_texts: list[str]
+    positives: list[list[int]]
+    positive_scores: list[np.ndarray]
+    negatives: np.ndarray
+    negative_scores: np.ndarray
+    config: MiningConfig
+    report: MiningReport
+    removed_scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def negatives_of(self, i: int) -> list[tuple[str, float]]:
+        """(doc id, score) of query ``i``'s negatives."""
+        return [(self.doc_ids[d], float(s)) for d, s in zip(self.negatives[i], self.negative_scores[i]) if d >= 0]
+
+    def rows(
+        self,
+        output_format: str = "triplet",
+        *,
+        output_scores: bool = False,
+        anchor_column: str = "anchor",
+        positive_column: str = "positive",
+    ) -> dict[str, list[Any]]:
+        """Columns in sentence-transformers' output formats (``triplet``, ``n-tuple``, ``labeled-pair``,
+        ``labeled-list``), with the same row order and rules: an n-tuple row needs a full set of negatives."""
+        from negminer.mining._output import to_columns
+
+        return to_columns(self, output_format, output_scores=output_scores, anchor_column=anchor_column,
+                          positive_column=positive_column)
+
+    def to_dataset(self, output_format: str = "triplet", **kw: Any) -> Any:
+        """A ``datasets.Dataset`` that sentence-transformers' trainer takes as is."""
+        from datasets import Dataset
+
+        return Dataset.from_dict(self.rows(output_format, **kw))
+
+    def save(self, path: str, output_format: str = "triplet", **kw: Any) -> None:
+        """Write rows to ``.jsonl`` or ``.parquet`` (by suffix), atomically."""
+        from negminer.mining._output import write_rows
+
+        write_rows(self.rows(output_format, **kw), path)
+
+
+def _dedup_corpus(data: RetrievalData) -> tuple[list[str], list[str], np.ndarray]:
+    by_text: dict[str, int] = {}
+    ids: list[str] = []
+    texts: list[str] = []
+    doc2u = np.empty(len(data.corpus_texts), dtype=np.int64)
+    for i, (d, t) in enumerate(zip(data.corpus_ids, data.corpus_texts)):
+        u = by_text.get(t)
+        if u is None:
+            u = by_text[t] = len(texts)
+            ids.append(d)
+            texts.append(t)
+        doc2u[i] = u
+    return ids, texts, doc2u
+
+
+@dataclass
+class _Chunk:
+    negatives: np.ndarray
+    negative_scores: np.ndarray
+    positive_scores: list[np.ndarray]
+    removed: np.ndarray  # (n, len(RULES)) counts
+    masked: np.ndarray  # positives masked per query
+    candidates: np.ndarray  # alive candidates after masking, per query
+    depth: np.ndarray
+    removed_scores: dict[str, list[np.ndarray]]
+
+
+class _Miner:
+    def __init__(self, cfg: MiningConfig, index: VectorIndex, q_vecs: np.ndarray, doc_vecs: np.ndarray,
+                 queries: Sequence[str], doc_texts: Sequence[str], positives: list[list[int]],
+                 teacher: Teacher | None) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.q_vecs = q_vecs
+        self.doc_vecs = doc_vecs
+        self.queries = queries
+        self.doc_texts = doc_texts
+        self.positives = positives
+        self.teacher = teacher
+        self.rng = np.random.default_rng(cfg.seed)
+        self.max_positives = max(len(p) for p in positives)
+        self.range_max = cfg.resolved_range_max(self.max_positives)
+        self.timing = {"search": 0.0, "teacher": 0.0, "filter": 0.0}
+
+    def run_chunk(self, qidx: np.ndarray, depth: int) -> _Chunk:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        scores, rows = self.index.search(self.q_vecs[qidx], depth)
+        t1 = time.perf_counter()
+        self.timing["search"] += t1 - t0
+        n = len(qidx)
+        pos_lists = [self.positives[q] for q in qidx]
+        width = max(len(p) for p in pos_lists)
+        pos_scores = np.full((n, width), np.nan, dtype=np.float32)
+        for i, (q, p) in enumerate(zip(qidx, pos_lists)):
+            pos_scores[i, : len(p)] = self.doc_vecs[p] @ self.q_vecs[q]
+        if self.teacher is not None:
+            scores, rows, pos_scores = self._rescore(qidx, scores, rows, pos_scores)
+            t2 = time.perf_counter()
+            self.timing["teacher"] += t2 - t1
+            t1 = t2
+        scores = scores.copy()
+        masked = np.zeros(n, dtype=np.int64)
+        if not cfg.include_positives:
+            for i, p in enumerate(pos_lists):
+                hit = np.isin(rows[i], p)
+                masked[i] = int(hit.sum())
+                scores[i, hit] = -np.inf
+        candidates = np.isfinite(scores).sum(axis=1)
+        removed = np.zeros((n, len(RULES)), dtype=np.int64)
+        removed_scores: dict[str, list[np.ndarray]] = {}
+        pos_ref = F.positive_reference(pos_scores)
+        masks: list[tuple[str, Any]] = []
+        if cfg.absolute_margin is not None:
+            masks.append(("absolute_margin", lambda s: F.absolute_margin_mask(s, pos_ref, cfg.absolute_margin)))
+        if cfg.relative_margin is not None:
+            masks.append(("relative_margin", lambda s: F.relative_margin_mask(s, pos_ref, cfg.relative_margin)))
+        if cfg.adaptive_margin is not None:
+            thresholds = F.adaptive_thresholds(scores, pos_scores, margin=cfg.adaptive_margin,
+                                               quantile=cfg.adaptive_quantile, window=cfg.adaptive_window)
+            masks.append(("adaptive_margin", lambda s: F.threshold_mask(s, thresholds)))
+        if cfg.max_score is not None:
+            masks.append(("max_score", lambda s: F.max_score_mask(s, cfg.max_score)))
+        if cfg.min_score is not None:
+            masks.append(("min_score", lambda s: F.min_score_mask(s, cfg.min_score)))
+        for name, fn in masks:
+            m = fn(scores)
+            removed[:, RULES.index(name)] = m.sum(axis=1)
+            removed_scores.setdefault(name, []).append(scores[m])
+            scores[m] = -np.inf
+        cols = F.select_negatives(scores, range_min=cfg.range_min, range_max=self.range_max,
+                                  num_negatives=cfg.num_negatives, sampling_strategy=cfg.sampling_strategy,
+                                  rng=self.rng)
+        safe = np.maximum(cols, 0)
+        negatives = np.where(cols >= 0, np.take_along_axis(rows, safe, axis=1), -1)
+        neg_scores = np.where(cols >= 0, np.take_along_axis(scores, safe, axis=1), np.nan).astype(np.float32)
+        self.timing["filter"] += time.perf_counter() - t1
+        return _Chunk(negatives, neg_scores, [pos_scores[i, : len(p)] for i, p in enumerate(pos_lists)],
+                      removed, masked, candidates, np.full(n, depth), removed_scores)
+
+    def _rescore(self, qidx: np.ndarray, scores: np.ndarray, rows: np.ndarray, pos_scores: np.ndarray,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        assert self.teacher is not None
+        queries = [self.queries[q] for q in qidx]
+        docs = [[self.doc_texts[r] for r in row if r >= 0] + [self.doc_texts[p] for p in self.positives[q]]
+                for q, row in zip(qidx, rows)]
+        rescored = self.teacher.score(queries, docs)
+        new_scores = np.full_like(scores, -np.inf)
+        new_rows = np.full_like(rows, -1)
+        new_pos = np.full_like(pos_scores, np.nan)
+        for i, row in enumerate(rows):
+            valid = row[row >= 0]
+            s = np.asarray(rescored[i], dtype=np.float32)
+            cand, pos = s[: len(valid)], s[len(valid):]
+            order = np.argsort(-cand, kind="stable")
+            new_scores[i, : len(valid)] = cand[order]
+            new_rows[i, : len(valid)] = valid[order]
+            new_pos[i, : len(pos)] = pos
+        return new_scores, new_rows, new_pos
+
+
+def mine(
+    data: RetrievalData,
+    encoder: Encoder | None = None,
+    *,
+    config: MiningConfig | None = None,
+    teacher: Any = None,
+    index_kind: str = "flat",
+    index_backend: str = "auto",
+    device: str = "auto",
+    show_progress: bool = True,
+    **options: Any,
+) -> MiningResult:
+    """Mine hard negatives for every query of ``data`` from its corpus.
+
+    Options are those of :class:`MiningConfig` (``num_negatives``, ``range_min``, ``range_max``,
+    ``absolute_margin``, ``relative_margin``, ``adaptive_margin``, ``max_score``, ``min_score``,
+    ``sampling_strategy``...), given as ``config`` or keyword arguments. ``teacher`` (an :class:`Encoder`,
+    ``SentenceTransformer`` or ``CrossEncoder``) re-scores candidates and positives before the filters.
+    The corpus is de-duplicated by text, like sentence-transformers; queries are already unique in ``data``.
+    """
+    cfg = MiningConfig(**{**(config.model_dump() if config else {}), **options})
+    if len(data) == 0:
+        raise ValueError("no queries to mine")
+    t_start = time.perf_counter()
+    encoder = encoder or Encoder(batch_size=cfg.batch_size, show_progress=show_progress)
+    teach = as_teacher(teacher) if teacher is not None else None
+    doc_ids, doc_texts, doc2u = _dedup_corpus(data)
+    positives = [list(dict.fromkeys(int(doc2u[d]) for d in pos)) for pos in data.positives]
+
+    t0 = time.perf_counter()
+    stats_before = (encoder.stats.cached, encoder.stats.encoded)
+    doc_vecs = encoder.encode(doc_texts, kind="document", prompt=cfg.corpus_prompt,
+                              prompt_name=cfg.corpus_prompt_name, desc="corpus")
+    q_vecs = encoder.encode(list(data.queries), kind="query", prompt=cfg.query_prompt,
+                            prompt_name=cfg.query_prompt_name, desc="queries")
+    t_encode = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    index = VectorIndex(doc_vecs.shape[1], kind=index_kind, backend=index_backend, device=device)  # type: ignore[arg-type]
+    index.add(doc_vecs)
+    t_index = time.perf_counter() - t0
+
+    miner = _Miner(cfg, index, q_vecs, doc_vecs, data.queries, doc_texts, positives, teach)
+    n_q = len(data)
+    ntotal = index.ntotal
+    depth0 = min(miner.range_max + miner.max_positives, ntotal)
+    max_depth = min(ntotal, max(cfg.max_depth, depth0))
+
+    num = cfg.num_negatives
+    negatives = np.full((n_q, num), -1, dtype=np.int64)
+    neg_scores = np.full((n_q, num), np.nan, dtype=np.float32)
+    pos_scores: list[np.ndarray] = [np.zeros(0, np.float32)] * n_q
+    removed = np.zeros((n_q, len(RULES)), dtype=np.int64)
+    masked = np.zeros(n_q, dtype=np.int64)
+    candidates = np.zeros(n_q, dtype=np.int64)
+    depth_used = np.zeros(n_q, dtype=np.int64)
+    removed_scores: dict[str, list[np.ndarray]] = {}
+
+    def store(qidx: np.ndarray, ch: _Chunk) -> None:
+        negatives[qidx] = ch.negatives
+        neg_scores[qidx] = ch.negative_scores
+        for i, q in enumerate(qidx):
+            pos_scores[q] = ch.positive_scores[i]
+        removed[qidx] = ch.removed
+        masked[qidx] = ch.masked
+        candidates[qidx] = ch.candidates
+        depth_used[qidx] = ch.depth
+
+    bar = tqdm(total=n_q, desc="Mining", unit="query", disable=not show_progress)
+    for start in range(0, n_q, cfg.chunk_size):
+        qidx = np.arange(start, min(n_q, start + cfg.chunk_size))
+        ch = miner.run_chunk(qidx, depth0)
+        store(qidx, ch)
+        for k, v in ch.removed_scores.items():
+            removed_scores.setdefault(k, []).extend(v)
+        depth = depth0
+        short = qidx[(ch.negatives < 0).any(axis=1)]
+        while cfg.deepens and len(short) and depth < max_depth:
+            depth = min(max_depth, depth * 4)
+            ch = miner.run_chunk(short, depth)
+            store(short, ch)
+            short = short[(ch.negatives < 0).any(axis=1)]
+        bar.update(len(qidx))
+    bar.close()
+
+    report = MiningReport.build(
+        cfg=cfg, data_source=data.source, positives=positives, pos_scores=pos_scores, negatives=negatives,
+        neg_scores=neg_scores, removed=removed, rules=RULES, masked=masked, candidates=candidates,
+        depth_used=depth_used, depth0=depth0, range_max=miner.range_max, corpus_size=len(doc_texts),
+        corpus_rows=len(data.corpus_texts),
+        timings={"encode": t_encode, "index": t_index, **miner.timing, "total": time.perf_counter() - t_start},
+        encoder={"model": encoder.name, "fingerprint": encoder.fingerprint,
+                 "cached": encoder.stats.cached - stats_before[0], "encoded": encoder.stats.encoded - stats_before[1]},
+        index=index.describe(), teacher=getattr(teach, "name", None),
+    )
+    return MiningResult(
+        queries=list(data.queries), query_ids=list(data.query_ids), doc_ids=doc_ids, doc_texts=doc_texts,
+        positives=positives, positive_scores=pos_scores, negatives=negatives, negative_scores=neg_scores,
+        config=cfg, report=report,
+        removed_scores={k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in removed_scores.items()},
+    )
