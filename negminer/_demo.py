@@ -10,6 +10,7 @@ result is deterministic for a given Python build.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import sysconfig
 import textwrap
@@ -61,8 +62,17 @@ def _strip_docstring(node: ast.AST, lines: list[str]) -> str:
     return textwrap.dedent("\n".join(kept)).strip("\n")
 
 
-def stdlib_functions() -> Iterator[tuple[str, str, str, str]]:
-    """Yield (module, qualified name, docstring first line, source without docstring) for public functions."""
+def stdlib_functions() -> tuple[tuple[str, str, str, str], ...]:
+    """(module, qualified name, docstring first line, source without docstring) of public functions, in file order."""
+    return _stdlib_functions()
+
+
+@functools.lru_cache(maxsize=1)
+def _stdlib_functions() -> tuple[tuple[str, str, str, str], ...]:
+    return tuple(_iter_functions())
+
+
+def _iter_functions() -> Iterator[tuple[str, str, str, str]]:
     for mod, path in _stdlib_files():
         try:
             source = path.read_text(encoding="utf-8")
@@ -88,6 +98,7 @@ def stdlib_functions() -> Iterator[tuple[str, str, str, str]]:
             yield mod, qualname, query, doc
 
 
+@functools.lru_cache(maxsize=1)
 def _module_docs() -> dict[str, str]:
     out: dict[str, str] = {}
     for mod, path in _stdlib_files():
@@ -112,12 +123,12 @@ def build_demo(max_docs: int | None = 1500, *, harsh: bool = False) -> Retrieval
     corpus holds about that many documents; None keeps everything. ``harsh=True`` builds the many-positives
     variant (module docstring -> all public functions of the module).
     """
-    funcs = list(stdlib_functions())
+    funcs = stdlib_functions()
     corpus_ids: list[str] = []
     corpus_texts: list[str] = []
     by_text: dict[str, int] = {}
     groups: dict[str, list[int]] = {}
-    module_docs = _module_docs() if harsh else {}
+    module_docs = dict(_module_docs()) if harsh else {}
     for mod, qualname, query, doc in funcs:
         if doc not in by_text:
             by_text[doc] = len(corpus_ids)

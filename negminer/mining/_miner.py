@@ -32,7 +32,8 @@ class MiningResult:
 
     ``negatives[i]`` holds corpus rows (``-1`` where a query got fewer than ``num_negatives``) in descending score
     order, ``negative_scores[i]`` their scores (NaN where missing), ``positives[i]`` / ``positive_scores[i]`` the
-    query's positives and their scores (teacher scores when a teacher was used).
+    query's positives and their scores (teacher scores when a teacher was used), ``search_depth[i]`` how many
+    candidates were retrieved for it (more than the default when deepening was needed).
     """
 
     queries: list[str]
@@ -45,6 +46,7 @@ class MiningResult:
     negative_scores: np.ndarray
     config: MiningConfig
     report: MiningReport
+    search_depth: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     removed_scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -301,6 +303,6 @@ def mine(
     return MiningResult(
         queries=list(data.queries), query_ids=list(data.query_ids), doc_ids=doc_ids, doc_texts=doc_texts,
         positives=positives, positive_scores=pos_scores, negatives=negatives, negative_scores=neg_scores,
-        config=cfg, report=report,
+        config=cfg, report=report, search_depth=depth_used,
         removed_scores={k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in removed_scores.items()},
     )

@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.negminer-installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test test-fast lint bench bench-speed bench-fn clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[cpu,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/negminer demo --output runs/demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check negminer tests benchmarks
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check negminer tests benchmarks
+
+bench: bench-fn bench-speed
+
+bench-fn: $(STAMP)
+	$(PY) benchmarks/false_negatives.py
+
+bench-speed: $(STAMP)
+	$(PY) benchmarks/mining_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

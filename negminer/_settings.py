@@ -1,0 +1,27 @@
+"""Settings from the environment (prefix ``NEGMINER_``) through pydantic-settings; CLI flags override them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "negminer"
+
+
+class Settings(BaseSettings):
+    """``NEGMINER_MODEL``, ``NEGMINER_CACHE_DIR``, ``NEGMINER_DEVICE``, ``NEGMINER_BATCH_SIZE``."""
+
+    model_config = SettingsConfigDict(env_prefix="NEGMINER_", extra="ignore")
+
+    model: str | None = Field(None, description="model folder or name; default: bundled all-MiniLM-L6-v2")
+    cache_dir: Path = Field(default_factory=_default_cache, description="embedding cache folder")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    batch_size: int = Field(64, ge=1, description="texts per encoding batch")
+    index_device: Literal["auto", "cpu", "gpu"] = Field("auto", description="FAISS device")

@@ -1,0 +1,283 @@
+"""The ``negminer`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer  # noqa: E402
+
+from negminer._errors import NegminerError  # noqa: E402
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Mine hard negatives with false-negative filtering; index and search corpora.")
+index_app = typer.Typer(no_args_is_help=True, help="Build, inspect and search versioned corpus indexes.")
+app.add_typer(index_app, name="index")
+
+# Recommended filter when the user names none (see the README's false-negative benchmark).
+DEFAULT_FILTER: dict[str, float] = {"relative_margin": 0.05}
+
+
+class OutputFormat(str, Enum):
+    triplet = "triplet"
+    n_tuple = "n-tuple"
+    labeled_pair = "labeled-pair"
+    labeled_list = "labeled-list"
+
+
+class Sampling(str, Enum):
+    top = "top"
+    random = "random"
+
+
+class Kind(str, Enum):
+    flat = "flat"
+    ivf = "ivf"
+    hnsw = "hnsw"
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _encoder(model: str | None, cache_dir: Path | None, batch_size: int | None, no_cache: bool) -> Any:
+    from negminer._settings import Settings
+    from negminer.index import Encoder
+
+    s = Settings()
+    return Encoder(
+        model or s.model,
+        device=s.device,
+        batch_size=batch_size or s.batch_size,
+        cache_dir=None if no_cache else (cache_dir or s.cache_dir),
+    )
+
+
+ModelOpt = Annotated[str | None, typer.Option(help="model folder or name [default: bundled all-MiniLM-L6-v2]")]
+CacheOpt = Annotated[Path | None, typer.Option(help="embedding cache folder [default: $NEGMINER_CACHE_DIR or "
+                                                    "~/.cache/negminer]")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="encode everything, read and write no cache")]
+BatchOpt = Annotated[int | None, typer.Option(help="texts per encoding batch [default: 64]")]
+
+
+def _mining_options(
+    num_negatives: int, range_min: int, range_max: int | None, absolute_margin: float | None,
+    relative_margin: float | None, adaptive_margin: float | None, max_score: float | None,
+    min_score: float | None, sampling_strategy: Sampling, seed: int, no_margin: bool,
+) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "num_negatives": num_negatives, "range_min": range_min, "range_max": range_max,
+        "absolute_margin": absolute_margin, "relative_margin": relative_margin, "adaptive_margin": adaptive_margin,
+        "max_score": max_score, "min_score": min_score, "sampling_strategy": sampling_strategy.value, "seed": seed,
+    }
+    if not no_margin and absolute_margin is None and relative_margin is None and adaptive_margin is None:
+        opts.update(DEFAULT_FILTER)
+    return opts
+
+
+def _write_outputs(result: Any, out: Path, output_format: str, output_scores: bool) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in ("jsonl", "parquet"):
+        p = out / f"negatives.{suffix}"
+        result.save(str(p), output_format, output_scores=output_scores)
+        written.append(p)
+    result.report.save_json(out / "report.json")
+    result.report.save_plot(out / "scores.png", result.removed_scores)
+    written += [out / "report.json", out / "scores.png"]
+    return written
+
+
+@app.command()
+def mine(
+    data: Annotated[Path, typer.Argument(help="BEIR folder, pairs .jsonl, or saved datasets.Dataset folder")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/mine"),
+    split: Annotated[str, typer.Option(help="qrels split of a BEIR folder")] = "train",
+    corpus: Annotated[Path | None, typer.Option(help="extra corpus.jsonl for a pairs file")] = None,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    batch_size: BatchOpt = None,
+    num_negatives: Annotated[int, typer.Option(help="negatives per query")] = 3,
+    range_min: Annotated[int, typer.Option(help="skip the top candidates (ranks after filtering)")] = 0,
+    range_max: Annotated[int | None, typer.Option(help="last candidate rank [default: as ST]")] = None,
+    absolute_margin: Annotated[float | None, typer.Option(help="drop if score + m > positive")] = None,
+    relative_margin: Annotated[float | None, typer.Option(help="drop if score > pos - |pos| * m")] = None,
+    adaptive_margin: Annotated[float | None, typer.Option(help="drop above a per-query threshold (see README)")] = None,
+    max_score: Annotated[float | None, typer.Option(help="drop candidates scoring above")] = None,
+    min_score: Annotated[float | None, typer.Option(help="drop candidates scoring below")] = None,
+    no_margin: Annotated[bool, typer.Option("--no-margin", help="no false-negative filter at all")] = False,
+    sampling_strategy: Annotated[Sampling, typer.Option(help="top or random")] = Sampling.top,
+    seed: int = 42,
+    teacher: Annotated[str | None, typer.Option(help="second bi-encoder that re-scores candidates")] = None,
+    output_format: Annotated[OutputFormat, typer.Option(help="rows written")] = OutputFormat.triplet,
+    output_scores: Annotated[bool, typer.Option(help="add scores to the rows")] = False,
+) -> None:
+    """Mine hard negatives for DATA. Writes negatives.jsonl / .parquet, report.json and scores.png to --output.
+
+    Without a margin flag the recommended filter applies (relative_margin 0.05); --no-margin disables it.
+    """
+    from negminer._data import load_data
+    from negminer.mining import MiningConfig
+    from negminer.mining import mine as run_mine
+
+    try:
+        config = MiningConfig(**_mining_options(num_negatives, range_min, range_max, absolute_margin,
+                                                relative_margin, adaptive_margin, max_score, min_score,
+                                                sampling_strategy, seed, no_margin))
+        ds = load_data(data, split=split, corpus=str(corpus) if corpus else None)
+        enc = _encoder(model, cache_dir, batch_size, no_cache)
+        teach = _encoder(teacher, cache_dir, batch_size, no_cache) if teacher else None
+        typer.echo(f"{len(ds):,} queries, {len(ds.corpus_ids):,} documents from {ds.source}")
+        result = run_mine(ds, enc, teacher=teach, config=config)
+        written = _write_outputs(result, output, output_format.value, output_scores)
+    except (NegminerError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(result.report.summary())
+    for p in written:
+        typer.echo(f"wrote {p}")
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/demo"),
+    max_docs: Annotated[int, typer.Option(help="documents in the demo corpus (time grows with it)")] = 1500,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    harsh: Annotated[bool, typer.Option(help="many-positives variant (module docstring -> its functions)")] = False,
+) -> None:
+    """Build the demo data from the Python standard library, mine hard negatives on its train split, report."""
+    from negminer._demo import build_demo
+    from negminer._io import write_json
+    from negminer.mining import mine as run_mine
+
+    try:
+        t0 = time.perf_counter()
+        data = build_demo(max_docs, harsh=harsh)
+        train, test = data.split(0.2)
+        typer.echo(f"demo data: {len(data):,} queries ({data.num_pairs:,} pairs), {len(data.corpus_ids):,} documents "
+                   f"from the Python {sys.version.split()[0]} standard library; train {len(train):,} / test "
+                   f"{len(test):,} queries ({time.perf_counter() - t0:.1f}s)")
+        enc = _encoder(model, cache_dir, None, False)
+        result = run_mine(train, enc, **DEFAULT_FILTER)
+        output.mkdir(parents=True, exist_ok=True)
+        written = _write_outputs(result, output, "triplet", True)
+        write_json(output / "examples.json", _examples(result, 5))
+    except (NegminerError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(result.report.summary())
+    typer.echo("\nexamples (query -> positive | hard negatives):")
+    for ex in _examples(result, 3):
+        typer.echo(f"\n  query: {ex['query']}")
+        typer.echo(f"  positive: {ex['positives'][0]['id']} ({ex['positives'][0]['score']:.3f})")
+        for n in ex["negatives"]:
+            typer.echo(f"  negative: {n['id']} ({n['score']:.3f})")
+    for p in written + [output / "examples.json"]:
+        typer.echo(f"wrote {p}")
+
+
+def _examples(result: Any, n: int) -> list[dict[str, Any]]:
+    out = []
+    step = max(1, len(result) // n)
+    for i in range(0, len(result), step)[:n]:
+        out.append({
+            "query": result.queries[i],
+            "positives": [{"id": result.doc_ids[p], "score": round(float(s), 4)}
+                          for p, s in zip(result.positives[i], result.positive_scores[i])],
+            "negatives": [{"id": d, "score": round(s, 4)} for d, s in result.negatives_of(i)],
+        })
+    return out
+
+
+@index_app.command("build")
+def index_build(
+    data: Annotated[Path, typer.Argument(help="corpus.jsonl, a BEIR folder, or a pairs .jsonl")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="index store folder (versions + CURRENT)")],
+    kind: Annotated[Kind, typer.Option(help="flat (exact), ivf or hnsw")] = Kind.flat,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    batch_size: BatchOpt = None,
+    keep: Annotated[int, typer.Option(help="versions kept on disk")] = 3,
+) -> None:
+    """Encode a corpus and publish it as the next version of an index store."""
+    from negminer._data import _load_corpus_jsonl, load_data
+    from negminer._settings import Settings
+    from negminer.index import IndexStore, build_index
+
+    try:
+        if data.is_file() and data.name == "corpus.jsonl":
+            ids, texts = _load_corpus_jsonl(str(data))
+        else:
+            ds = load_data(data)
+            ids, texts = ds.corpus_ids, ds.corpus_texts
+        enc = _encoder(model, cache_dir, batch_size, no_cache)
+        index = build_index(enc, ids, texts, kind=kind.value, device=Settings().index_device)
+        version = IndexStore(out).publish(index, keep=keep)
+    except (NegminerError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"published version {version}: {len(ids):,} documents, {index.index.describe()} -> {out}")
+
+
+@index_app.command("info")
+def index_info(store: Annotated[Path, typer.Argument(help="index store folder")]) -> None:
+    """Show the versions of an index store and the current one's metadata."""
+    from negminer.index import IndexStore
+
+    s = IndexStore(store)
+    try:
+        current = s.current_version()
+        if current is None:
+            raise NegminerError(f"{store}: no index published yet")
+        meta = json.loads((s.path(current) / "meta.json").read_text())
+    except (NegminerError, OSError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(json.dumps({"current": current, "versions": s.versions(), "meta": meta}, indent=2))
+
+
+@index_app.command("search")
+def index_search(
+    store: Annotated[Path, typer.Argument(help="index store folder")],
+    query: Annotated[list[str], typer.Argument(help="one or more query texts")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k")] = 10,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Search the current version with query texts (the model must be the one that built the index)."""
+    from negminer.index import IndexStore
+
+    try:
+        enc = _encoder(model, cache_dir, None, False)
+        enc.show_progress = False
+        index = IndexStore(store).load(expect_fingerprint=enc.fingerprint)
+        scores, rows = index.search(enc.encode(list(query), kind="query"), top_k)
+    except (NegminerError, ValueError) as exc:
+        _fail(exc)
+        return
+    for q, sc, rw in zip(query, scores, rows):
+        typer.echo(f"{q}  (version {index.version})")
+        for s, r in zip(sc, rw):
+            if r >= 0:
+                typer.echo(f"  {s:.4f}  {index.doc_ids[r]}")
+
+
+def main() -> None:  # pragma: no cover
+    logging.basicConfig(level=logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,101 @@
+"""Shared fixtures: tiny random BERT models with the real all-MiniLM-L6-v2 tokenizer, small data sets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def make_tiny_model(path: Path, seed: int, hidden: int = 32) -> Path:
+    """Save a 2-layer random BERT sentence-transformer (mean pooling, normalized) to ``path``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from negminer.index import default_model_path
+
+    tok = AutoTokenizer.from_pretrained(default_model_path())
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=2 * hidden, max_position_embeddings=128)
+    torch.manual_seed(seed)
+    raw = path.parent / f"{path.name}-bert"
+    BertModel(cfg).save_pretrained(raw)
+    tok.save_pretrained(raw)
+    word = Transformer(str(raw), max_seq_length=64)
+    model = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), "mean"), Normalize()],
+                                device="cpu")
+    model.save(str(path))
+    return path
+
+
+def make_lexical_model(path: Path, seed: int, dim: int = 64) -> Path:
+    """Save a bag-of-words model (random static token embeddings, mean-pooled, normalized) to ``path``.
+
+    Unlike a random transformer its scores mean something (shared tokens), so margins behave as on real data."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
+    from tokenizers import Tokenizer
+
+    from negminer.index import default_model_path
+
+    tok = Tokenizer.from_file(str(Path(default_model_path()) / "tokenizer.json"))
+    torch.manual_seed(seed)
+    static = StaticEmbedding(tok, embedding_dim=dim)
+    SentenceTransformer(modules=[static, Normalize()], device="cpu").save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def lexical_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_lexical_model(tmp_path_factory.mktemp("models") / "lexical", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "teacher", seed=1)
+
+
+@pytest.fixture(scope="session")
+def demo_small():
+    from negminer import build_demo
+
+    return build_demo(250)
+
+
+def write_jsonl(path: Path, rows: list[dict] | list[str]) -> Path:
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return path
+
+
+@pytest.fixture
+def beir_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    write_jsonl(root / "corpus.jsonl", [
+        {"_id": "d1", "title": "Paris", "text": "Paris is the capital of France."},
+        {"_id": "d2", "title": "", "text": "Berlin is the capital of Germany."},
+        {"_id": "d3", "text": "The Seine flows through Paris."},
+        {"_id": "d4", "text": "Bread is baked in ovens."},
+    ])
+    write_jsonl(root / "queries.jsonl", [
+        {"_id": "q1", "text": "capital of France"},
+        {"_id": "q2", "text": "capital of Germany"},
+    ])
+    (root / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td3\t1\nq2\td2\t1\nq2\td4\t0\n", encoding="utf-8")
+    return root

@@ -1,0 +1,92 @@
+"""The embedding cache: warm re-runs encode nothing, changed texts only, a changed checkpoint everything."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from negminer import ModelError
+from negminer.index import EmbeddingCache, Encoder, fingerprint_model
+
+TEXTS = [f"def function_{i}(x):\n    return x * {i}" for i in range(40)]
+
+
+def test_warm_run_encodes_nothing_and_returns_same_vectors(tiny_model: Path, tmp_path: Path) -> None:
+    cold = Encoder(tiny_model, device="cpu", cache_dir=tmp_path, show_progress=False)
+    a = cold.encode(TEXTS)
+    assert cold.stats.encoded == 40
+    warm = Encoder(tiny_model, device="cpu", cache_dir=tmp_path, show_progress=False)
+    b = warm.encode(TEXTS)
+    assert warm.stats.encoded == 0 and warm.stats.cached == 40
+    assert warm._model is None  # fully cached: the model was never loaded
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+
+
+def test_changed_documents_only_are_reencoded(tiny_model: Path, tmp_path: Path) -> None:
+    enc = Encoder(tiny_model, device="cpu", cache_dir=tmp_path, show_progress=False)
+    enc.encode(TEXTS)
+    changed = TEXTS[:35] + [t + "  # edited" for t in TEXTS[35:]]
+    enc2 = Encoder(tiny_model, device="cpu", cache_dir=tmp_path, show_progress=False)
+    out = enc2.encode(changed)
+    assert enc2.stats.encoded == 5 and enc2.stats.cached == 35
+    fresh = Encoder(tiny_model, device="cpu", show_progress=False).encode(changed)
+    np.testing.assert_allclose(out, fresh, atol=1e-5)
+
+
+def test_finetuned_checkpoint_never_reuses_base_vectors(tiny_model: Path, tmp_path: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    ckpt = tmp_path / "ckpt"
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)  # a "training step": same base model, other weights
+    model.save(str(ckpt))
+    assert fingerprint_model(ckpt) != fingerprint_model(tiny_model)
+    base = Encoder(tiny_model, device="cpu", cache_dir=tmp_path / "c", show_progress=False)
+    base.encode(TEXTS)
+    tuned = Encoder(ckpt, device="cpu", cache_dir=tmp_path / "c", show_progress=False)
+    tuned.encode(TEXTS)
+    assert tuned.stats.encoded == 40 and tuned.stats.cached == 0
+    # an in-memory model is fingerprinted from its weights as well
+    assert fingerprint_model(model) != fingerprint_model(SentenceTransformer(str(tiny_model), device="cpu"))
+
+
+def test_fingerprint_ignores_readme_but_not_config(tiny_model: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    (copy / "README.md").write_text("edited card")
+    assert fingerprint_model(copy) == fingerprint_model(tiny_model)
+    cfg = copy / "1_Pooling" / "config.json"
+    cfg.write_text(cfg.read_text().replace('"mean"', '"max"'))
+    assert fingerprint_model(copy) != fingerprint_model(tiny_model)
+
+
+def test_prompt_and_kind_are_part_of_the_key(tiny_model: Path, tmp_path: Path) -> None:
+    enc = Encoder(tiny_model, device="cpu", cache_dir=tmp_path, show_progress=False)
+    enc.encode(TEXTS[:5], kind="document")
+    enc.encode(TEXTS[:5], kind="query", prompt="query: ")
+    assert enc.stats.encoded == 10
+
+
+def test_broken_chunk_is_a_miss_not_an_error(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path, {"k": 1})
+    keys = [bytes([i]) * 16 for i in range(3)]
+    cache.add(keys, np.eye(3, dtype=np.float32))
+    chunk = next(cache.dir.glob("*.vecs.npy"))
+    chunk.write_bytes(b"garbage")
+    fresh = EmbeddingCache(tmp_path, {"k": 1})
+    found, vecs = fresh.lookup(keys)
+    assert not found.any() and vecs is None
+    assert not list(cache.dir.glob("*.tmp"))
+
+
+def test_bad_model_path(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("hi")
+    with pytest.raises(ModelError, match="not a sentence-transformers or transformers model folder"):
+        Encoder(tmp_path / "empty", device="cpu").encode(["x"])

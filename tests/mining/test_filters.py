@@ -1,0 +1,106 @@
+"""Every filter on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from negminer.mining import (
+    absolute_margin_mask,
+    adaptive_thresholds,
+    max_score_mask,
+    min_score_mask,
+    positive_reference,
+    relative_margin_mask,
+    select_negatives,
+    threshold_mask,
+)
+
+NEG = -np.inf
+S = np.array([[0.90, 0.80, 0.70, NEG], [0.50, 0.40, 0.30, 0.20]], dtype=np.float32)
+
+
+def test_positive_reference_is_lowest_positive() -> None:
+    pos = np.array([[0.9, 0.7, np.nan], [0.6, np.nan, np.nan]], dtype=np.float32)
+    np.testing.assert_allclose(positive_reference(pos), [0.7, 0.6])
+
+
+def test_absolute_margin() -> None:
+    # query 0: pos 0.85, margin 0.1 -> drop if s + 0.1 > 0.85, i.e. s > 0.75: 0.90, 0.80
+    # query 1: pos 0.45 -> drop if s > 0.35: 0.50, 0.40
+    m = absolute_margin_mask(S, np.array([0.85, 0.45], np.float32), 0.1)
+    assert m.tolist() == [[True, True, False, False], [True, True, False, False]]
+
+
+def test_absolute_margin_zero_keeps_equal_score() -> None:
+    m = absolute_margin_mask(np.array([[0.5, 0.4]], np.float32), np.array([0.5], np.float32), 0.0)
+    assert m.tolist() == [[False, False]]
+
+
+def test_relative_margin_positive_and_negative_scores() -> None:
+    # pos 0.8, m 0.1 -> threshold 0.72: drop 0.90 and 0.80
+    # pos -0.5, m 0.2 -> threshold -0.5 - 0.1 = -0.6 (sign-safe): drop everything above -0.6
+    s = np.array([[0.9, 0.8, 0.7], [-0.55, -0.6, -0.7]], np.float32)
+    m = relative_margin_mask(s, np.array([0.8, -0.5], np.float32), np.float32(0.1))
+    assert m[0].tolist() == [True, True, False]
+    m2 = relative_margin_mask(s[1:], np.array([-0.5], np.float32), 0.2)
+    assert m2.tolist() == [[True, False, False]]
+
+
+def test_max_and_min_score_ignore_removed() -> None:
+    assert max_score_mask(S, 0.75).tolist() == [[True, True, False, False], [False] * 4]
+    # -inf (already removed) is not counted again by min_score
+    assert min_score_mask(S, 0.35).tolist() == [[False, False, False, False], [False, False, True, True]]
+
+
+def test_adaptive_threshold_hand_computed() -> None:
+    scores = np.array([[0.6, 0.5, 0.4, NEG]], dtype=np.float32)
+    pos = np.array([[0.9, 0.7, 0.2]], dtype=np.float32)
+    # anchor = median(0.9, 0.7, 0.2) = 0.7; sigma = sample std of (0.6, 0.5, 0.4) = 0.1
+    t = adaptive_thresholds(scores, pos, margin=1.5, quantile=0.5, window=3)
+    np.testing.assert_allclose(t, [0.7 - 1.5 * 0.1], atol=1e-6)
+    assert threshold_mask(scores, t).tolist() == [[True, False, False, False]]
+    # quantile 0 = lowest positive (the fixed margins' anchor)
+    t0 = adaptive_thresholds(scores, pos, margin=1.0, quantile=0.0, window=3)
+    np.testing.assert_allclose(t0, [0.2 - 0.1], atol=1e-6)
+
+
+def test_adaptive_threshold_min_spread_and_single_candidate() -> None:
+    scores = np.array([[0.5, NEG, NEG]], dtype=np.float32)
+    pos = np.array([[0.8]], dtype=np.float32)
+    t = adaptive_thresholds(scores, pos, margin=2.0, window=3, min_spread=0.05)
+    np.testing.assert_allclose(t, [0.8 - 2.0 * 0.05], atol=1e-6)
+
+
+def test_adaptive_quantile_validated() -> None:
+    with pytest.raises(ValueError, match="quantile"):
+        adaptive_thresholds(S, np.ones((2, 1), np.float32), quantile=1.5)
+
+
+def test_select_negatives_counts_ranks_after_filtering() -> None:
+    scores = np.array([[0.9, NEG, 0.7, 0.6, 0.5, 0.4]], dtype=np.float32)
+    # survivors in order: cols 0, 2, 3, 4, 5; window [1, 4) -> cols 2, 3, 4
+    cols = select_negatives(scores, range_min=1, range_max=4, num_negatives=2)
+    assert cols.tolist() == [[2, 3]]
+    cols = select_negatives(scores, range_min=1, range_max=4, num_negatives=3)
+    assert cols.tolist() == [[2, 3, 4]]
+
+
+def test_select_negatives_short_rows_padded() -> None:
+    scores = np.array([[0.9, NEG, NEG], [NEG, NEG, NEG]], dtype=np.float32)
+    cols = select_negatives(scores, range_min=0, range_max=3, num_negatives=2)
+    assert cols.tolist() == [[0, -1], [-1, -1]]
+
+
+def test_select_negatives_random_is_seeded_and_sorted() -> None:
+    scores = np.array([np.linspace(0.9, 0.1, 9)], dtype=np.float32)
+    a = select_negatives(scores, range_min=0, range_max=9, num_negatives=3, sampling_strategy="random",
+                         rng=np.random.default_rng(7))
+    b = select_negatives(scores, range_min=0, range_max=9, num_negatives=3, sampling_strategy="random",
+                         rng=np.random.default_rng(7))
+    assert a.tolist() == b.tolist()
+    assert a[0].tolist() == sorted(a[0].tolist())  # columns in score order
+    assert len(set(a[0].tolist())) == 3
+    many = {tuple(select_negatives(scores, range_min=0, range_max=9, num_negatives=3, sampling_strategy="random",
+                                   rng=np.random.default_rng(s))[0]) for s in range(20)}
+    assert len(many) > 5

@@ -1,0 +1,155 @@
+"""The miner end to end on a tiny random model: positives never negatives, formats, deepening, report, teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from negminer import ConfigError, Encoder, RetrievalData, mine
+from negminer.mining import MiningConfig
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model: Path) -> Encoder:
+    return Encoder(tiny_model, device="cpu", show_progress=False)
+
+
+def test_positives_are_never_negatives(demo_small, encoder: Encoder) -> None:
+    res = mine(demo_small, encoder, num_negatives=4, show_progress=False)
+    for i, pos in enumerate(res.positives):
+        assert not set(res.negatives[i][res.negatives[i] >= 0].tolist()) & set(pos)
+        scores = res.negative_scores[i][np.isfinite(res.negative_scores[i])]
+        assert list(scores) == sorted(scores, reverse=True)
+    assert res.report.queries_full == len(demo_small)  # no filter: every query is supplied
+
+
+def test_duplicate_texts_count_as_positive(encoder: Encoder) -> None:
+    data = RetrievalData(["a", "b", "c", "d"], ["same text", "same text", "other text", "third text"],
+                         ["q"], ["same text"], [[0]])
+    res = mine(data, encoder, num_negatives=3, show_progress=False)
+    assert res.doc_texts == ["same text", "other text", "third text"]  # de-duplicated by text
+    negs = [res.doc_texts[n] for n in res.negatives[0] if n >= 0]
+    assert sorted(negs) == ["other text", "third text"]
+
+
+def test_filters_remove_and_report_counts(demo_small, encoder: Encoder) -> None:
+    plain = mine(demo_small, encoder, num_negatives=3, range_max=40, show_progress=False)
+    filt = mine(demo_small, encoder, num_negatives=3, range_max=40, relative_margin=0.02, max_score=0.99,
+                show_progress=False)
+    r = filt.report
+    assert set(r.removed) == {"relative_margin", "max_score"}
+    assert r.removed["relative_margin"] > 0
+    # every mined negative satisfies the rule it was filtered by
+    for i, pos in enumerate(filt.positive_scores):
+        ref = float(np.min(pos))
+        thr = ref - abs(ref) * 0.02
+        s = filt.negative_scores[i][np.isfinite(filt.negative_scores[i])]
+        assert (s <= thr + 1e-6).all()
+    assert r.candidates == plain.report.candidates
+    assert r.negatives == int((filt.negatives >= 0).sum())
+    assert r.queries_full + r.queries_short == r.queries
+
+
+def test_deepening_keeps_multi_positive_queries_supplied(encoder: Encoder) -> None:
+    from negminer import build_demo
+
+    harsh = build_demo(300, harsh=True)
+    fixed = mine(harsh, encoder, relative_margin=0.0, num_negatives=3, show_progress=False)
+    deep = mine(harsh, encoder, relative_margin=0.0, num_negatives=3, deepen=True, show_progress=False)
+    assert deep.report.queries_short <= fixed.report.queries_short
+    assert deep.report.queries_deepened > 0 or fixed.report.queries_short == 0
+    adaptive = mine(harsh, encoder, adaptive_margin=1.0, num_negatives=3, show_progress=False)
+    assert adaptive.config.deepens
+    assert adaptive.report.queries_short <= fixed.report.queries_short
+    short = (adaptive.negatives < 0).any(axis=1)
+    # a query is only left short after its search covered the whole corpus
+    assert (adaptive.search_depth[short] == len(adaptive.doc_texts)).all()
+
+
+@pytest.mark.parametrize("fmt", ["triplet", "n-tuple", "labeled-pair", "labeled-list"])
+def test_output_formats(demo_small, encoder: Encoder, fmt: str, tmp_path: Path) -> None:
+    res = mine(demo_small, encoder, num_negatives=2, relative_margin=0.01, show_progress=False)
+    cols = res.rows(fmt, output_scores=True)
+    n_rows = len(cols["anchor"])
+    assert all(len(v) == n_rows for v in cols.values())
+    full = [i for i in range(len(res)) if (res.negatives[i] >= 0).all()]
+    if fmt == "triplet":
+        assert n_rows == sum(len(res.positives[i]) * int((res.negatives[i] >= 0).sum()) for i in range(len(res)))
+        assert set(cols) == {"anchor", "positive", "negative", "scores"}
+    elif fmt == "n-tuple":
+        assert n_rows == sum(len(res.positives[i]) for i in full)
+        assert set(cols) == {"anchor", "positive", "negative_1", "negative_2", "scores"}
+    elif fmt == "labeled-pair":
+        assert set(cols) == {"anchor", "positive", "score"}
+    else:
+        assert all(len(d) == len(s) for d, s in zip(cols["positive"], cols["scores"]))
+    res.save(str(tmp_path / "out.jsonl"), fmt)
+    res.save(str(tmp_path / "out.parquet"), fmt)
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == n_rows
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == n_rows
+    ds = res.to_dataset(fmt)
+    assert ds.num_rows == n_rows
+
+
+def test_bad_options_are_refused(demo_small, encoder: Encoder, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="num_negatives"):
+        mine(demo_small, encoder, num_negatives=0, show_progress=False)
+    with pytest.raises(ValueError, match="range_min"):
+        MiningConfig(range_min=5, range_max=5)
+    with pytest.raises(ValueError, match="does not fit"):
+        MiningConfig(range_min=2, range_max=4, num_negatives=3)
+    with pytest.raises(ValueError, match="margin_typo"):
+        MiningConfig(margin_typo=0.1)
+    res = mine(demo_small, encoder, show_progress=False)
+    with pytest.raises(ConfigError, match="output_format"):
+        res.rows("quadruplet")
+    with pytest.raises(ConfigError, match=r"\.jsonl or \.parquet"):
+        res.save(str(tmp_path / "out.csv"))
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_report_json_and_plot(demo_small, encoder: Encoder, tmp_path: Path) -> None:
+    res = mine(demo_small, encoder, relative_margin=0.05, show_progress=False)
+    res.report.save_json(tmp_path / "r.json")
+    res.report.save_plot(tmp_path / "r.png", res.removed_scores)
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["queries"] == len(demo_small)
+    assert d["removed"]["relative_margin"] == res.report.removed["relative_margin"]
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "relative_margin" in res.report.summary()
+
+
+def test_random_sampling_is_seeded(demo_small, encoder: Encoder) -> None:
+    a = mine(demo_small, encoder, sampling_strategy="random", range_max=20, seed=3, show_progress=False)
+    b = mine(demo_small, encoder, sampling_strategy="random", range_max=20, seed=3, show_progress=False)
+    top = mine(demo_small, encoder, range_max=20, show_progress=False)
+    assert (a.negatives == b.negatives).all()
+    assert (a.negatives != top.negatives).any()
+
+
+def test_chunking_does_not_change_results(demo_small, encoder: Encoder) -> None:
+    a = mine(demo_small, encoder, relative_margin=0.05, chunk_size=7, show_progress=False)
+    b = mine(demo_small, encoder, relative_margin=0.05, chunk_size=4096, show_progress=False)
+    assert (a.negatives == b.negatives).all()
+
+
+def test_teacher_rescoring_uses_teacher_scores(demo_small, encoder: Encoder, tiny_teacher: Path) -> None:
+    teacher = Encoder(tiny_teacher, device="cpu", show_progress=False)
+    res = mine(demo_small, encoder, teacher=teacher, relative_margin=0.05, show_progress=False)
+    assert res.report.teacher.startswith("bi-encoder:")
+    q = teacher.encode(res.queries[:5], kind="query")
+    for i in range(5):
+        d = teacher.encode([res.doc_texts[p] for p in res.positives[i]])
+        np.testing.assert_allclose(res.positive_scores[i], d @ q[i], atol=1e-5)
+        negs = [n for n in res.negatives[i] if n >= 0]
+        if negs:
+            dn = teacher.encode([res.doc_texts[n] for n in negs])
+            np.testing.assert_allclose(res.negative_scores[i][: len(negs)], dn @ q[i], atol=1e-5)
+    plain = mine(demo_small, encoder, relative_margin=0.05, show_progress=False)
+    assert (plain.negatives != res.negatives).any()

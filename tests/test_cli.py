@@ -1,0 +1,69 @@
+"""The command line, through typer's runner (same process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from negminer.cli import app
+from tests.conftest import write_jsonl
+
+runner = CliRunner()
+
+
+def _pairs(tmp_path: Path) -> Path:
+    rows = [{"query": f"how to sort item {i}", "positive": f"def sort_{i}(items):\n    return sorted(items)"}
+            for i in range(12)]
+    rows.append({"query": "how to sort item 0", "positive": "def order(items):\n    return sorted(items)"})
+    return write_jsonl(tmp_path / "pairs.jsonl", rows)
+
+
+def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["mine", str(_pairs(tmp_path)), "-o", str(out), "--model", str(lexical_model),
+                              "--cache-dir", str(tmp_path / "cache"), "--num-negatives", "2",
+                              "--output-format", "n-tuple", "--output-scores"])
+    assert res.exit_code == 0, res.output
+    assert "12 queries" in res.output and "relative_margin" in res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["relative_margin"] == 0.05 and report["queries"] == 12
+    rows = [json.loads(line) for line in (out / "negatives.jsonl").read_text().splitlines()]
+    assert rows and set(rows[0]) == {"anchor", "positive", "negative_1", "negative_2", "scores"}
+    assert (out / "negatives.parquet").exists() and (out / "scores.png").exists()
+    again = runner.invoke(app, ["mine", str(_pairs(tmp_path)), "-o", str(out), "--model", str(lexical_model),
+                                "--cache-dir", str(tmp_path / "cache"), "--no-margin"])
+    assert again.exit_code == 0 and "0 texts encoded" in again.output
+
+
+def test_bad_input_exits_2_with_location(tmp_path: Path, lexical_model: Path) -> None:
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"query": "q", "positive": "a"}, {"query": "q2"}])
+    res = runner.invoke(app, ["mine", str(bad), "-o", str(tmp_path / "o"), "--model", str(lexical_model)])
+    assert res.exit_code == 2
+    assert "bad.jsonl:2: field 'positive': missing" in res.output
+    assert not (tmp_path / "o").exists()  # nothing half-written
+    res = runner.invoke(app, ["mine", str(bad), "--num-negatives", "0", "--model", str(lexical_model)])
+    assert res.exit_code == 2 and "num_negatives" in res.output
+
+
+def test_index_build_info_search(tmp_path: Path, lexical_model: Path) -> None:
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "text": f"document about topic {i}"}
+                                                     for i in range(20)])
+    store = tmp_path / "store"
+    args = ["--model", str(lexical_model), "--cache-dir", str(tmp_path / "cache")]
+    res = runner.invoke(app, ["index", "build", str(corpus), "-o", str(store), *args])
+    assert res.exit_code == 0, res.output
+    assert "published version 1" in res.output
+    info = runner.invoke(app, ["index", "info", str(store)])
+    assert json.loads(info.output)["current"] == 1
+    res = runner.invoke(app, ["index", "search", str(store), "document about topic 7", "-k", "3", *args])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[1].split()[-1] == "d7"
+
+
+def test_help_on_every_command() -> None:
+    for cmd in (["--help"], ["mine", "--help"], ["demo", "--help"], ["index", "build", "--help"],
+                ["index", "search", "--help"], ["index", "info", "--help"]):
+        res = runner.invoke(app, cmd)
+        assert res.exit_code == 0 and "Usage" in res.output

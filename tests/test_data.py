@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from negminer import DataError, from_hf_dataset, load_beir, load_data, load_pairs
+from tests.conftest import write_jsonl
+
+
+def test_beir_loads_multiple_positives_and_skips_zero_scores(beir_dir: Path) -> None:
+    data = load_beir(beir_dir)
+    assert data.queries == ["capital of France", "capital of Germany"]
+    assert [[data.corpus_ids[d] for d in p] for p in data.positives] == [["d1", "d3"], ["d2"]]
+    assert data.corpus_texts[0] == "Paris Paris is the capital of France."  # title + text, as BEIR does
+    assert data.num_pairs == 3
+
+
+def test_load_data_detects_layouts(beir_dir: Path, tmp_path: Path) -> None:
+    assert len(load_data(beir_dir)) == 2
+    pairs = write_jsonl(tmp_path / "p.jsonl", [{"query": "a b", "positive": "x"}])
+    assert len(load_data(pairs)) == 1
+
+
+def test_pairs_merge_repeated_queries_and_positives_lists(tmp_path: Path) -> None:
+    p = write_jsonl(tmp_path / "pairs.jsonl", [
+        {"query": "q one", "positive": "doc a"},
+        {"anchor": "q two", "positives": ["doc b", "doc c"]},
+        {"query": "q one", "positive": "doc c"},
+        {"query": "q one", "positive": "doc a"},
+    ])
+    data = load_pairs(p)
+    assert data.queries == ["q one", "q two"]
+    texts = [[data.corpus_texts[d] for d in pos] for pos in data.positives]
+    assert texts == [["doc a", "doc c"], ["doc b", "doc c"]]
+    assert len(data.corpus_texts) == 3  # de-duplicated by text
+
+
+def test_pairs_with_extra_corpus(tmp_path: Path) -> None:
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "x1", "text": "doc a"}, {"_id": "x2", "text": "other"}])
+    p = write_jsonl(tmp_path / "pairs.jsonl", [{"query": "q", "positive": "doc a"}])
+    data = load_pairs(p, corpus=corpus)
+    assert data.corpus_ids == ["x1", "x2"]
+    assert data.positives == [[0]]
+
+
+def test_hf_dataset_first_two_columns() -> None:
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"question": ["q1", "q1", "q2"], "answer": ["a", "b", "a"], "other": [1, 2, 3]})
+    data = from_hf_dataset(ds)
+    assert data.queries == ["q1", "q2"]
+    assert [[data.corpus_texts[d] for d in p] for p in data.positives] == [["a", "b"], ["a"]]
+    with pytest.raises(DataError, match="field 'nope'"):
+        from_hf_dataset(ds, anchor_column="nope", positive_column="answer")
+
+
+@pytest.mark.parametrize(
+    ("rows", "pattern"),
+    [
+        ([{"query": "q", "positive": "a"}, {"positive": "b"}], r"pairs.jsonl:2: field 'query': missing"),
+        ([{"query": "q", "positive": "  "}], r"pairs.jsonl:1: field 'positive': empty text"),
+        ([{"query": "q", "positives": ["a", ""]}], r"pairs.jsonl:1: field 'positives\[1\]': empty text"),
+        ([{"query": "q"}], r"pairs.jsonl:1: field 'positive': missing"),
+        (['{"query": "q", "positive": "a"}', '{"query": "q", '], r"pairs.jsonl:2: broken JSON"),
+        ([{"query": 3, "positive": "a"}], r"pairs.jsonl:1: field 'query': expected a string"),
+        (["[1, 2]"], r"pairs.jsonl:1: expected a JSON object"),
+    ],
+)
+def test_bad_pairs_name_file_line_field(tmp_path: Path, rows: list, pattern: str) -> None:
+    p = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    with pytest.raises(DataError, match=pattern):
+        load_pairs(p)
+
+
+def test_wrong_encoding_names_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "pairs.jsonl"
+    p.write_bytes(b'{"query": "q", "positive": "a"}\n{"query": "caf\xe9", "positive": "b"}\n')
+    with pytest.raises(DataError, match=r"pairs.jsonl:2: not valid UTF-8"):
+        load_pairs(p)
+
+
+def test_beir_duplicate_doc_id(beir_dir: Path) -> None:
+    with open(beir_dir / "corpus.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"_id": "d2", "text": "again"}\n')
+    with pytest.raises(DataError, match=r"corpus.jsonl:5: field '_id': duplicate document id 'd2' \(first on line 2\)"):
+        load_beir(beir_dir)
+
+
+def test_beir_qrels_unknown_doc(beir_dir: Path) -> None:
+    (beir_dir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tnope\t1\n")
+    with pytest.raises(DataError, match=r"train.tsv:2: field 'corpus-id': unknown document id 'nope'"):
+        load_beir(beir_dir)
+
+
+def test_beir_qrels_unknown_query_and_bad_score(beir_dir: Path) -> None:
+    (beir_dir / "qrels" / "train.tsv").write_text("q9\td1\t1\n")
+    with pytest.raises(DataError, match=r"train.tsv:1: field 'query-id': unknown query id 'q9'"):
+        load_beir(beir_dir)
+    (beir_dir / "qrels" / "train.tsv").write_text("q1\td1\thigh\n")
+    with pytest.raises(DataError, match=r"train.tsv:1: field 'score': not a number"):
+        load_beir(beir_dir)
+
+
+def test_beir_empty_text_and_missing_split(beir_dir: Path) -> None:
+    with pytest.raises(DataError, match=r"no qrels for split 'test' \(found: train\)"):
+        load_beir(beir_dir, split="test")
+    with open(beir_dir / "corpus.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"_id": "d9", "title": "", "text": " "}\n')
+    with pytest.raises(DataError, match=r"corpus.jsonl:5: field 'text': empty text"):
+        load_beir(beir_dir)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(DataError, match="file not found"):
+        load_data("/nonexistent/pairs.jsonl")
+
+
+def test_split_is_by_query_and_deterministic(demo_small) -> None:
+    train, test = demo_small.split(0.2)
+    assert len(train) + len(test) == len(demo_small)
+    assert not set(train.queries) & set(test.queries)
+    again = demo_small.split(0.2)
+    assert again[1].queries == test.queries
+    assert 0.1 < len(test) / len(demo_small) < 0.3

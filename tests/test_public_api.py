@@ -1,0 +1,32 @@
+"""Pins the public API: what ``__all__`` exports, so a change to it is a deliberate one."""
+
+import negminer
+import negminer.index
+import negminer.mining
+
+
+def test_top_level_api() -> None:
+    assert sorted(negminer.__all__) == sorted([
+        "ConfigError", "DataError", "Encoder", "IndexFileError", "MiningConfig", "MiningResult", "ModelError",
+        "NegminerError", "RetrievalData", "__version__", "build_demo", "from_hf_dataset", "load_beir", "load_data",
+        "load_pairs", "mine",
+    ])
+
+
+def test_subpackage_apis() -> None:
+    assert sorted(negminer.index.__all__) == sorted([
+        "CorpusIndex", "EmbeddingCache", "EncodeStats", "Encoder", "IndexStore", "VectorIndex", "build_index",
+        "default_model_path", "faiss_available", "faiss_gpu_count", "fingerprint_model",
+    ])
+    assert "mine" in negminer.mining.__all__ and "adaptive_thresholds" in negminer.mining.__all__
+    for mod in (negminer, negminer.index, negminer.mining):
+        for name in mod.__all__:
+            assert hasattr(mod, name), name
+
+
+def test_error_hierarchy() -> None:
+    for exc in (negminer.DataError, negminer.ConfigError, negminer.ModelError, negminer.IndexFileError):
+        assert issubclass(exc, negminer.NegminerError)
+    assert issubclass(negminer.DataError, ValueError)
+    e = negminer.DataError("empty text", file="a.jsonl", line=3, field="text")
+    assert str(e) == "a.jsonl:3: field 'text': empty text"
