@@ -26,9 +26,9 @@ def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
                               "--cache-dir", str(tmp_path / "cache"), "--num-negatives", "2",
                               "--output-format", "n-tuple", "--output-scores"])
     assert res.exit_code == 0, res.output
-    assert "12 queries" in res.output and "relative_margin" in res.output
+    assert "12 queries" in res.output and "adaptive_margin" in res.output
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["relative_margin"] == 0.05 and report["queries"] == 12
+    assert report["config"]["adaptive_margin"] == 1.0 and report["queries"] == 12
     rows = [json.loads(line) for line in (out / "negatives.jsonl").read_text().splitlines()]
     assert rows and set(rows[0]) == {"anchor", "positive", "negative_1", "negative_2", "scores"}
     assert (out / "negatives.parquet").exists() and (out / "scores.png").exists()

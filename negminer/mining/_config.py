@@ -32,7 +32,7 @@ class MiningConfig(BaseModel):
         "standard deviations of the query's top candidate scores",
     )
     adaptive_quantile: float = Field(0.5, ge=0.0, le=1.0, description="quantile of the positive scores (anchor)")
-    adaptive_window: int = Field(20, ge=2, description="top candidates whose spread scales the adaptive margin")
+    adaptive_window: int = Field(30, ge=2, description="top candidates whose spread scales the adaptive margin")
     max_score: float | None = Field(None, description="drop a candidate scoring above this")
     min_score: float | None = Field(None, description="drop a candidate scoring below this")
     sampling_strategy: Literal["top", "random"] = "top"

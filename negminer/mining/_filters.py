@@ -56,7 +56,7 @@ def adaptive_thresholds(
     *,
     margin: float = 1.0,
     quantile: float = 0.5,
-    window: int = 20,
+    window: int = 30,
     min_spread: float = 0.01,
 ) -> np.ndarray:
     """Per-query false-negative threshold that follows each query's own score distribution.

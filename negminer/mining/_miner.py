@@ -23,6 +23,8 @@ __all__ = ["mine", "MiningResult", "RULES"]
 
 logger = logging.getLogger("negminer")
 
+MAX_PLOT_SCORES = 1_000_000  # removed-candidate scores kept per rule for the report's plot
+
 RULES = ("absolute_margin", "relative_margin", "adaptive_margin", "max_score", "min_score")
 
 
@@ -108,7 +110,12 @@ class _Chunk:
     masked: np.ndarray  # positives masked per query
     candidates: np.ndarray  # alive candidates after masking, per query
     depth: np.ndarray
-    removed_scores: dict[str, list[np.ndarray]]
+    before_filters: np.ndarray  # candidate scores after masking positives, before the filters
+    removed_masks: dict[str, np.ndarray]  # per rule, which candidates it removed
+
+    def removed_scores(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Scores of the candidates each rule removed, for the given rows of the chunk."""
+        return {k: self.before_filters[rows][m[rows]] for k, m in self.removed_masks.items()}
 
 
 class _Miner:
@@ -154,7 +161,8 @@ class _Miner:
                 scores[i, hit] = -np.inf
         candidates = np.isfinite(scores).sum(axis=1)
         removed = np.zeros((n, len(RULES)), dtype=np.int64)
-        removed_scores: dict[str, list[np.ndarray]] = {}
+        removed_masks: dict[str, np.ndarray] = {}
+        before_filters = scores.copy()
         pos_ref = F.positive_reference(pos_scores)
         masks: list[tuple[str, Any]] = []
         if cfg.absolute_margin is not None:
@@ -172,7 +180,7 @@ class _Miner:
         for name, fn in masks:
             m = fn(scores)
             removed[:, RULES.index(name)] = m.sum(axis=1)
-            removed_scores.setdefault(name, []).append(scores[m])
+            removed_masks[name] = m
             scores[m] = -np.inf
         cols = F.select_negatives(scores, range_min=cfg.range_min, range_max=self.range_max,
                                   num_negatives=cfg.num_negatives, sampling_strategy=cfg.sampling_strategy,
@@ -182,7 +190,7 @@ class _Miner:
         neg_scores = np.where(cols >= 0, np.take_along_axis(scores, safe, axis=1), np.nan).astype(np.float32)
         self.timing["filter"] += time.perf_counter() - t1
         return _Chunk(negatives, neg_scores, [pos_scores[i, : len(p)] for i, p in enumerate(pos_lists)],
-                      removed, masked, candidates, np.full(n, depth), removed_scores)
+                      removed, masked, candidates, np.full(n, depth), before_filters, removed_masks)
 
     def _rescore(self, qidx: np.ndarray, scores: np.ndarray, rows: np.ndarray, pos_scores: np.ndarray,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,7 +271,8 @@ def mine(
     depth_used = np.zeros(n_q, dtype=np.int64)
     removed_scores: dict[str, list[np.ndarray]] = {}
 
-    def store(qidx: np.ndarray, ch: _Chunk) -> None:
+    def store(qidx: np.ndarray, ch: _Chunk, final: np.ndarray) -> None:
+        """Keep a chunk's results; ``final`` marks its rows that will not be searched again."""
         negatives[qidx] = ch.negatives
         neg_scores[qidx] = ch.negative_scores
         for i, q in enumerate(qidx):
@@ -272,22 +281,25 @@ def mine(
         masked[qidx] = ch.masked
         candidates[qidx] = ch.candidates
         depth_used[qidx] = ch.depth
+        for k, v in ch.removed_scores(final).items():
+            kept = removed_scores.setdefault(k, [])
+            if sum(len(a) for a in kept) < MAX_PLOT_SCORES:
+                kept.append(v)
 
     bar = tqdm(total=n_q, desc="Mining", unit="query", disable=not show_progress)
     for start in range(0, n_q, cfg.chunk_size):
         qidx = np.arange(start, min(n_q, start + cfg.chunk_size))
-        ch = miner.run_chunk(qidx, depth0)
-        store(qidx, ch)
-        for k, v in ch.removed_scores.items():
-            removed_scores.setdefault(k, []).extend(v)
         depth = depth0
-        short = qidx[(ch.negatives < 0).any(axis=1)]
-        while cfg.deepens and len(short) and depth < max_depth:
+        while len(qidx):
+            ch = miner.run_chunk(qidx, depth)
+            is_short = (ch.negatives < 0).any(axis=1)
+            again = cfg.deepens and depth < max_depth
+            store(qidx, ch, final=~is_short if again else np.ones(len(qidx), dtype=bool))
+            if not again:
+                break
+            qidx = qidx[is_short]
             depth = min(max_depth, depth * 4)
-            ch = miner.run_chunk(short, depth)
-            store(short, ch)
-            short = short[(ch.negatives < 0).any(axis=1)]
-        bar.update(len(qidx))
+        bar.update(min(n_q, start + cfg.chunk_size) - start)
     bar.close()
 
     report = MiningReport.build(

@@ -63,6 +63,8 @@ def test_deepening_keeps_multi_positive_queries_supplied(encoder: Encoder) -> No
     assert deep.report.queries_deepened > 0 or fixed.report.queries_short == 0
     adaptive = mine(harsh, encoder, adaptive_margin=1.0, num_negatives=3, show_progress=False)
     assert adaptive.config.deepens
+    # the plotted removed scores are those of each query's final search, as the counts are
+    assert len(adaptive.removed_scores["adaptive_margin"]) == adaptive.report.removed["adaptive_margin"]
     assert adaptive.report.queries_short <= fixed.report.queries_short
     short = (adaptive.negatives < 0).any(axis=1)
     # a query is only left short after its search covered the whole corpus
