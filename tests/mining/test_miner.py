@@ -155,3 +155,39 @@ def test_teacher_rescoring_uses_teacher_scores(demo_small, encoder: Encoder, tin
             np.testing.assert_allclose(res.negative_scores[i][: len(negs)], dn @ q[i], atol=1e-5)
     plain = mine(demo_small, encoder, relative_margin=0.05, show_progress=False)
     assert (plain.negatives != res.negatives).any()
+
+
+def test_cross_encoder_teacher(demo_small, encoder: Encoder, tiny_model: Path) -> None:
+    """A real (randomly initialized) CrossEncoder re-scores candidates and positives."""
+    from sentence_transformers import CrossEncoder
+
+    ce = CrossEncoder(str(tiny_model.parent / f"{tiny_model.name}-bert"), num_labels=1, device="cpu",
+                      local_files_only=True)
+    small = demo_small.subset(range(10))
+    res = mine(small, encoder, teacher=ce, absolute_margin=0.0, num_negatives=2, show_progress=False)
+    assert res.report.teacher.startswith("cross-encoder:")
+    expected = ce.predict([(small.queries[0], res.doc_texts[p]) for p in res.positives[0]])
+    np.testing.assert_allclose(res.positive_scores[0], expected, atol=1e-5)
+    negs = [n for n in res.negatives[0] if n >= 0]
+    if negs:
+        got = ce.predict([(small.queries[0], res.doc_texts[n]) for n in negs])
+        np.testing.assert_allclose(res.negative_scores[0][: len(negs)], got, atol=1e-5)
+
+
+def test_dataset_trains_with_sentence_transformers_as_is(demo_small, tiny_model: Path, tmp_path: Path) -> None:
+    """The n-tuple dataset goes straight into sentence-transformers' trainer with MultipleNegativesRankingLoss."""
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    res = mine(demo_small.subset(range(16)), Encoder(tiny_model, device="cpu", show_progress=False),
+               num_negatives=2, show_progress=False)
+    ds = res.to_dataset("n-tuple")
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    before = next(model.parameters()).detach().clone()
+    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4,
+                                               report_to=[], save_strategy="no", use_cpu=True)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds,
+                                         loss=MultipleNegativesRankingLoss(model))
+    trainer.train()
+    assert not np.allclose(before.numpy(), next(model.parameters()).detach().numpy())
