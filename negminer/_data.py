@@ -107,6 +107,31 @@ def _text_id(prefix: str, text: str) -> str:
     return prefix + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+class _CorpusBuilder:
+    """A corpus de-duplicated by text: ``add`` returns the row of a text, adding it on first sight."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        self._rows: dict[str, int] = {}
+
+    def add(self, text: str, doc_id: str | None = None) -> int:
+        row = self._rows.get(text)
+        if row is None:
+            row = self._rows[text] = len(self.ids)
+            self.ids.append(doc_id if doc_id is not None else _text_id("d", text))
+            self.texts.append(text)
+        return row
+
+
+def _check_text(value: Any, file: str, line: int, field: str) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"expected a string, got {type(value).__name__}", file=file, line=line, field=field)
+    if not value.strip():
+        raise DataError("empty text", file=file, line=line, field=field)
+    return value
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line; bad bytes or JSON raise DataError with the line."""
     path = str(path)
@@ -271,54 +296,33 @@ def load_pairs(path: str | os.PathLike[str], corpus: str | os.PathLike[str] | No
     adds documents; positives are always part of the corpus, which is de-duplicated by text.
     """
     path = str(path)
-    corpus_ids: list[str] = []
-    corpus_texts: list[str] = []
-    by_text: dict[str, int] = {}
+    docs = _CorpusBuilder()
     if corpus is not None:
-        ids, texts = _load_corpus_jsonl(str(corpus))
-        for d, t in zip(ids, texts):
-            if t not in by_text:
-                by_text[t] = len(corpus_ids)
-                corpus_ids.append(d)
-                corpus_texts.append(t)
+        for d, t in zip(*_load_corpus_jsonl(str(corpus))):
+            docs.add(t, d)
 
     rows: list[tuple[str, str, list[int]]] = []
     for lineno, obj in read_jsonl(path):
         qkey = next((k for k in _QUERY_KEYS if k in obj), None)
         if qkey is None:
             raise DataError("missing", file=path, line=lineno, field="query")
-        query = _text_field(obj, qkey, path, lineno)
-        if not query.strip():
-            raise DataError("empty text", file=path, line=lineno, field=qkey)
+        query = _check_text(obj[qkey], path, lineno, qkey)
         if "positives" in obj:
             plist = obj["positives"]
             if not isinstance(plist, list) or not plist:
                 raise DataError("expected a non-empty list of strings", file=path, line=lineno, field="positives")
-            pos_texts = plist
-            pfield = "positives"
+            idx = [docs.add(_check_text(p, path, lineno, f"positives[{j}]")) for j, p in enumerate(plist)]
         elif "positive" in obj:
-            pos_texts = [obj["positive"]]
-            pfield = "positive"
+            text = _check_text(obj["positive"], path, lineno, "positive")
+            pid = obj.get("positive_id")
+            idx = [docs.add(text, str(pid) if pid else None)]
         else:
             raise DataError("missing (need 'positive' or 'positives')", file=path, line=lineno, field="positive")
-        idx: list[int] = []
-        for j, p in enumerate(pos_texts):
-            fname = f"{pfield}[{j}]" if pfield == "positives" else pfield
-            if not isinstance(p, str):
-                raise DataError(f"expected a string, got {type(p).__name__}", file=path, line=lineno, field=fname)
-            if not p.strip():
-                raise DataError("empty text", file=path, line=lineno, field=fname)
-            if p not in by_text:
-                by_text[p] = len(corpus_ids)
-                corpus_ids.append(str(obj.get("positive_id") or _text_id("d", p)) if pfield == "positive"
-                                  else _text_id("d", p))
-                corpus_texts.append(p)
-            idx.append(by_text[p])
         qid = str(obj.get("query_id") or obj.get("_id") or _text_id("q", query))
         rows.append((qid, query, idx))
     if not rows:
         raise DataError("no pairs", file=path)
-    return _merge_queries(corpus_ids, corpus_texts, rows, path)
+    return _merge_queries(docs.ids, docs.texts, rows, path)
 
 
 def from_hf_dataset(
@@ -341,29 +345,16 @@ def from_hf_dataset(
     for name in (anchor_column, positive_column):
         if name not in columns:
             raise DataError(f"no such column (columns: {columns})", file=source, field=name)
-    by_text: dict[str, int] = {}
-    corpus_ids: list[str] = []
-    corpus_texts: list[str] = []
+    docs = _CorpusBuilder()
     for t in corpus or []:
-        if t not in by_text:
-            by_text[t] = len(corpus_ids)
-            corpus_ids.append(_text_id("d", t))
-            corpus_texts.append(t)
+        docs.add(t)
     rows: list[tuple[str, str, list[int]]] = []
     for i, (q, p) in enumerate(zip(dataset[anchor_column], dataset[positive_column])):
-        for name, value in ((anchor_column, q), (positive_column, p)):
-            if not isinstance(value, str):
-                raise DataError(f"expected a string, got {type(value).__name__}", file=source, line=i, field=name)
-            if not value.strip():
-                raise DataError("empty text", file=source, line=i, field=name)
-        if p not in by_text:
-            by_text[p] = len(corpus_ids)
-            corpus_ids.append(_text_id("d", p))
-            corpus_texts.append(p)
-        rows.append((_text_id("q", q), q, [by_text[p]]))
+        _check_text(q, source, i, anchor_column)
+        rows.append((_text_id("q", q), q, [docs.add(_check_text(p, source, i, positive_column))]))
     if not rows:
         raise DataError("empty dataset", file=source)
-    return _merge_queries(corpus_ids, corpus_texts, rows, source)
+    return _merge_queries(docs.ids, docs.texts, rows, source)
 
 
 def load_data(path: str | os.PathLike[str], *, split: str = "train", corpus: str | None = None) -> RetrievalData:

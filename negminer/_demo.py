@@ -17,7 +17,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-from negminer._data import RetrievalData, _merge_queries
+from negminer._data import RetrievalData, _CorpusBuilder, _merge_queries
 
 __all__ = ["build_demo", "stdlib_functions"]
 
@@ -124,22 +124,17 @@ def build_demo(max_docs: int | None = 1500, *, harsh: bool = False) -> Retrieval
     variant (module docstring -> all public functions of the module).
     """
     funcs = stdlib_functions()
-    corpus_ids: list[str] = []
-    corpus_texts: list[str] = []
-    by_text: dict[str, int] = {}
+    docs = _CorpusBuilder()
     groups: dict[str, list[int]] = {}
     module_docs = dict(_module_docs()) if harsh else {}
     for mod, qualname, query, doc in funcs:
-        if doc not in by_text:
-            by_text[doc] = len(corpus_ids)
-            corpus_ids.append(f"{mod}.{qualname}")
-            corpus_texts.append(doc)
+        row = docs.add(doc, f"{mod}.{qualname}")
         key = module_docs.get(mod, "") if harsh else query
         if not key:
             continue
         lst = groups.setdefault(key, [])
-        if by_text[doc] not in lst:
-            lst.append(by_text[doc])
+        if row not in lst:
+            lst.append(row)
     if harsh:
         groups = {q: d for q, d in groups.items() if len(d) >= 2}
     ordered = sorted(groups, key=_rank)
@@ -153,7 +148,7 @@ def build_demo(max_docs: int | None = 1500, *, harsh: bool = False) -> Retrieval
     # Re-number the corpus to the documents in use, keeping their original order.
     keep = sorted(used)
     remap = {old: new for new, old in enumerate(keep)}
-    ids = [corpus_ids[i] for i in keep]
-    texts = [corpus_texts[i] for i in keep]
+    ids = [docs.ids[i] for i in keep]
+    texts = [docs.texts[i] for i in keep]
     rows = [("q" + hashlib.sha1(q.encode()).hexdigest()[:12], q, [remap[d] for d in groups[q]]) for q in chosen]
     return _merge_queries(ids, texts, rows, "demo:stdlib" + (":harsh" if harsh else ""))

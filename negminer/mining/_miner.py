@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from negminer._data import RetrievalData
+from negminer._data import RetrievalData, _CorpusBuilder
 from negminer.index._encoder import Encoder
 from negminer.index._vector_index import VectorIndex
 from negminer.mining import _filters as F
@@ -87,18 +87,11 @@ class MiningResult:
 
 
 def _dedup_corpus(data: RetrievalData) -> tuple[list[str], list[str], np.ndarray]:
-    by_text: dict[str, int] = {}
-    ids: list[str] = []
-    texts: list[str] = []
-    doc2u = np.empty(len(data.corpus_texts), dtype=np.int64)
-    for i, (d, t) in enumerate(zip(data.corpus_ids, data.corpus_texts)):
-        u = by_text.get(t)
-        if u is None:
-            u = by_text[t] = len(texts)
-            ids.append(d)
-            texts.append(t)
-        doc2u[i] = u
-    return ids, texts, doc2u
+    """(ids, texts) of the corpus de-duplicated by text (first id wins), and each document's row in it."""
+    docs = _CorpusBuilder()
+    rows = np.fromiter((docs.add(t, d) for d, t in zip(data.corpus_ids, data.corpus_texts)), dtype=np.int64,
+                       count=len(data.corpus_ids))
+    return docs.ids, docs.texts, rows
 
 
 @dataclass
