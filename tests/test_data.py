@@ -123,3 +123,13 @@ def test_split_is_by_query_and_deterministic(demo_small) -> None:
     again = demo_small.split(0.2)
     assert again[1].queries == test.queries
     assert 0.1 < len(test) / len(demo_small) < 0.3
+
+
+def test_saved_hf_dataset_folder(tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    Dataset.from_dict({"anchor": ["q1", "q2"], "positive": ["a", "b"]}).save_to_disk(str(tmp_path / "ds"))
+    data = load_data(tmp_path / "ds")
+    assert data.queries == ["q1", "q2"] and data.corpus_texts == ["a", "b"]
+    with pytest.raises(DataError, match="not a BEIR folder"):
+        load_data(tmp_path)
