@@ -57,3 +57,16 @@ class ModelError(NegminerError):
 
 class IndexFileError(NegminerError):
     """An index on disk that is missing, corrupted or does not match what the caller expects."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error; a pydantic ValidationError becomes ``field: message; field: message``."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":
+        parts = []
+        for e in errors():
+            loc = ".".join(str(x) for x in e.get("loc", ())) or "options"
+            msg = str(e.get("msg", "")).removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}")
+        return "; ".join(parts)
+    return str(exc)

@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer  # noqa: E402
 
-from negminer._errors import NegminerError  # noqa: E402
+from negminer._errors import NegminerError, describe  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Mine hard negatives with false-negative filtering; index and search corpora.")
@@ -47,7 +47,7 @@ class Kind(str, Enum):
 
 
 def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
 

@@ -1,0 +1,44 @@
+"""Retrieval evaluation: nDCG@10, Recall@100 and MRR@10 of a model on (queries, positives, corpus), exact search."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from negminer._data import RetrievalData, _CorpusBuilder
+from negminer.index._encoder import Encoder
+from negminer.index._vector_index import VectorIndex
+
+__all__ = ["evaluate", "retrieval_metrics"]
+
+
+def retrieval_metrics(rows: np.ndarray, positives: list[set[int]]) -> dict[str, float]:
+    """Binary-relevance metrics from ranked rows (n, >= 100; -1 = padding) and each query's positive rows."""
+    ndcg, recall, mrr = [], [], []
+    for ranked, pos in zip(rows, positives):
+        rel = np.array([r in pos for r in ranked[:100]], dtype=bool)
+        gains = rel[:10] / np.log2(np.arange(2, 12))[: len(rel[:10])]
+        ideal = (1.0 / np.log2(np.arange(2, 2 + min(len(pos), 10)))).sum()
+        ndcg.append(float(gains.sum() / ideal) if ideal else 0.0)
+        recall.append(float(rel.sum() / len(pos)) if pos else 0.0)
+        first = np.flatnonzero(rel[:10])
+        mrr.append(1.0 / (first[0] + 1) if len(first) else 0.0)
+    n = max(1, len(positives))
+    return {"ndcg@10": sum(ndcg) / n, "recall@100": sum(recall) / n, "mrr@10": sum(mrr) / n}
+
+
+def evaluate(encoder: Encoder, data: RetrievalData) -> dict[str, float]:
+    """Encode the corpus (de-duplicated by text, through the encoder's cache) and the queries, search exactly,
+    and score every query of ``data`` against its positives."""
+    docs = _CorpusBuilder()
+    row_of = [docs.add(t, d) for d, t in zip(data.corpus_ids, data.corpus_texts)]
+    doc_vecs = encoder.encode(docs.texts, kind="document", desc="evaluation corpus")
+    q_vecs = encoder.encode(list(data.queries), kind="query", desc="evaluation queries")
+    index = VectorIndex(doc_vecs.shape[1]).add(doc_vecs)
+    _, rows = index.search(q_vecs, min(100, len(docs.texts)))
+    if rows.shape[1] < 100:
+        rows = np.pad(rows, ((0, 0), (0, 100 - rows.shape[1])), constant_values=-1)
+    out = retrieval_metrics(rows, [{row_of[d] for d in p} for p in data.positives])
+    out["queries"] = len(data)
+    return {k: (round(v, 5) if isinstance(v, float) and not math.isnan(v) else v) for k, v in out.items()}

@@ -1,0 +1,96 @@
+"""The training loop end to end on a tiny model: refreshes, evaluation, outputs, resume, async sources, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from negminer import ConfigError, DataError, ModelError, build_demo
+from negminer.trainer import LocalNegativeSource, TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def small():
+    return build_demo(120)
+
+
+def _cfg(tmp_path: Path, model: Path, **kw) -> TrainConfig:
+    base = {"output_dir": str(tmp_path / "run"), "model": str(model), "batch_size": 4, "max_steps": 5,
+            "refresh_every": 2, "num_negatives": 2, "cache_dir": str(tmp_path / "cache"), "device": "cpu",
+            "show_progress": False, "logging_steps": 1}
+    return TrainConfig(**{**base, **kw})
+
+
+def test_refresh_mode_end_to_end(small, tiny_model: Path, tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    res = train(small, _cfg(tmp_path, tiny_model, negatives="refresh", loss="decoupled"))
+    events = [(h["event"], h["step"]) for h in res.history]
+    assert events == [("start", 0), ("refresh", 2), ("refresh", 4), ("end", 5)]
+    assert [r["version"] for r in res.refreshes] == [1, 2, 3] and [r["step"] for r in res.refreshes] == [0, 2, 4]
+    for h in res.history:
+        assert 0 <= h["ndcg@10"] <= 1 and 0 <= h["recall@100"] <= 1 and h["queries"] > 0
+    out = Path(res.output_dir)
+    assert json.loads((out / "metrics.json").read_text())["history"] == res.history
+    assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+    tuned = SentenceTransformer(res.model_path, device="cpu")
+    base = SentenceTransformer(str(tiny_model), device="cpu")
+    assert any((a != b).any() for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
+
+
+def test_in_batch_only_and_resume(small, tiny_model: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, tiny_model, negatives="none", max_steps=4)
+    res = train(small, cfg)
+    assert res.refreshes == [] and res.after["step"] == 4
+    again = train(small, _cfg(tmp_path, tiny_model, negatives="none", max_steps=6, resume=True))
+    assert again.after["step"] == 6
+
+
+class SlowSource(LocalNegativeSource):
+    """An asynchronous source: results appear two polls after a refresh (like an HTTP index building)."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.polls_left = 0
+
+    def refresh(self, checkpoint: str) -> None:
+        super().refresh(checkpoint)
+        self.polls_left = 2
+
+    def poll(self):
+        if self.polls_left:
+            self.polls_left -= 1
+            return None
+        return super().poll()
+
+
+def test_training_does_not_wait_for_an_async_refresh(small, tiny_model: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, tiny_model, negatives="refresh", refresh_every=2, max_steps=6)
+    train_part, val = small.split(0.3)
+    src = SlowSource(train_part, cfg.mining_config(), cache_dir=cfg.cache_dir, device="cpu", show_progress=False)
+    res = train(train_part, cfg, validation=val, source=src)
+    # refreshed at steps 2 and 4, but each result arrived two steps later, while training went on
+    assert [r["step"] for r in res.refreshes] == [0, 4, 6]
+    assert [h["step"] for h in res.history if h["event"] == "refresh"] == [2, 4]
+
+
+def test_bad_input_fails_before_training(small, tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="loss: must be one of infonce, decoupled, dcl"):
+        TrainConfig(loss="triplet")
+    with pytest.raises(ConfigError, match="negatives"):
+        TrainConfig(negatives="sometimes")
+    with pytest.raises(ConfigError, match="mining: .*range_min"):
+        TrainConfig(num_negatives=1, mining={"range_min": 5, "range_max": 5})
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainConfig(batch_size=1)
+    (tmp_path / "notamodel").mkdir()
+    (tmp_path / "notamodel" / "x.txt").write_text("x")
+    with pytest.raises(ModelError, match="not a sentence-transformers"):
+        train(small, _cfg(tmp_path, tmp_path / "notamodel"))
+    with pytest.raises(DataError, match="split left"):
+        train(small.subset([0]), _cfg(tmp_path, tiny_model))
+    with pytest.raises(ConfigError, match="resume: no checkpoint"):
+        train(small, _cfg(tmp_path / "fresh", tiny_model, resume=True))
+    assert not (tmp_path / "run" / "model").exists()
