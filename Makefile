@@ -6,7 +6,7 @@ STAMP := $(VENV)/.negminer-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast lint bench bench-speed bench-fn clean
+.PHONY: demo test test-fast lint bench bench-speed bench-fn bench-train clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,13 +27,17 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check negminer tests benchmarks
 
-bench: bench-fn bench-speed
+bench: bench-fn bench-speed bench-train
 
 bench-fn: $(STAMP)
 	$(PY) benchmarks/false_negatives.py
 
 bench-speed: $(STAMP)
 	$(PY) benchmarks/mining_speed.py
+
+bench-train: $(STAMP)
+	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/train_quality.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

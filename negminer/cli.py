@@ -157,36 +157,66 @@ def demo(
     model: ModelOpt = None,
     cache_dir: CacheOpt = None,
     harsh: Annotated[bool, typer.Option(help="many-positives variant (module docstring -> its functions)")] = False,
+    do_train: Annotated[bool, typer.Option("--train/--no-train", help="fine-tune briefly and evaluate")] = True,
+    max_seq_length: Annotated[int, typer.Option(help="tokens per text (128 keeps CPU training brief)")] = 128,
+    refresh_every: Annotated[int, typer.Option(help="re-mine negatives every N training steps")] = 40,
 ) -> None:
-    """Build the demo data from the Python standard library, mine hard negatives on its train split, report."""
+    """Build the demo data from the Python standard library, mine hard negatives on its train split, fine-tune
+    the model briefly on them (negatives refreshed as it improves), and compare test-split retrieval before/after."""
     from negminer._demo import build_demo
     from negminer._io import write_json
+    from negminer._settings import Settings
+    from negminer.index import Encoder
     from negminer.mining import mine as run_mine
+    from negminer.trainer import TrainConfig, train
 
     try:
         t0 = time.perf_counter()
         data = build_demo(max_docs, harsh=harsh)
-        train, test = data.split(0.2)
+        train_data, test = data.split(0.2)
         typer.echo(f"demo data: {len(data):,} queries ({data.num_pairs:,} pairs), {len(data.corpus_ids):,} documents "
-                   f"from the Python {sys.version.split()[0]} standard library; train {len(train):,} / test "
+                   f"from the Python {sys.version.split()[0]} standard library; train {len(train_data):,} / test "
                    f"{len(test):,} queries ({time.perf_counter() - t0:.1f}s)")
-        enc = _encoder(model, cache_dir, None, False)
-        result = run_mine(train, enc, **DEFAULT_FILTER)
+        settings = Settings()
+        cache = cache_dir or settings.cache_dir
+        enc = Encoder(model or settings.model, device=settings.device, batch_size=settings.batch_size,
+                      cache_dir=cache, max_seq_length=max_seq_length)
+        typer.echo("\n== mining hard negatives (train split)")
+        result = run_mine(train_data, enc, **DEFAULT_FILTER)
         output.mkdir(parents=True, exist_ok=True)
         written = _write_outputs(result, output, "triplet", True)
         write_json(output / "examples.json", _examples(result, 5))
+        typer.echo(result.report.summary())
+        typer.echo("\nexamples (query -> positive | hard negatives):")
+        for ex in _examples(result, 3):
+            typer.echo(f"\n  query: {ex['query']}")
+            typer.echo(f"  positive: {ex['positives'][0]['id']} ({ex['positives'][0]['score']:.3f})")
+            for n in ex["negatives"]:
+                typer.echo(f"  negative: {n['id']} ({n['score']:.3f})")
+        if do_train:
+            typer.echo("\n== fine-tuning (InfoNCE, negatives refreshed every "
+                       f"{refresh_every} steps), evaluated on the test split")
+            cfg = TrainConfig(output_dir=str(output / "train"), model=model or settings.model, loss="infonce",
+                              negatives="refresh", refresh_every=refresh_every, num_negatives=1,
+                              mining=dict(DEFAULT_FILTER), epochs=1, batch_size=16, learning_rate=5e-5,
+                              max_seq_length=max_seq_length, cache_dir=str(cache), device=settings.device)
+            res = train(train_data, cfg, validation=test)
+            typer.echo(_before_after(res))
+            written += [Path(res.model_path), output / "train" / "metrics.json", output / "train" / "metrics.png"]
     except (NegminerError, ValueError) as exc:
         _fail(exc)
         return
-    typer.echo(result.report.summary())
-    typer.echo("\nexamples (query -> positive | hard negatives):")
-    for ex in _examples(result, 3):
-        typer.echo(f"\n  query: {ex['query']}")
-        typer.echo(f"  positive: {ex['positives'][0]['id']} ({ex['positives'][0]['score']:.3f})")
-        for n in ex["negatives"]:
-            typer.echo(f"  negative: {n['id']} ({n['score']:.3f})")
     for p in written + [output / "examples.json"]:
         typer.echo(f"wrote {p}")
+
+
+def _before_after(res: Any) -> str:
+    rows = [f"{'test split':<14}{'nDCG@10':>10}{'Recall@100':>12}{'MRR@10':>10}"]
+    for label, h in (("zero-shot", res.before), (f"step {res.after['step']}", res.after)):
+        rows.append(f"{label:<14}{h['ndcg@10']:>10.4f}{h['recall@100']:>12.4f}{h['mrr@10']:>10.4f}")
+    d = res.after["ndcg@10"] - res.before["ndcg@10"]
+    rows.append(f"nDCG@10 {'+' if d >= 0 else ''}{100 * d:.2f} points")
+    return "\n".join(rows)
 
 
 def _examples(result: Any, n: int) -> list[dict[str, Any]]:
@@ -200,6 +230,86 @@ def _examples(result: Any, n: int) -> list[dict[str, Any]]:
             "negatives": [{"id": d, "score": round(s, 4)} for d, s in result.negatives_of(i)],
         })
     return out
+
+
+class Loss(str, Enum):
+    infonce = "infonce"
+    decoupled = "decoupled"
+    dcl = "dcl"
+
+
+class Negatives(str, Enum):
+    none = "none"
+    mined = "mined"
+    refresh = "refresh"
+
+
+class LossFilter(str, Enum):
+    absolute = "absolute"
+    relative = "relative"
+    adaptive = "adaptive"
+
+
+@app.command("train")
+def train_cmd(
+    data: Annotated[Path, typer.Option("--data", help="BEIR folder, pairs .jsonl, or saved datasets.Dataset")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/train"),
+    validation: Annotated[Path | None, typer.Option(help="validation data [default: 20% of --data by query]")] = None,
+    split: Annotated[str, typer.Option(help="qrels split of a BEIR folder")] = "train",
+    model: ModelOpt = None,
+    loss: Annotated[Loss, typer.Option(help="infonce, decoupled (DEXML) or dcl")] = Loss.infonce,
+    negatives: Annotated[Negatives, typer.Option(help="none (in-batch), mined (once) or refresh (every N steps)")]
+    = Negatives.mined,
+    refresh_every: Annotated[int, typer.Option(help="steps between refreshes")] = 50,
+    num_negatives: Annotated[int, typer.Option(help="hard negatives per example")] = 3,
+    absolute_margin: Annotated[float | None, typer.Option(help="mining: drop if score + m > positive")] = None,
+    relative_margin: Annotated[float | None, typer.Option(help="mining: drop if score > pos - |pos| * m")] = None,
+    adaptive_margin: Annotated[float | None, typer.Option(help="mining: per-query threshold [default 1.0]")] = None,
+    no_margin: Annotated[bool, typer.Option("--no-margin", help="mining: no false-negative filter")] = False,
+    epochs: Annotated[float, typer.Option(help="passes over the (query, positive) pairs")] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="stop after this many steps (-1: epochs decide)")] = -1,
+    batch_size: Annotated[int, typer.Option(help="examples per step")] = 16,
+    learning_rate: Annotated[float, typer.Option("--lr", help="peak learning rate")] = 2e-5,
+    temperature: Annotated[float, typer.Option(help="s = cos / temperature")] = 0.05,
+    max_seq_length: Annotated[int | None, typer.Option(help="tokens per text [default: the model's]")] = None,
+    mini_batch_size: Annotated[int | None, typer.Option(help="GradCache mini-batch (large batches, small memory)")]
+    = None,
+    loss_filter: Annotated[LossFilter | None, typer.Option(help="in-loss false-negative masking rule")] = None,
+    loss_filter_margin: Annotated[float, typer.Option(help="margin of --loss-filter")] = 0.05,
+    seed: int = 42,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --output")] = False,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Fine-tune a sentence-transformers model on (query, positives) data with mined or refreshed hard negatives.
+
+    Writes the final model (SentenceTransformer(path) loads it) to OUTPUT/model, checkpoints, metrics.json and
+    metrics.png (nDCG@10, Recall@100, MRR@10 on the validation split at the start, each refresh and the end)."""
+    from negminer._data import load_data
+    from negminer._settings import Settings
+    from negminer.trainer import TrainConfig, train
+
+    try:
+        mining = {k: v for k, v in (("absolute_margin", absolute_margin), ("relative_margin", relative_margin),
+                                    ("adaptive_margin", adaptive_margin)) if v is not None}
+        if not mining and not no_margin:
+            mining = dict(DEFAULT_FILTER)
+        settings = Settings()
+        cfg = TrainConfig(
+            output_dir=str(output), model=model or settings.model, loss=loss.value, temperature=temperature,
+            negatives=negatives.value, refresh_every=refresh_every, num_negatives=num_negatives, mining=mining,
+            epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+            mini_batch_size=mini_batch_size, max_seq_length=max_seq_length,
+            loss_filter=loss_filter.value if loss_filter else None, loss_filter_margin=loss_filter_margin,
+            seed=seed, resume=resume, cache_dir=str(cache_dir or settings.cache_dir), device=settings.device,
+        )
+        ds = load_data(data, split=split)
+        val = load_data(validation, split=split) if validation else None
+        res = train(ds, cfg, validation=val)
+    except (NegminerError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(_before_after(res))
+    typer.echo(f"model: {res.model_path}\nmetrics: {output / 'metrics.json'}, {output / 'metrics.png'}")
 
 
 @index_app.command("build")

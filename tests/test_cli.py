@@ -67,3 +67,21 @@ def test_help_on_every_command() -> None:
                 ["index", "search", "--help"], ["index", "info", "--help"]):
         res = runner.invoke(app, cmd)
         assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_train_command(tmp_path: Path, tiny_model: Path) -> None:
+    from negminer import build_demo
+
+    data = build_demo(120)
+    rows = [{"query": q, "positives": [data.corpus_texts[d] for d in pos]} for q, pos in zip(data.queries,
+                                                                                        data.positives)]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--data", str(pairs), "-o", str(out), "--model", str(tiny_model),
+                              "--loss", "dcl", "--negatives", "mined", "--max-steps", "3", "--batch-size", "4",
+                              "--num-negatives", "1", "--cache-dir", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    assert "zero-shot" in res.output and "step 3" in res.output
+    assert (out / "model" / "modules.json").exists() and (out / "metrics.png").exists()
+    bad = runner.invoke(app, ["train", "--data", str(pairs), "--model", str(tiny_model), "--batch-size", "1"])
+    assert bad.exit_code == 2 and "batch_size: must be at least 2" in bad.output

@@ -3,6 +3,8 @@
 import negminer
 import negminer.index
 import negminer.mining
+import negminer.trainer
+import negminer.trainer.losses
 
 
 def test_top_level_api() -> None:
@@ -19,7 +21,13 @@ def test_subpackage_apis() -> None:
         "default_model_path", "faiss_available", "faiss_gpu_count", "fingerprint_model",
     ])
     assert "mine" in negminer.mining.__all__ and "adaptive_thresholds" in negminer.mining.__all__
-    for mod in (negminer, negminer.index, negminer.mining):
+    assert sorted(negminer.trainer.__all__) == sorted([
+        "LOSSES", "NEGATIVE_MODES", "DCLLoss", "DecoupledSoftmaxLoss", "FalseNegativeFilter", "InfoNCELoss",
+        "LocalNegativeSource", "NegativeSource", "TrainConfig", "TrainResult", "evaluate", "retrieval_metrics",
+        "train",
+    ])
+    assert set(negminer.trainer.losses.LOSSES) == {"infonce", "decoupled", "dcl"}
+    for mod in (negminer, negminer.index, negminer.mining, negminer.trainer):
         for name in mod.__all__:
             assert hasattr(mod, name), name
 

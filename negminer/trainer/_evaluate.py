@@ -25,7 +25,7 @@ def retrieval_metrics(rows: np.ndarray, positives: list[set[int]]) -> dict[str, 
         first = np.flatnonzero(rel[:10])
         mrr.append(1.0 / (first[0] + 1) if len(first) else 0.0)
     n = max(1, len(positives))
-    return {"ndcg@10": sum(ndcg) / n, "recall@100": sum(recall) / n, "mrr@10": sum(mrr) / n}
+    return {"ndcg@10": float(sum(ndcg) / n), "recall@100": float(sum(recall) / n), "mrr@10": float(sum(mrr) / n)}
 
 
 def evaluate(encoder: Encoder, data: RetrievalData) -> dict[str, float]:

@@ -8,7 +8,6 @@ logging, resume and multi-GPU support are sentence-transformers' own).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -302,7 +301,7 @@ def train(
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio,
         seed=cfg.seed, logging_steps=cfg.logging_steps, save_strategy="steps",
         save_steps=cfg.refresh_every, save_total_limit=2, report_to=[], remove_unused_columns=False,
         use_cpu=cfg.device == "cpu" or not torch.cuda.is_available(), disable_tqdm=not cfg.show_progress,
@@ -315,8 +314,3 @@ def train(
     _plot(history, out / "metrics.png")
     logger.info("trained %d steps; model in %s", trainer.state.global_step, final)
     return TrainResult(str(out), str(final), history, refreshes)
-
-
-def load_history(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``metrics.json`` of a run."""
-    return json.loads((Path(output_dir) / "metrics.json").read_text())
