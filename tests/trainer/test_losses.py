@@ -180,3 +180,24 @@ def test_config_and_citation() -> None:
         assert "@" in loss.citation
     with pytest.raises(ValueError, match="temperature"):
         InfoNCELoss(torch.nn.Identity(), temperature=0)
+
+
+def test_guide_model_decides_the_masking(st_model, tiny_teacher: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    st_model.eval()
+    guide = SentenceTransformer(str(tiny_teacher), device="cpu")
+    cols = [[f"query {i} about files" for i in range(5)], [f"def read_{i}(path): ..." for i in range(5)],
+            [f"def write_{i}(path): ..." for i in range(5)]]
+    feats = _features(st_model, cols)
+    flt = FalseNegativeFilter("absolute", margin=0.0, guide=guide)
+    loss = InfoNCELoss(st_model, false_negative_filter=flt)
+    loss(feats, None)
+    # the same rule computed by hand on the guide's cosine scores
+    q = guide.encode(cols[0], convert_to_tensor=True, normalize_embeddings=True)
+    d = guide.encode(cols[1] + cols[2], convert_to_tensor=True, normalize_embeddings=True)
+    cos = q @ d.T
+    pos = cos[torch.arange(5), torch.arange(5)]
+    expected = sum(int((cos[i] > pos[i]).sum()) for i in range(5))  # s + 0 > pos; the positive itself is not
+    assert expected > 0 and loss.last_masked == expected
+    assert all(not p.requires_grad for p in guide.parameters())
