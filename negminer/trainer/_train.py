@@ -291,6 +291,8 @@ def train(
             if cfg.negatives != "refresh" or step % cfg.refresh_every or step >= state.max_steps:
                 return
             path = _save_model(model, out / "refresh" / f"step-{step}")
+            for old in sorted((out / "refresh").glob("step-*"), key=lambda p: int(p.name[5:]))[:-2]:
+                shutil.rmtree(old, ignore_errors=True)  # keep the two newest refresh models
             record(step, "refresh", str(path))
             pending["started"] = time.perf_counter()
             src.refresh(str(path))
