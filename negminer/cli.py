@@ -51,7 +51,8 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _encoder(model: str | None, cache_dir: Path | None, batch_size: int | None, no_cache: bool) -> Any:
+def _encoder(model: str | None, cache_dir: Path | None, batch_size: int | None, no_cache: bool,
+             max_seq_length: int | None = None) -> Any:
     from negminer._settings import Settings
     from negminer.index import Encoder
 
@@ -61,6 +62,7 @@ def _encoder(model: str | None, cache_dir: Path | None, batch_size: int | None, 
         device=s.device,
         batch_size=batch_size or s.batch_size,
         cache_dir=None if no_cache else (cache_dir or s.cache_dir),
+        max_seq_length=max_seq_length,
     )
 
 
@@ -166,7 +168,6 @@ def demo(
     from negminer._demo import build_demo
     from negminer._io import write_json
     from negminer._settings import Settings
-    from negminer.index import Encoder
     from negminer.mining import mine as run_mine
     from negminer.trainer import TrainConfig, train
 
@@ -179,8 +180,7 @@ def demo(
                    f"{len(test):,} queries ({time.perf_counter() - t0:.1f}s)")
         settings = Settings()
         cache = cache_dir or settings.cache_dir
-        enc = Encoder(model or settings.model, device=settings.device, batch_size=settings.batch_size,
-                      cache_dir=cache, max_seq_length=max_seq_length)
+        enc = _encoder(model, cache, None, False, max_seq_length)
         typer.echo("\n== mining hard negatives (train split)")
         result = run_mine(train_data, enc, **DEFAULT_FILTER)
         output.mkdir(parents=True, exist_ok=True)

@@ -220,17 +220,6 @@ class VectorIndex:
         scores[missing] = -np.inf
         return scores, rows
 
-    def reconstruct(self, rows: np.ndarray) -> np.ndarray:
-        """The stored vectors of the given rows (flat and HNSW indexes, and NumPy)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if self.backend == "numpy":
-            assert self._vectors is not None
-            return self._vectors[rows]
-        if self.kind == "ivf":
-            self._cpu_index.make_direct_map()
-        return np.stack([self._cpu_index.reconstruct(int(r)) for r in rows]) if len(rows) else \
-            np.zeros((0, self.dim), dtype=np.float32)
-
     # -- files --------------------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the vectors / FAISS index to ``path`` (callers write to a temporary name and rename)."""
