@@ -312,6 +312,26 @@ def train_cmd(
     typer.echo(f"model: {res.model_path}\nmetrics: {output / 'metrics.json'}, {output / 'metrics.png'}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address [default: $NEGMINER_HOST or 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: $NEGMINER_PORT or 8000]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="indexes live here [default: $NEGMINER_DATA_DIR]")] = None,
+) -> None:
+    """Run the REST service (FastAPI on uvicorn). Settings also come from NEGMINER_* environment variables."""
+    import uvicorn
+
+    from negminer.service import ServiceSettings, create_app
+
+    try:
+        overrides = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data_dir)) if v is not None}
+        settings = ServiceSettings(**overrides)
+    except ValueError as exc:
+        _fail(exc)
+        return
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
 @index_app.command("build")
 def index_build(
     data: Annotated[Path, typer.Argument(help="corpus.jsonl, a BEIR folder, or a pairs .jsonl")],

@@ -1,0 +1,40 @@
+"""Service settings (environment prefix ``NEGMINER_``), extending the library's ``Settings``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from negminer._settings import Settings
+
+__all__ = ["ServiceSettings"]
+
+_PLACEHOLDERS = {"changeme", "change-me", "changethis", "secret", "password", "placeholder", "apikey", "api-key",
+                 "xxx", "test", "none", "null"}
+
+
+class ServiceSettings(Settings):
+    """``NEGMINER_HOST``, ``NEGMINER_PORT``, ``NEGMINER_DATA_DIR``, ``NEGMINER_API_KEY`` and the request limits."""
+
+    model_config = SettingsConfigDict(env_prefix="NEGMINER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    data_dir: Path = Path("negminer-data")
+    api_key: SecretStr | None = Field(None, description="bearer token required on every route but health")
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
+    max_batch: int = Field(256, ge=1, description="texts per search or embed request")
+    max_top_k: int = Field(1000, ge=1, description="largest top_k")
+    max_documents: int = Field(100_000, ge=1, description="documents per index creation request")
+
+    @field_validator("api_key")
+    @classmethod
+    def _no_placeholder(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        raw = v.get_secret_value()
+        if raw.strip().lower() in _PLACEHOLDERS or len(raw) < 16:
+            raise ValueError("NEGMINER_API_KEY is a placeholder or shorter than 16 characters; set a real secret")
+        return v

@@ -1,0 +1,107 @@
+"""The REST API in process (FastAPI's TestClient): every route, its errors, auth, limits and restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from negminer.service import ServiceSettings, create_app
+
+KEY = "k" * 24
+DOCS = [{"id": f"d{i}", "text": f"document about topic number {i} and its details"} for i in range(30)]
+
+
+def _client(tmp_path: Path, model: Path, **kw) -> TestClient:
+    settings = ServiceSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", model=str(model),
+                               device="cpu", **kw)
+    return TestClient(create_app(settings))
+
+
+def _create(c: TestClient, name: str = "docs", headers: dict | None = None) -> dict:
+    r = c.post("/v1/indexes", json={"name": name, "documents": DOCS}, headers=headers or {})
+    assert r.status_code == 202, r.text
+    c.app.state.registry.wait()
+    return c.get(f"/v1/indexes/{name}", headers=headers or {}).json()
+
+
+def test_health_ready_and_index_lifecycle(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        assert c.get("/readyz").status_code == 200
+        info = _create(c)
+        assert info["status"] == "ready" and info["version"] == 1 and info["size"] == 30
+        assert [i["name"] for i in c.get("/v1/indexes").json()["data"]] == ["docs"]
+        r = c.post("/v1/indexes/docs/search", json={"queries": [DOCS[7]["text"]], "top_k": 3, "return_text": True})
+        body = r.json()
+        assert r.status_code == 200 and body["version"] == 1
+        assert body["results"][0][0]["id"] == "d7" and body["results"][0][0]["text"] == DOCS[7]["text"]
+        assert len(body["results"][0]) == 3
+        assert c.delete("/v1/indexes/docs").json() == {"name": "docs", "deleted": True}
+        assert c.get("/v1/indexes/docs").status_code == 404
+
+
+def test_restart_serves_the_same_index(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model) as c:
+        _create(c)
+        before = c.post("/v1/indexes/docs/search", json={"queries": ["topic number 3"]}).json()
+    with _client(tmp_path, lexical_model) as c:
+        after = c.post("/v1/indexes/docs/search", json={"queries": ["topic number 3"]}).json()
+    assert after == before
+
+
+def test_errors_are_problem_json_with_the_field(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model, max_top_k=50, max_batch=4, max_body_bytes=4096) as c:
+        _create(c)
+        cases = [
+            (c.get("/v1/indexes/nope"), 404, "index_not_found", "name"),
+            (c.post("/v1/indexes/docs/search", json={"queries": ["q"], "top_k": 51}), 422, "invalid_request",
+             "top_k"),
+            (c.post("/v1/indexes/docs/search", json={"queries": ["q"] * 5}), 422, "invalid_request", "queries"),
+            (c.post("/v1/indexes/docs/search", json={"top_k": 3}), 422, "invalid_request", "queries"),
+            (c.post("/v1/indexes", json={"name": "Bad Name!", "documents": DOCS[:1]}), 422, "invalid_request",
+             "name"),
+            (c.post("/v1/indexes", json={"name": "docs", "documents": DOCS[:1]}), 422, "invalid_request", "name"),
+            (c.post("/v1/indexes", json={"name": "x", "documents": [{"id": "a", "text": ""}]}), 422,
+             "invalid_request", "documents.0.text"),
+            (c.post("/v1/indexes", json={"name": "big", "documents": DOCS * 4}), 413, "payload_too_large", None),
+            (c.post("/v1/indexes/docs/search", content=b"{not json", headers={"content-type": "application/json"}),
+             422, "invalid_request", None),
+        ]
+        for r, status, code, param in cases:
+            assert r.status_code == status, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+            body = r.json()
+            assert body["status"] == status and body["code"] == code and body["title"] and body["detail"]
+            if param is not None:
+                assert body["param"] == param, body
+
+
+def test_api_key_in_constant_time_on_all_but_health(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model, api_key=KEY) as c:
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+        r = c.get("/v1/indexes")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert r.json()["code"] == "unauthorized"
+        assert c.get("/v1/indexes", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/v1/embed", json={"inputs": "x"}).status_code == 401
+        assert c.get("/v1/indexes", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+
+
+def test_placeholder_api_key_refused() -> None:
+    with pytest.raises(ValueError, match="placeholder"):
+        ServiceSettings(api_key="changeme")
+
+
+def test_embed_in_tei_shape(tmp_path: Path, lexical_model: Path) -> None:
+    import numpy as np
+
+    with _client(tmp_path, lexical_model, max_batch=8) as c:
+        one = c.post("/v1/embed", json={"inputs": "hello world"}).json()
+        many = c.post("/v1/embed", json={"inputs": ["hello world", "other text"]}).json()
+        assert len(one) == 1 and len(many) == 2 and len(many[0]) == 64
+        assert np.allclose(one[0], many[0], atol=1e-6)
+        assert abs(np.linalg.norm(many[1]) - 1) < 1e-5
+        r = c.post("/v1/embed", json={"inputs": ["x"] * 9})
+        assert r.status_code == 422 and r.json()["param"] == "inputs"

@@ -1,0 +1,60 @@
+"""A real uvicorn server on 127.0.0.1: build an index, search, restart, search again."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(tmp_path: Path, model: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "NEGMINER_MODEL": str(model), "NEGMINER_CACHE_DIR": str(tmp_path / "cache"),
+           "NEGMINER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "negminer.cli", "serve", "--host", "127.0.0.1", "--port",
+                             str(port), "--data-dir", str(tmp_path / "data")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("server did not become ready")
+
+
+def test_server_end_to_end_with_restart(tmp_path: Path, lexical_model: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    docs = [{"id": f"d{i}", "text": f"function number {i} reads files"} for i in range(20)]
+    proc = _start(tmp_path, lexical_model, port)
+    try:
+        assert httpx.post(f"{base}/v1/indexes", json={"name": "code", "documents": docs}).status_code == 202
+        deadline = time.time() + 60
+        while httpx.get(f"{base}/v1/indexes/code").json()["status"] != "ready":
+            assert time.time() < deadline
+            time.sleep(0.2)
+        first = httpx.post(f"{base}/v1/indexes/code/search", json={"queries": [docs[4]["text"]], "top_k": 2}).json()
+        assert first["results"][0][0]["id"] == "d4" and first["version"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    proc = _start(tmp_path, lexical_model, port)
+    try:
+        again = httpx.post(f"{base}/v1/indexes/code/search", json={"queries": [docs[4]["text"]], "top_k": 2}).json()
+        assert again == first
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
