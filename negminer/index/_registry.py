@@ -1,7 +1,7 @@
 """Named, versioned indexes under one folder, served from memory and swapped atomically.
 
-``root/<name>/`` holds the :class:`IndexStore` versions of one index and its corpus (``corpus.jsonl``, written
-to a temporary name and renamed). Builds run in a background thread; until a build publishes its version the
+``root/<name>/`` holds the :class:`IndexStore` versions of one index (each with its documents' texts) and
+``index.json`` (model, kind). Builds run in a background thread; until a build publishes its version the
 current one keeps answering, and a search holds a reference to the version it started with, so a swap never
 disturbs it. A restarted registry loads every index it finds.
 """
@@ -51,8 +51,8 @@ class IndexState:
     current: CorpusIndex | None = None
     texts: list[str] = field(default_factory=list)
     error: str | None = None
-    build_started: float | None = None
     build_seconds: float | None = None
+    operation: dict[str, Any] | None = None  # the build / refresh / documents update in progress or last done
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def info(self) -> dict[str, Any]:
@@ -67,6 +67,7 @@ class IndexState:
             "kind": self.kind,
             "error": self.error,
             "build_seconds": self.build_seconds,
+            "operation": self.operation,
         }
 
 
@@ -98,8 +99,10 @@ class IndexRegistry:
             state = IndexState(name=d.name, model=meta["model"], kind=meta.get("kind", "flat"))
             try:
                 state.current = IndexStore(d).load()
-                state.texts = [json.loads(line)["text"] for line in (d / "corpus.jsonl").read_text(
-                    encoding="utf-8").splitlines() if line.strip()]
+                if state.current.texts is None:
+                    raise IndexFileError(f"{d}: the current version holds no texts")
+                state.texts = state.current.texts
+                state.model = state.current.model  # the model that encoded this version
                 state.status = "ready"
             except (IndexFileError, OSError, ValueError) as exc:
                 state.status, state.error = "failed", str(exc)
@@ -124,36 +127,82 @@ class IndexRegistry:
         with self._lock:
             if name in self._states:
                 raise ConfigError(f"name: index {name!r} already exists")
-            state = IndexState(name=name, model=model, kind=kind, build_started=time.time())
+            state = IndexState(name=name, model=model, kind=kind)
             self._states[name] = state
-        d = self.root / name
+        self._rebuild(state, "build", model, list(doc_ids), list(texts), wait=wait)
+        return state
+
+    def add_documents(self, name: str, doc_ids: list[str], texts: list[str], *, wait: bool = False) -> IndexState:
+        """Add or replace documents (by id) and publish the next version; only new texts are encoded."""
+        state = self.get(name)
+        if len(set(doc_ids)) != len(doc_ids):
+            raise ConfigError("documents: duplicate ids")
+        with state.lock:
+            if state.current is None:
+                raise IndexFileError(f"index {name!r} is {state.status}")
+            ids, all_texts = list(state.current.doc_ids), list(state.texts)
+        pos = {d: i for i, d in enumerate(ids)}
+        for d, t in zip(doc_ids, texts):
+            if d in pos:
+                all_texts[pos[d]] = t
+            else:
+                pos[d] = len(ids)
+                ids.append(d)
+                all_texts.append(t)
+        self._rebuild(state, "documents", state.model, ids, all_texts, wait=wait)
+        return state
+
+    def refresh(self, name: str, model: str, *, wait: bool = False) -> IndexState:
+        """Re-encode the corpus with ``model`` (a newer checkpoint) into the next version, then swap it in."""
+        state = self.get(name)
+        with state.lock:
+            if state.current is None:
+                raise IndexFileError(f"index {name!r} is {state.status}")
+            ids, texts = list(state.current.doc_ids), list(state.texts)
+        self._rebuild(state, "refresh", model, ids, texts, wait=wait)
+        return state
+
+    def _rebuild(self, state: IndexState, op: str, model: str, doc_ids: list[str], texts: list[str], *,
+                 wait: bool) -> None:
+        with state.lock:
+            if state.operation and state.operation["status"] == "running":
+                raise ConfigError(f"name: index {state.name!r} is busy ({state.operation['type']})")
+            state.operation = {"type": op, "model": model, "status": "running", "started_at": int(time.time()),
+                               "documents": len(doc_ids), "seconds": None, "error": None}
+        d = self.root / state.name
         d.mkdir(parents=True, exist_ok=True)
-        with atomic_open(d / "corpus.jsonl") as fh:
-            for i, t in zip(doc_ids, texts):
-                fh.write(json.dumps({"_id": i, "text": t}, ensure_ascii=False) + "\n")
 
         def run() -> None:
             t0 = time.perf_counter()
             try:
-                index = build_index(self.encoder(model), doc_ids, texts, kind=kind)
+                index = build_index(self.encoder(model), doc_ids, texts, kind=state.kind, keep_texts=True)
+                if not (d / "index.json").exists():
+                    with atomic_open(d / "index.json") as fh:
+                        json.dump({"name": state.name, "model": model, "kind": state.kind}, fh)
                 IndexStore(d).publish(index)
-                with atomic_open(d / "index.json") as fh:
-                    json.dump({"name": name, "model": model, "kind": kind}, fh)
-                with state.lock:
-                    state.current, state.texts = index, list(texts)
+                with state.lock:  # the swap: readers holding the old version keep it
+                    state.current, state.texts, state.model = index, list(texts), model
                     state.status, state.error = "ready", None
+                    state.operation = {**(state.operation or {}), "status": "succeeded", "version": index.version}
             except Exception as exc:  # noqa: BLE001 - a failed build is reported in the index status
-                logger.exception("building index %s failed", name)
-                state.status, state.error = "failed", f"{type(exc).__name__}: {exc}"
-            state.build_seconds = round(time.perf_counter() - t0, 3)
+                logger.exception("%s of index %s failed", op, state.name)
+                with state.lock:
+                    if state.current is None:
+                        state.status = "failed"
+                    state.error = f"{type(exc).__name__}: {exc}"
+                    state.operation = {**(state.operation or {}), "status": "failed", "error": state.error}
+            seconds = round(time.perf_counter() - t0, 3)
+            with state.lock:
+                state.build_seconds = seconds
+                if state.operation:
+                    state.operation["seconds"] = seconds
 
         if wait:
             run()
         else:
-            th = threading.Thread(target=run, name=f"build-{name}", daemon=True)
+            th = threading.Thread(target=run, name=f"{op}-{state.name}", daemon=True)
             self._threads.append(th)
             th.start()
-        return state
 
     def get(self, name: str) -> IndexState:
         try:
@@ -176,17 +225,61 @@ class IndexRegistry:
             th.join(timeout)
 
     # -- queries -----------------------------------------------------------------------------------------------
-    def search(self, name: str, queries: list[str], top_k: int) -> tuple[int | None, list[list[dict[str, Any]]]]:
-        """(version that answered, per query [{id, score, text}]) from the current version of ``name``."""
+    def snapshot(self, name: str) -> tuple[IndexState, CorpusIndex, list[str], str]:
+        """(state, current version, its texts, its model), taken together under the index's lock."""
         state = self.get(name)
         with state.lock:
-            current, texts = state.current, state.texts
+            current, texts, model = state.current, state.texts, state.model
         if current is None:
             raise IndexFileError(f"index {name!r} is {state.status}" + (f": {state.error}" if state.error else ""))
-        vecs = self.encoder(state.model).encode(queries, kind="query", desc="queries")
+        return state, current, texts, model
+
+    def search(self, name: str, queries: list[str] | None, top_k: int, vectors: np.ndarray | None = None,
+               ) -> tuple[int | None, list[list[dict[str, Any]]]]:
+        """(version that answered, per query [{id, score, text}]) from the current version of ``name``.
+
+        Give query texts (encoded with the index's model) or query vectors."""
+        _, current, texts, model = self.snapshot(name)
+        if vectors is None:
+            vecs = self.encoder(model).encode(list(queries or []), kind="query", desc="queries")
+        else:
+            if vectors.ndim != 2 or vectors.shape[1] != current.index.dim:
+                raise ConfigError(f"vectors: expected rows of {current.index.dim} floats, got shape "
+                                  f"{tuple(vectors.shape)}")
+            vecs = vectors.astype(np.float32)
         scores, rows = current.search(vecs, top_k)
         out = []
         for sc, rw in zip(scores, rows):
             out.append([{"id": current.doc_ids[r], "score": float(s), "text": texts[r]}
                         for s, r in zip(sc, rw) if r >= 0 and np.isfinite(s)])
         return current.version, out
+
+    def mine(self, name: str, queries: list[str], positive_ids: list[list[str]], positive_texts: list[list[str]],
+             options: dict[str, Any]) -> tuple[int | None, Any]:
+        """Mine negatives for ``queries`` from the current version's corpus with the index's model.
+
+        Positives are document ids of the index or extra texts (added to the candidates as positives)."""
+        from negminer._data import RetrievalData
+        from negminer.mining import mine
+
+        _, current, texts, model = self.snapshot(name)
+        ids, corpus = list(current.doc_ids), list(texts)
+        row = {d: i for i, d in enumerate(ids)}
+        positives = []
+        for qi, (pids, ptexts) in enumerate(zip(positive_ids, positive_texts)):
+            rows = []
+            for d in pids:
+                if d not in row:
+                    raise ConfigError(f"queries[{qi}].positive_ids: unknown document id {d!r}")
+                rows.append(row[d])
+            for t in ptexts:
+                ids.append(f"positive:{qi}:{len(rows)}")
+                corpus.append(t)
+                rows.append(len(ids) - 1)
+            if not rows:
+                raise ConfigError(f"queries[{qi}]: needs positive_ids or positives")
+            positives.append(rows)
+        data = RetrievalData(ids, corpus, [f"q{i}" for i in range(len(queries))], list(queries), positives,
+                             source=f"index:{name}")
+        result = mine(data, self.encoder(model), show_progress=False, **options)
+        return current.version, result

@@ -5,6 +5,7 @@ Layout of one saved index (a folder)::
     meta.json      format, version, backend, kind, dim, size, model, model fingerprint, sha256 of every file
     vectors.faiss  (or vectors.npy for the NumPy backend)
     ids.json       document ids, row order
+    texts.json     the documents' texts, row order (when the index keeps them)
 
 A save writes into a temporary folder beside the target and renames it into place, so a reader never sees a
 half-written index. :class:`IndexStore` keeps numbered versions (``v000001``...) and a ``CURRENT`` pointer that
@@ -45,10 +46,13 @@ class CorpusIndex:
     model: str
     version: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    texts: list[str] | None = None  # the documents' texts, saved with the version when given
 
     def __post_init__(self) -> None:
         if len(self.doc_ids) != self.index.ntotal:
             raise ConfigError(f"{len(self.doc_ids)} doc ids for {self.index.ntotal} vectors")
+        if self.texts is not None and len(self.texts) != len(self.doc_ids):
+            raise ConfigError(f"{len(self.texts)} texts for {len(self.doc_ids)} doc ids")
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -68,7 +72,12 @@ class CorpusIndex:
             self.index.write(tmp / vec_name)
             with atomic_open(tmp / "ids.json") as fh:
                 json.dump(self.doc_ids, fh)
-            files = {name: sha256_file(tmp / name) for name in (vec_name, "ids.json")}
+            names = [vec_name, "ids.json"]
+            if self.texts is not None:
+                with atomic_open(tmp / "texts.json") as fh:
+                    json.dump(self.texts, fh, ensure_ascii=False)
+                names.append("texts.json")
+            files = {name: sha256_file(tmp / name) for name in names}
             meta = {
                 "format": FORMAT,
                 "version": self.version,
@@ -139,7 +148,13 @@ class CorpusIndex:
             raise IndexFileError(f"{path / 'ids.json'}: unreadable ({exc})") from exc
         if len(doc_ids) != index.ntotal:
             raise IndexFileError(f"{path}: {len(doc_ids)} ids for {index.ntotal} vectors")
-        return cls(index, doc_ids, meta["model_fingerprint"], meta["model"], meta.get("version"), meta.get("extra", {}))
+        texts = None
+        if "texts.json" in meta.get("files", {}):
+            texts = json.loads((path / "texts.json").read_text(encoding="utf-8"))
+            if len(texts) != len(doc_ids):
+                raise IndexFileError(f"{path}: {len(texts)} texts for {len(doc_ids)} ids")
+        return cls(index, doc_ids, meta["model_fingerprint"], meta["model"], meta.get("version"),
+                   meta.get("extra", {}), texts)
 
 
 def build_index(
@@ -152,9 +167,10 @@ def build_index(
     device: str = "auto",
     prompt: str | None = None,
     prompt_name: str | None = None,
+    keep_texts: bool = False,
     **options: Any,
 ) -> CorpusIndex:
-    """Encode ``texts`` (through the encoder's cache) and index them."""
+    """Encode ``texts`` (through the encoder's cache) and index them; ``keep_texts`` saves the texts too."""
     if len(doc_ids) != len(texts):
         raise ConfigError(f"{len(doc_ids)} doc ids for {len(texts)} texts")
     if len(set(doc_ids)) != len(doc_ids):
@@ -162,7 +178,8 @@ def build_index(
     vectors = encoder.encode(texts, kind="document", prompt=prompt, prompt_name=prompt_name, desc="corpus")
     index = VectorIndex(vectors.shape[1], kind=kind, backend=backend, device=device, **options)  # type: ignore[arg-type]
     index.add(vectors)
-    return CorpusIndex(index, list(doc_ids), encoder.fingerprint, encoder.name)
+    return CorpusIndex(index, list(doc_ids), encoder.fingerprint, encoder.name, texts=list(texts) if keep_texts
+                       else None)
 
 
 _VERSION_RE = re.compile(r"^v(\d{6})$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from negminer import __version__
 from negminer.index import Encoder
 from negminer.index._registry import IndexRegistry
 from negminer.service import errors
-from negminer.service.api.routes import embed, health, indexes
+from negminer.service.api.routes import embed, health, indexes, metrics
 from negminer.service.config import ServiceSettings
 from negminer.service.deps import require_api_key
 
@@ -36,7 +37,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = IndexRegistry(settings.data_dir / "indexes", encoder_factory)
     app.state.ready = False
+    app.state.metrics = metrics.ServiceMetrics(app.state.registry)
     errors.install(app)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        app.state.metrics.observe(request.method, path, response.status_code, time.perf_counter() - t0)
+        return response
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -50,4 +61,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     app.include_router(indexes.router, dependencies=protected)
     app.include_router(embed.router, dependencies=protected)
+    app.include_router(metrics.router, dependencies=protected)
     return app

@@ -105,3 +105,71 @@ def test_embed_in_tei_shape(tmp_path: Path, lexical_model: Path) -> None:
         assert abs(np.linalg.norm(many[1]) - 1) < 1e-5
         r = c.post("/v1/embed", json={"inputs": ["x"] * 9})
         assert r.status_code == 422 and r.json()["param"] == "inputs"
+
+
+def test_documents_refresh_and_version_swap(tmp_path: Path, lexical_model: Path, tiny_model: Path) -> None:
+    import shutil
+
+    with _client(tmp_path, lexical_model) as c:
+        _create(c)
+        r = c.post("/v1/indexes/docs/documents", json={"documents": [
+            {"id": "d3", "text": "replaced text about bananas"}, {"id": "new", "text": "a brand new document"}]})
+        assert r.status_code == 202
+        c.app.state.registry.wait()
+        info = c.get("/v1/indexes/docs").json()
+        assert info["version"] == 2 and info["size"] == 31 and info["operation"]["type"] == "documents"
+        hit = c.post("/v1/indexes/docs/search", json={"queries": ["replaced text about bananas"], "top_k": 1,
+                                                       "return_text": True}).json()
+        assert hit["version"] == 2 and hit["results"][0][0]["id"] == "d3"
+        # refresh with another checkpoint inside the data dir; paths outside it are refused
+        ckpt = tmp_path / "data" / "ckpt"
+        shutil.copytree(tiny_model, ckpt)
+        bad = c.post("/v1/indexes/docs/refresh", json={"model": "../../etc"})
+        assert bad.status_code == 422 and bad.json()["param"] == "model"
+        assert c.post("/v1/indexes/docs/refresh", json={"model": "ckpt"}).status_code == 202
+        c.app.state.registry.wait()
+        info = c.get("/v1/indexes/docs").json()
+        assert info["version"] == 3 and info["operation"]["status"] == "succeeded"
+        assert info["model"] == str(ckpt.resolve())
+        again = c.post("/v1/indexes/docs/search", json={"queries": ["a brand new document"], "top_k": 1}).json()
+        assert again["version"] == 3 and again["results"][0][0]["id"] == "new"
+
+
+def test_search_by_vectors_and_metrics(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model) as c:
+        _create(c)
+        vec = c.post("/v1/embed", json={"inputs": DOCS[5]["text"]}).json()
+        r = c.post("/v1/indexes/docs/search", json={"vectors": vec, "top_k": 1}).json()
+        assert r["results"][0][0]["id"] == "d5"
+        bad = c.post("/v1/indexes/docs/search", json={"vectors": [[0.1, 0.2]]})
+        assert bad.status_code == 422 and bad.json()["param"] == "vectors"
+        both = c.post("/v1/indexes/docs/search", json={"vectors": vec, "queries": ["x"]})
+        assert both.status_code == 422
+        text = c.get("/metrics").text
+        assert 'negminer_index_documents{index="docs"} 30.0' in text
+        assert 'negminer_requests_total{method="POST",route="/v1/indexes/{name}/search",status="200"}' in text
+
+
+def test_mine_over_http_equals_in_process(tmp_path: Path, lexical_model: Path) -> None:
+    from negminer import Encoder, RetrievalData, mine
+
+    with _client(tmp_path, lexical_model) as c:
+        _create(c)
+        queries = [{"query": f"topic number {i}", "positive_ids": [f"d{i}"]} for i in range(8)]
+        options = {"num_negatives": 3, "relative_margin": 0.05, "range_max": 20}
+        r = c.post("/v1/indexes/docs/mine", json={"queries": queries, "options": options,
+                                                  "output_format": "triplet"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["version"] == 1 and "relative_margin" in body["report"]["removed"]
+        data = RetrievalData([d["id"] for d in DOCS], [d["text"] for d in DOCS], [f"q{i}" for i in range(8)],
+                             [q["query"] for q in queries], [[i] for i in range(8)])
+        local = mine(data, Encoder(lexical_model, device="cpu", show_progress=False), show_progress=False,
+                     **options)
+        for i, res in enumerate(body["results"]):
+            assert [n["id"] for n in res["negatives"]] == [d for d, _ in local.negatives_of(i)]
+        assert len(body["rows"]["negative"]) == sum(len(local.negatives_of(i)) for i in range(8))
+        unknown = c.post("/v1/indexes/docs/mine", json={"queries": [{"query": "q", "positive_ids": ["zz"]}]})
+        assert unknown.status_code == 422 and unknown.json()["param"] == "queries[0].positive_ids"
+        typo = c.post("/v1/indexes/docs/mine", json={"queries": queries, "options": {"margin_typo": 1}})
+        assert typo.status_code == 422 and typo.json()["param"] == "options.margin_typo"

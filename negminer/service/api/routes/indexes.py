@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from negminer.mining import MiningConfig
 from negminer.service.deps import RegistryDep, SettingsDep
 
 router = APIRouter(prefix="/v1/indexes", tags=["indexes"])
@@ -28,9 +29,35 @@ class CreateIndex(BaseModel):
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    queries: list[str] = Field(min_length=1)
+    queries: list[str] | None = Field(None, min_length=1, description="query texts, or give vectors")
+    vectors: list[list[float]] | None = Field(None, min_length=1, description="query vectors (unit length)")
     top_k: int = Field(10, ge=1)
     return_text: bool = False
+
+
+class AddDocuments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    documents: list[Document] = Field(min_length=1)
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, description="checkpoint folder inside the data dir")
+
+
+class MineQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1)
+    positive_ids: list[str] = Field(default_factory=list, description="ids of positive documents of the index")
+    positives: list[str] = Field(default_factory=list, description="positive texts (added to the candidates)")
+
+
+class MineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: list[MineQuery] = Field(min_length=1)
+    options: MiningConfig = Field(default_factory=MiningConfig)
+    output_format: Literal["triplet", "n-tuple", "labeled-pair", "labeled-list"] | None = None
+    output_scores: bool = False
 
 
 @router.post("", status_code=202)
@@ -38,7 +65,7 @@ def create_index(body: CreateIndex, registry: RegistryDep, settings: SettingsDep
     """Start building an index from inline documents; poll ``GET /v1/indexes/{name}`` for its status."""
     if len(body.documents) > settings.max_documents:
         raise HTTPException(413, f"documents: at most {settings.max_documents} per request")
-    model = body.model or settings.model or _default_model()
+    model = resolve_model(body.model, settings)
     state = registry.create(body.name, model, [d.id for d in body.documents], [d.text for d in body.documents],
                             kind=body.kind)
     return state.info()
@@ -63,14 +90,74 @@ def delete_index(name: str, registry: RegistryDep) -> dict[str, Any]:
 @router.post("/{name}/search")
 def search(name: str, body: SearchRequest, registry: RegistryDep, settings: SettingsDep) -> dict[str, Any]:
     """Top-k documents for each query text; the response names the index version that answered."""
-    if len(body.queries) > settings.max_batch:
-        raise _limit("queries", f"at most {settings.max_batch} queries per request")
+    if (body.queries is None) == (body.vectors is None):
+        raise _limit("queries", "give exactly one of queries or vectors")
+    n = len(body.queries or body.vectors or [])
+    if n > settings.max_batch:
+        raise _limit("queries" if body.queries else "vectors", f"at most {settings.max_batch} per request")
     if body.top_k > settings.max_top_k:
         raise _limit("top_k", f"at most {settings.max_top_k}")
-    version, results = registry.search(name, body.queries, body.top_k)
+    vectors = None
+    if body.vectors is not None:
+        import numpy as np
+
+        if len({len(v) for v in body.vectors}) != 1:
+            raise _limit("vectors", "all vectors must have the same length")
+        vectors = np.asarray(body.vectors, dtype=np.float32)
+    version, results = registry.search(name, body.queries, body.top_k, vectors=vectors)
     if not body.return_text:
         results = [[{k: v for k, v in hit.items() if k != "text"} for hit in hits] for hits in results]
     return {"index": name, "version": version, "results": results}
+
+
+@router.post("/{name}/documents", status_code=202)
+def add_documents(name: str, body: AddDocuments, registry: RegistryDep, settings: SettingsDep) -> dict[str, Any]:
+    """Add or replace documents by id; the next version is built in the background (only they are encoded)."""
+    if len(body.documents) > settings.max_documents:
+        raise HTTPException(413, f"documents: at most {settings.max_documents} per request")
+    return registry.add_documents(name, [d.id for d in body.documents], [d.text for d in body.documents]).info()
+
+
+@router.post("/{name}/refresh", status_code=202)
+def refresh(name: str, body: RefreshRequest, registry: RegistryDep, settings: SettingsDep) -> dict[str, Any]:
+    """Re-encode the corpus with a newer checkpoint into the next version; the current one serves until the swap.
+    ``GET /v1/indexes/{name}`` shows the operation's progress."""
+    return registry.refresh(name, resolve_model(body.model, settings)).info()
+
+
+@router.post("/{name}/mine")
+def mine(name: str, body: MineRequest, registry: RegistryDep, settings: SettingsDep) -> dict[str, Any]:
+    """Hard negatives for the given queries from the index's corpus, with every mining option of the library."""
+    if len(body.queries) > settings.max_batch:
+        raise _limit("queries", f"at most {settings.max_batch} per request")
+    version, res = registry.mine(name, [q.query for q in body.queries], [q.positive_ids for q in body.queries],
+                                 [q.positives for q in body.queries],
+                                 body.options.model_dump(exclude_unset=True))
+    out: dict[str, Any] = {"index": name, "version": version, "results": [], "report": res.report.to_dict()}
+    for i, q in enumerate(res.queries):
+        out["results"].append({
+            "query": q,
+            "negatives": [{"id": d, "score": s} for d, s in res.negatives_of(i)],
+            "positive_scores": [float(x) for x in res.positive_scores[i]],
+        })
+    if body.output_format:
+        out["rows"] = res.rows(body.output_format, output_scores=body.output_scores)
+    return out
+
+
+def resolve_model(model: str | None, settings: Any) -> str:
+    """The service's default model, or a model folder inside the data dir (anything escaping it is refused)."""
+    from pathlib import Path
+
+    if model is None or model == settings.model:
+        return settings.model or _default_model()
+    root = Path(settings.data_dir).resolve()
+    path = (root / model).resolve()
+    if not path.is_relative_to(root):
+        raise _limit("model", "path escapes the data dir")
+    if not path.is_dir():
+        raise _limit("model", f"no model folder {model!r} in the data dir")
+    return str(path)
 
 
 def _limit(param: str, why: str) -> Exception:
