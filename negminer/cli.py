@@ -279,6 +279,9 @@ def train_cmd(
     seed: int = 42,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --output")] = False,
     cache_dir: CacheOpt = None,
+    index_url: Annotated[str | None, typer.Option(help="mine through the index service at this URL (model and "
+                                                       "--output inside its data dir)")] = None,
+    index_name: Annotated[str, typer.Option(help="index the service keeps for this run")] = "negminer-train",
 ) -> None:
     """Fine-tune a sentence-transformers model on (query, positives) data with mined or refreshed hard negatives.
 
@@ -301,6 +304,7 @@ def train_cmd(
             mini_batch_size=mini_batch_size, max_seq_length=max_seq_length,
             loss_filter=loss_filter.value if loss_filter else None, loss_filter_margin=loss_filter_margin,
             seed=seed, resume=resume, cache_dir=str(cache_dir or settings.cache_dir), device=settings.device,
+            index_url=index_url, index_name=index_name,
         )
         ds = load_data(data, split=split)
         val = load_data(validation, split=split) if validation else None

@@ -23,7 +23,8 @@ def test_subpackage_apis() -> None:
     assert "mine" in negminer.mining.__all__ and "adaptive_thresholds" in negminer.mining.__all__
     assert sorted(negminer.trainer.__all__) == sorted([
         "LOSSES", "NEGATIVE_MODES", "DCLLoss", "DecoupledSoftmaxLoss", "FalseNegativeFilter", "InfoNCELoss",
-        "LocalNegativeSource", "NegativeSource", "TrainConfig", "TrainResult", "evaluate", "retrieval_metrics",
+        "HttpNegativeSource", "LocalNegativeSource", "NegativeSource", "NegativesUpdate", "TrainConfig",
+        "TrainResult", "evaluate", "retrieval_metrics",
         "train",
     ])
     assert set(negminer.trainer.losses.LOSSES) == {"infonce", "decoupled", "dcl"}

@@ -1,7 +1,7 @@
 """Fine-tuning dual encoders on mined hard negatives (losses in :mod:`negminer.trainer.losses`)."""
 
 from negminer.trainer._evaluate import evaluate, retrieval_metrics
-from negminer.trainer._negatives import LocalNegativeSource, NegativeSource
+from negminer.trainer._negatives import HttpNegativeSource, LocalNegativeSource, NegativeSource, NegativesUpdate
 from negminer.trainer._train import NEGATIVE_MODES, TrainConfig, TrainResult, train
 from negminer.trainer.losses import LOSSES, DCLLoss, DecoupledSoftmaxLoss, FalseNegativeFilter, InfoNCELoss
 
@@ -12,8 +12,10 @@ __all__ = [
     "DecoupledSoftmaxLoss",
     "FalseNegativeFilter",
     "InfoNCELoss",
+    "HttpNegativeSource",
     "LocalNegativeSource",
     "NegativeSource",
+    "NegativesUpdate",
     "TrainConfig",
     "TrainResult",
     "evaluate",

@@ -1,22 +1,38 @@
 """Where the trainer gets its hard negatives: an interface, and the in-process implementation.
 
 The trainer calls :meth:`NegativeSource.refresh` with a new checkpoint and keeps training; at every step it calls
-:meth:`NegativeSource.poll`, which returns a new :class:`~negminer.mining.MiningResult` once one is ready. The
-in-process :class:`LocalNegativeSource` mines inside ``refresh`` (so the trainer waits for it); an HTTP source (the
-service) can return at once and build the next index version in the background: the trainer never needs to stop.
+:meth:`NegativeSource.poll`, which returns a :class:`NegativesUpdate` once new negatives are ready. The in-process
+:class:`LocalNegativeSource` mines inside ``refresh`` (so the trainer waits for it); :class:`HttpNegativeSource`
+asks the index service to refresh and returns at once, and the service builds the next index version in the
+background: the trainer never stops for it.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
-from negminer._data import RetrievalData
+from negminer._data import RetrievalData, _CorpusBuilder
+from negminer._errors import NegminerError
 from negminer.index._encoder import Encoder
 from negminer.mining._config import MiningConfig
 from negminer.mining._miner import MiningResult, mine
 
-__all__ = ["NegativeSource", "LocalNegativeSource"]
+__all__ = ["NegativeSource", "NegativesUpdate", "LocalNegativeSource", "HttpNegativeSource"]
+
+
+@dataclass
+class NegativesUpdate:
+    """New negatives: per training query, rows of the training corpus de-duplicated by text (first-seen order)."""
+
+    version: int
+    negatives: list[list[int]]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_result(cls, version: int, result: MiningResult) -> NegativesUpdate:
+        return cls(version, [[int(n) for n in row if n >= 0] for row in result.negatives], result.report.to_dict())
 
 
 @runtime_checkable
@@ -27,8 +43,8 @@ class NegativeSource(Protocol):
         """Start mining negatives with ``checkpoint`` (a model folder). May return before they are ready."""
         ...
 
-    def poll(self) -> tuple[int, MiningResult] | None:
-        """(version, result) of the newest finished mining not yet returned, or None."""
+    def poll(self) -> NegativesUpdate | None:
+        """The newest finished negatives not yet returned, or None."""
         ...
 
 
@@ -46,7 +62,7 @@ class LocalNegativeSource:
         self.max_seq_length = max_seq_length
         self.show_progress = show_progress
         self.version = 0
-        self._ready: tuple[int, MiningResult] | None = None
+        self._ready: NegativesUpdate | None = None
         self.last_encoder: Encoder | None = None
 
     def encoder(self, checkpoint: str) -> Encoder:
@@ -57,8 +73,79 @@ class LocalNegativeSource:
         self.last_encoder = self.encoder(checkpoint)
         result = mine(self.data, self.last_encoder, config=self.config, show_progress=self.show_progress)
         self.version += 1
-        self._ready = (self.version, result)
+        self._ready = NegativesUpdate.from_result(self.version, result)
 
-    def poll(self) -> tuple[int, MiningResult] | None:
+    def poll(self) -> NegativesUpdate | None:
         ready, self._ready = self._ready, None
         return ready
+
+
+class HttpNegativeSource:
+    """The index service as the trainer's negative source (``negminer train --index-url``).
+
+    The first ``refresh`` creates index ``index`` from the training corpus (document ids are row numbers of the
+    corpus de-duplicated by text); later ones ask the service to re-encode it with the new checkpoint, which must
+    lie inside the service's data dir. ``poll`` returns None while the service works, then mines the training
+    queries against the new version. Nothing here blocks on the service's encoding.
+    """
+
+    def __init__(self, url: str, index: str, data: RetrievalData, config: MiningConfig, *,
+                 api_key: str | None = None, timeout: float = 600.0, batch: int = 256) -> None:
+        import httpx
+
+        docs = _CorpusBuilder()
+        doc_of = [docs.add(t, d) for d, t in zip(data.corpus_ids, data.corpus_texts)]
+        self.texts = docs.texts
+        self.queries = list(data.queries)
+        self.positive_ids = [[str(r) for r in sorted({doc_of[d] for d in pos})] for pos in data.positives]
+        self.index = index
+        self.options = config.model_dump(exclude_defaults=True) | {"num_negatives": config.num_negatives}
+        self.batch = batch
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self._pending = False
+
+    def _check(self, r: Any) -> Any:
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail")
+            except ValueError:
+                detail = r.text
+            raise NegminerError(f"index service: {r.request.method} {r.request.url.path} -> {r.status_code}: "
+                                f"{detail}")
+        return r.json()
+
+    def refresh(self, checkpoint: str) -> None:
+        r = self.client.get(f"/v1/indexes/{self.index}")
+        if r.status_code == 404:
+            docs = [{"id": str(i), "text": t} for i, t in enumerate(self.texts)]
+            self._check(self.client.post("/v1/indexes", json={"name": self.index, "model": checkpoint,
+                                                               "documents": docs}))
+        else:
+            self._check(r)
+            self._check(self.client.post(f"/v1/indexes/{self.index}/refresh", json={"model": checkpoint}))
+        self._pending = True
+
+    def poll(self) -> NegativesUpdate | None:
+        if not self._pending:
+            return None
+        info = self._check(self.client.get(f"/v1/indexes/{self.index}"))
+        op = info.get("operation") or {}
+        if op.get("status") == "running":
+            return None
+        if op.get("status") == "failed":
+            self._pending = False
+            raise NegminerError(f"index service: {op.get('type')} of {self.index!r} failed: {op.get('error')}")
+        self._pending = False
+        negatives: list[list[int]] = []
+        report: dict[str, Any] = {"queries_short": 0}
+        version = info["version"]
+        for start in range(0, len(self.queries), self.batch):
+            qs = [{"query": q, "positive_ids": p} for q, p in zip(self.queries[start: start + self.batch],
+                                                                   self.positive_ids[start: start + self.batch])]
+            body = self._check(self.client.post(f"/v1/indexes/{self.index}/mine",
+                                                json={"queries": qs, "options": self.options}))
+            version = body["version"]
+            negatives += [[int(n["id"]) for n in res["negatives"]] for res in body["results"]]
+            report["queries_short"] += body["report"]["queries_short"]
+        return NegativesUpdate(version, negatives, report)

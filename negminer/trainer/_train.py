@@ -24,9 +24,8 @@ from negminer._errors import ConfigError, DataError, describe
 from negminer._io import atomic_path, write_json
 from negminer.index._encoder import Encoder, default_model_path
 from negminer.mining._config import MiningConfig
-from negminer.mining._miner import MiningResult
 from negminer.trainer._evaluate import evaluate
-from negminer.trainer._negatives import LocalNegativeSource, NegativeSource
+from negminer.trainer._negatives import HttpNegativeSource, LocalNegativeSource, NegativeSource, NegativesUpdate
 from negminer.trainer.losses import LOSSES, FalseNegativeFilter
 
 __all__ = ["TrainConfig", "TrainResult", "train", "NEGATIVE_MODES"]
@@ -63,6 +62,8 @@ class TrainConfig:
     cache_dir: str | None = None
     device: str = "auto"
     encode_batch_size: int = 64
+    index_url: str | None = None  # mine through the index service (API key from NEGMINER_API_KEY)
+    index_name: str = "negminer-train"
     logging_steps: int = 10
     show_progress: bool = True
 
@@ -132,13 +133,13 @@ class NegativeTable:
     def known_positives(self) -> dict[int, set[int]]:
         return {q: set(p) for q, p in enumerate(self.positives)}
 
-    def update(self, result: MiningResult, version: int) -> None:
-        """Take a mining result's negatives; a query left short is topped up with random non-positives."""
-        if result.doc_texts != self.texts:
-            raise ConfigError("mining result does not belong to the training corpus")
+    def update(self, update: NegativesUpdate) -> None:
+        """Take new negatives; a query left short is topped up with random non-positives."""
+        if len(update.negatives) != len(self.positives):
+            raise ConfigError(f"negatives for {len(update.negatives)} queries, training has {len(self.positives)}")
         filled = 0
-        for q, row in enumerate(result.negatives):
-            negs = [int(n) for n in row if n >= 0]
+        for q, row in enumerate(update.negatives):
+            negs = [int(n) for n in row if 0 <= n < len(self.texts)]
             pos = set(self.positives[q])
             while len(negs) < self.num_negatives and len(self.texts) > len(pos) + len(negs):
                 cand = int(self.rng.integers(len(self.texts)))
@@ -146,7 +147,7 @@ class NegativeTable:
                     negs.append(cand)
                     filled += 1
             self.negatives[q] = negs[: self.num_negatives]
-        self.version = version
+        self.version = update.version
         self.filled = filled
 
     def transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -254,18 +255,24 @@ def train(
     record(0, "start", model_path)
 
     table = NegativeTable(train_data, cfg.num_negatives, cfg.seed)
-    src = source or LocalNegativeSource(train_data, cfg.mining_config(), cache_dir=cache_dir, device=cfg.device,
-                                        batch_size=cfg.encode_batch_size, max_seq_length=cfg.max_seq_length,
-                                        show_progress=cfg.show_progress)
+    if source is not None:
+        src: NegativeSource = source
+    elif cfg.index_url:
+        src = HttpNegativeSource(cfg.index_url, cfg.index_name, train_data, cfg.mining_config(),
+                                 api_key=os.environ.get("NEGMINER_API_KEY"))
+    else:
+        src = LocalNegativeSource(train_data, cfg.mining_config(), cache_dir=cache_dir, device=cfg.device,
+                                  batch_size=cfg.encode_batch_size, max_seq_length=cfg.max_seq_length,
+                                  show_progress=cfg.show_progress)
 
     def take(step: int, started: float) -> bool:
         ready = src.poll()
         if ready is None:
             return False
-        version, result = ready
-        table.update(result, version)
-        refreshes.append({"step": step, "version": version, "seconds": round(time.perf_counter() - started, 2),
-                          "queries_short": result.report.queries_short, "filled_randomly": table.filled})
+        table.update(ready)
+        refreshes.append({"step": step, "version": ready.version,
+                          "seconds": round(time.perf_counter() - started, 2),
+                          "queries_short": ready.report.get("queries_short"), "filled_randomly": table.filled})
         return True
 
     if cfg.negatives != "none":

@@ -58,3 +58,32 @@ def test_server_end_to_end_with_restart(tmp_path: Path, lexical_model: Path) -> 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_trainer_refreshes_through_the_service(tmp_path: Path, lexical_model: Path) -> None:
+    import shutil
+
+    from negminer import build_demo
+    from negminer.trainer import TrainConfig, train
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    model = tmp_path / "data" / "models" / "start"
+    shutil.copytree(lexical_model, model)
+    proc = _start(tmp_path, lexical_model, port)
+    try:
+        data = build_demo(120)
+        cfg = TrainConfig(output_dir=str(tmp_path / "data" / "runs" / "t"), model=str(model), negatives="refresh",
+                          refresh_every=2, max_steps=5, batch_size=4, num_negatives=2, device="cpu",
+                          cache_dir=str(tmp_path / "cache"), show_progress=False, index_url=base,
+                          index_name="train-run")
+        res = train(data, cfg)
+        info = httpx.get(f"{base}/v1/indexes/train-run").json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert [h["event"] for h in res.history] == ["start", "refresh", "refresh", "end"]
+    # version 1 = the starting model; each refresh published the next version, which the trainer then used
+    assert res.refreshes[0]["version"] == 1
+    assert [r["version"] for r in res.refreshes] == sorted({r["version"] for r in res.refreshes})
+    assert info["version"] == 3 and info["model"].endswith("step-4")
