@@ -173,3 +173,26 @@ def test_mine_over_http_equals_in_process(tmp_path: Path, lexical_model: Path) -
         assert unknown.status_code == 422 and unknown.json()["param"] == "queries[0].positive_ids"
         typo = c.post("/v1/indexes/docs/mine", json={"queries": queries, "options": {"margin_typo": 1}})
         assert typo.status_code == 422 and typo.json()["param"] == "options.margin_typo"
+
+
+def test_corpus_file_inside_the_data_dir_and_embed_dimensions(tmp_path: Path, lexical_model: Path) -> None:
+    import json
+
+    import numpy as np
+
+    with _client(tmp_path, lexical_model) as c:
+        corpus = tmp_path / "data" / "corpus.jsonl"
+        corpus.write_text("".join(json.dumps({"_id": d["id"], "text": d["text"]}) + "\n" for d in DOCS))
+        r = c.post("/v1/indexes", json={"name": "fromfile", "corpus_file": "corpus.jsonl"})
+        assert r.status_code == 202, r.text
+        c.app.state.registry.wait()
+        assert c.get("/v1/indexes/fromfile").json()["size"] == 30
+        escape = c.post("/v1/indexes", json={"name": "x", "corpus_file": "../../etc/passwd"})
+        assert escape.status_code == 422 and escape.json()["param"] == "corpus_file"
+        (tmp_path / "data" / "bad.jsonl").write_text('{"_id": "a", "text": "ok"}\n{"_id": "b"}\n')
+        bad = c.post("/v1/indexes", json={"name": "y", "corpus_file": "bad.jsonl"})
+        assert bad.status_code == 422 and bad.json()["param"] == "text" and "bad.jsonl:2" in bad.json()["detail"]
+        both = c.post("/v1/indexes", json={"name": "z", "corpus_file": "corpus.jsonl", "documents": DOCS[:1]})
+        assert both.status_code == 422 and both.json()["param"] == "documents"
+        v = c.post("/v1/embed", json={"inputs": ["hello"], "dimensions": 16, "truncate": True}).json()
+        assert len(v[0]) == 16 and abs(np.linalg.norm(v[0]) - 1) < 1e-5

@@ -15,13 +15,17 @@ class EmbedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: str | list[str]
     normalize: bool = True
+    truncate: bool = True
     prompt_name: str | None = None
+    dimensions: int | None = Field(None, ge=1, description="keep the first N dimensions (Matryoshka models)")
     model: str | None = Field(None, description="default: the service's model")
 
 
 @router.post("/embed")
 def embed(body: EmbedRequest, registry: RegistryDep, settings: SettingsDep) -> list[list[float]]:
-    """Embeddings of ``inputs`` (one string or a list), L2-normalized (negminer's vectors always are)."""
+    """Embeddings of ``inputs`` (one string or a list). negminer's vectors are always L2-normalized and texts are
+    always truncated to the model's maximum length, so ``normalize`` and ``truncate`` are accepted for TEI
+    compatibility; ``normalize`` applies after ``dimensions`` cuts a vector."""
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     if not texts:
         raise _limit("inputs", "must not be empty")
@@ -33,4 +37,12 @@ def embed(body: EmbedRequest, registry: RegistryDep, settings: SettingsDep) -> l
 
     enc = registry.encoder(body.model or settings.model or default_model_path())
     vecs = enc.encode(texts, kind="document", prompt_name=body.prompt_name, desc="embed")
+    if body.dimensions is not None:
+        if body.dimensions > vecs.shape[1]:
+            raise _limit("dimensions", f"the model has {vecs.shape[1]} dimensions")
+        vecs = vecs[:, : body.dimensions]
+        if body.normalize:
+            import numpy as np
+
+            vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True).clip(min=1e-12)
     return vecs.tolist()

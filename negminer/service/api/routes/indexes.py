@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
@@ -22,8 +23,9 @@ class Document(BaseModel):
 class CreateIndex(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
-    model: str | None = Field(None, description="model folder or name; default: the service's model")
-    documents: list[Document] = Field(min_length=1)
+    model: str | None = Field(None, description="model folder inside the data dir; default: the service's model")
+    documents: list[Document] | None = Field(None, min_length=1, description="inline documents, or corpus_file")
+    corpus_file: str | None = Field(None, description="a corpus.jsonl (_id, title, text) inside the data dir")
     kind: Literal["flat", "ivf", "hnsw"] = "flat"
 
 
@@ -62,13 +64,20 @@ class MineRequest(BaseModel):
 
 @router.post("", status_code=202)
 def create_index(body: CreateIndex, registry: RegistryDep, settings: SettingsDep) -> dict[str, Any]:
-    """Start building an index from inline documents; poll ``GET /v1/indexes/{name}`` for its status."""
-    if len(body.documents) > settings.max_documents:
-        raise HTTPException(413, f"documents: at most {settings.max_documents} per request")
+    """Start building an index from inline documents or a corpus file in the data dir; poll
+    ``GET /v1/indexes/{name}`` for its status."""
+    from negminer._data import _load_corpus_jsonl
+
+    if (body.documents is None) == (body.corpus_file is None):
+        raise _limit("documents", "give exactly one of documents or corpus_file")
+    if body.documents is not None:
+        if len(body.documents) > settings.max_documents:
+            raise HTTPException(413, f"documents: at most {settings.max_documents} per request")
+        ids, texts = [d.id for d in body.documents], [d.text for d in body.documents]
+    else:
+        ids, texts = _load_corpus_jsonl(str(inside_data_dir(body.corpus_file or "", settings, "corpus_file")))
     model = resolve_model(body.model, settings)
-    state = registry.create(body.name, model, [d.id for d in body.documents], [d.text for d in body.documents],
-                            kind=body.kind)
-    return state.info()
+    return registry.create(body.name, model, ids, texts, kind=body.kind).info()
 
 
 @router.get("")
@@ -147,17 +156,22 @@ def mine(name: str, body: MineRequest, registry: RegistryDep, settings: Settings
 
 def resolve_model(model: str | None, settings: Any) -> str:
     """The service's default model, or a model folder inside the data dir (anything escaping it is refused)."""
-    from pathlib import Path
 
     if model is None or model == settings.model:
         return settings.model or _default_model()
-    root = Path(settings.data_dir).resolve()
-    path = (root / model).resolve()
-    if not path.is_relative_to(root):
-        raise _limit("model", "path escapes the data dir")
+    path = inside_data_dir(model, settings, "model")
     if not path.is_dir():
         raise _limit("model", f"no model folder {model!r} in the data dir")
     return str(path)
+
+
+def inside_data_dir(relative: str, settings: Any, param: str) -> Path:
+    """Resolve a path against the data dir; refuse one that escapes it (``..``, absolute elsewhere, links)."""
+    root = Path(settings.data_dir).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise _limit(param, "path escapes the data dir")
+    return path
 
 
 def _limit(param: str, why: str) -> Exception:
