@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -113,6 +114,7 @@ class Encoder:
         max_seq_length: override of the model's maximum sequence length (part of the cache key).
         precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32`` or ``fp16``.
         show_progress: tqdm progress bars while encoding.
+        block_size: texts encoded (and cached) per block.
     """
 
     def __init__(
@@ -125,9 +127,13 @@ class Encoder:
         max_seq_length: int | None = None,
         precision: Literal["auto", "fp32", "fp16"] = "auto",
         show_progress: bool = True,
+        block_size: int = 8192,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if block_size < 1:
+            raise ValueError(f"block_size must be at least 1, got {block_size}")
+        self.block_size = block_size
         self._model: SentenceTransformer | None = None
         self._model_ref: str | None = None
         if model is None:
@@ -225,11 +231,14 @@ class Encoder:
         prompt: str | None = None,
         prompt_name: str | None = None,
         desc: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
         """Encode ``texts`` into an (n, dim) float32 array of unit vectors; cached rows are not encoded again.
 
         ``kind`` picks ``encode_query`` or ``encode_document`` (so a model's default query / document prompts
-        apply, as in sentence-transformers' ``mine_hard_negatives``).
+        apply, as in sentence-transformers' ``mine_hard_negatives``). Texts to encode are sorted by length and
+        encoded in blocks of ``block_size``; each block goes to the cache as soon as it is done (an interrupted
+        encode of a large corpus keeps what it finished) and ``progress(done, total)`` is called after it.
         """
         cache = self._cache(kind, prompt, prompt_name)
         n = len(texts)
@@ -243,20 +252,28 @@ class Encoder:
         new_vecs = None
         t0 = time.perf_counter()
         if len(missing):
-            todo = [texts[i] for i in missing]
+            missing = missing[np.argsort([-len(texts[i]) for i in missing], kind="stable")]
             model = self.model
             fn = model.encode_query if kind == "query" else model.encode_document
-            new_vecs = fn(
-                todo,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=self.show_progress and len(todo) > self.batch_size,
-                prompt=prompt,
-                prompt_name=prompt_name,
-            ).astype(np.float32, copy=False)
-            if cache is not None:
-                cache.add([keys[i] for i in missing], new_vecs)
+            blocks = []
+            for start in range(0, len(missing), self.block_size):
+                rows = missing[start: start + self.block_size]
+                todo = [texts[i] for i in rows]
+                vecs = fn(
+                    todo,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=self.show_progress and len(todo) > self.batch_size,
+                    prompt=prompt,
+                    prompt_name=prompt_name,
+                ).astype(np.float32, copy=False)
+                if cache is not None:
+                    cache.add([keys[i] for i in rows], vecs)
+                blocks.append(vecs)
+                if progress is not None:
+                    progress(start + len(rows), len(missing))
+            new_vecs = np.concatenate(blocks)
         seconds = time.perf_counter() - t0
         self.stats.cached += int(found.sum())
         self.stats.encoded += len(missing)

@@ -168,14 +168,22 @@ class IndexRegistry:
             if state.operation and state.operation["status"] == "running":
                 raise ConfigError(f"name: index {state.name!r} is busy ({state.operation['type']})")
             state.operation = {"type": op, "model": model, "status": "running", "started_at": int(time.time()),
-                               "documents": len(doc_ids), "seconds": None, "error": None}
+                               "documents": len(doc_ids), "to_encode": None, "encoded": 0, "seconds": None,
+                               "error": None}
         d = self.root / state.name
         d.mkdir(parents=True, exist_ok=True)
 
         def run() -> None:
             t0 = time.perf_counter()
             try:
-                index = build_index(self.encoder(model), doc_ids, texts, kind=state.kind, keep_texts=True)
+                def progress(done: int, total: int) -> None:
+                    with state.lock:
+                        if state.operation:
+                            state.operation["encoded"] = done
+                            state.operation["to_encode"] = total
+
+                index = build_index(self.encoder(model), doc_ids, texts, kind=state.kind, keep_texts=True,
+                                    progress=progress)
                 if not (d / "index.json").exists():
                     with atomic_open(d / "index.json") as fh:
                         json.dump({"name": state.name, "model": model, "kind": state.kind}, fh)

@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,14 +169,17 @@ def build_index(
     prompt: str | None = None,
     prompt_name: str | None = None,
     keep_texts: bool = False,
+    progress: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> CorpusIndex:
-    """Encode ``texts`` (through the encoder's cache) and index them; ``keep_texts`` saves the texts too."""
+    """Encode ``texts`` (through the encoder's cache) and index them; ``keep_texts`` saves the texts too;
+    ``progress(done, total)`` follows the encoding."""
     if len(doc_ids) != len(texts):
         raise ConfigError(f"{len(doc_ids)} doc ids for {len(texts)} texts")
     if len(set(doc_ids)) != len(doc_ids):
         raise ConfigError("doc ids must be unique")
-    vectors = encoder.encode(texts, kind="document", prompt=prompt, prompt_name=prompt_name, desc="corpus")
+    vectors = encoder.encode(texts, kind="document", prompt=prompt, prompt_name=prompt_name, desc="corpus",
+                             progress=progress)
     index = VectorIndex(vectors.shape[1], kind=kind, backend=backend, device=device, **options)  # type: ignore[arg-type]
     index.add(vectors)
     return CorpusIndex(index, list(doc_ids), encoder.fingerprint, encoder.name, texts=list(texts) if keep_texts

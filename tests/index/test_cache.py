@@ -90,3 +90,13 @@ def test_bad_model_path(tmp_path: Path) -> None:
     (tmp_path / "empty" / "notes.txt").write_text("hi")
     with pytest.raises(ModelError, match="not a sentence-transformers or transformers model folder"):
         Encoder(tmp_path / "empty", device="cpu").encode(["x"])
+
+
+def test_blocks_are_cached_as_they_finish_and_report_progress(tiny_model: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    enc = Encoder(tiny_model, device="cpu", cache_dir=tmp_path, show_progress=False, block_size=16)
+    out = enc.encode(TEXTS, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(16, 40), (32, 40), (40, 40)]
+    assert len(list(enc.cache_dir.rglob("*.keys.npy"))) == 3  # one chunk per block
+    whole = Encoder(tiny_model, device="cpu", show_progress=False).encode(TEXTS)
+    np.testing.assert_allclose(out, whole, atol=1e-5)  # blocks and length sorting change nothing
