@@ -3,6 +3,7 @@
 import negminer
 import negminer.index
 import negminer.mining
+import negminer.service
 import negminer.trainer
 import negminer.trainer.losses
 
@@ -17,7 +18,8 @@ def test_top_level_api() -> None:
 
 def test_subpackage_apis() -> None:
     assert sorted(negminer.index.__all__) == sorted([
-        "CorpusIndex", "EmbeddingCache", "EncodeStats", "Encoder", "IndexStore", "VectorIndex", "build_index",
+        "CorpusIndex", "EmbeddingCache", "EncodeStats", "Encoder", "IndexNotFound", "IndexRegistry", "IndexStore",
+        "VectorIndex", "build_index",
         "default_model_path", "faiss_available", "faiss_gpu_count", "fingerprint_model",
     ])
     assert "mine" in negminer.mining.__all__ and "adaptive_thresholds" in negminer.mining.__all__
@@ -28,9 +30,26 @@ def test_subpackage_apis() -> None:
         "train",
     ])
     assert set(negminer.trainer.losses.LOSSES) == {"infonce", "decoupled", "dcl"}
-    for mod in (negminer, negminer.index, negminer.mining, negminer.trainer):
+    assert sorted(negminer.service.__all__) == ["ServiceSettings", "create_app"]
+    for mod in (negminer, negminer.index, negminer.mining, negminer.trainer, negminer.service):
         for name in mod.__all__:
             assert hasattr(mod, name), name
+
+
+def test_library_never_imports_the_service() -> None:
+    """Only the service itself and the command line (which starts it) import ``negminer.service``."""
+    import ast
+    from pathlib import Path
+
+    root = Path(negminer.__file__).parent
+    for path in root.rglob("*.py"):
+        if "service" in path.relative_to(root).parts or path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("negminer.service"), path
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("negminer.service") for a in node.names), path
 
 
 def test_error_hierarchy() -> None:

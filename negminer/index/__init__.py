@@ -1,7 +1,8 @@
-"""Embedding and search: a cached sentence-transformers encoder, FAISS / NumPy vector indexes, versioned storage."""
+"""Embedding and search: cached encoder, FAISS / NumPy vector indexes, versioned storage, named-index registry."""
 
 from negminer.index._cache import EmbeddingCache
 from negminer.index._encoder import Encoder, EncodeStats, default_model_path, fingerprint_model
+from negminer.index._registry import IndexNotFound, IndexRegistry
 from negminer.index._store import CorpusIndex, IndexStore, build_index
 from negminer.index._vector_index import VectorIndex, faiss_available, faiss_gpu_count
 
@@ -10,6 +11,8 @@ __all__ = [
     "EmbeddingCache",
     "EncodeStats",
     "Encoder",
+    "IndexNotFound",
+    "IndexRegistry",
     "IndexStore",
     "VectorIndex",
     "build_index",

@@ -9,8 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 
 from negminer import __version__
-from negminer.index import Encoder
-from negminer.index._registry import IndexRegistry
+from negminer.index import Encoder, IndexRegistry
 from negminer.service import errors
 from negminer.service.api.routes import embed, health, indexes, metrics
 from negminer.service.config import ServiceSettings

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from negminer.index._registry import IndexRegistry
+from negminer.index import IndexRegistry
 from negminer.service.config import ServiceSettings
 
 

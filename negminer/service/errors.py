@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from negminer._errors import ConfigError, DataError, IndexFileError, ModelError, NegminerError
-from negminer.index._registry import IndexNotFound
+from negminer.index import IndexNotFound
 
 logger = logging.getLogger("negminer")
 
