@@ -95,17 +95,18 @@ class IndexRegistry:
             meta_path = d / "index.json"
             if not meta_path.exists():
                 continue
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            state = IndexState(name=d.name, model=meta["model"], kind=meta.get("kind", "flat"))
+            state = IndexState(name=d.name, model="", kind="flat")
             try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                state.model, state.kind = meta["model"], meta.get("kind", "flat")
                 state.current = IndexStore(d).load()
                 if state.current.texts is None:
                     raise IndexFileError(f"{d}: the current version holds no texts")
                 state.texts = state.current.texts
                 state.model = state.current.model  # the model that encoded this version
                 state.status = "ready"
-            except (IndexFileError, OSError, ValueError) as exc:
-                state.status, state.error = "failed", str(exc)
+            except (IndexFileError, OSError, ValueError, KeyError) as exc:  # reported, never fatal at start
+                state.status, state.error = "failed", f"{type(exc).__name__}: {exc}"
             self._states[d.name] = state
 
     def encoder(self, model: str) -> Encoder:

@@ -197,3 +197,15 @@ def test_corpus_file_inside_the_data_dir_and_embed_dimensions(tmp_path: Path, le
         assert both.status_code == 422 and both.json()["param"] == "documents"
         v = c.post("/v1/embed", json={"inputs": ["hello"], "dimensions": 16, "truncate": True}).json()
         assert len(v[0]) == 16 and abs(np.linalg.norm(v[0]) - 1) < 1e-5
+
+
+def test_a_broken_index_on_disk_is_reported_not_fatal(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model) as c:
+        _create(c)
+    (tmp_path / "data" / "indexes" / "docs" / "index.json").write_text("{broken")
+    with _client(tmp_path, lexical_model) as c:
+        assert c.get("/readyz").status_code == 200
+        info = c.get("/v1/indexes/docs").json()
+        assert info["status"] == "failed" and "JSONDecodeError" in info["error"]
+        r = c.post("/v1/indexes/docs/search", json={"queries": ["x"]})
+        assert r.status_code == 409 and r.json()["code"] == "index_not_ready"
