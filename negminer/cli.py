@@ -78,14 +78,19 @@ def _mining_options(
     relative_margin: float | None, adaptive_margin: float | None, max_score: float | None,
     min_score: float | None, sampling_strategy: Sampling, seed: int, no_margin: bool,
 ) -> dict[str, Any]:
-    opts: dict[str, Any] = {
+    return {
         "num_negatives": num_negatives, "range_min": range_min, "range_max": range_max,
-        "absolute_margin": absolute_margin, "relative_margin": relative_margin, "adaptive_margin": adaptive_margin,
         "max_score": max_score, "min_score": min_score, "sampling_strategy": sampling_strategy.value, "seed": seed,
+        **_margins(absolute_margin, relative_margin, adaptive_margin, no_margin),
     }
-    if not no_margin and absolute_margin is None and relative_margin is None and adaptive_margin is None:
-        opts.update(DEFAULT_FILTER)
-    return opts
+
+
+def _margins(absolute: float | None, relative: float | None, adaptive: float | None,
+             no_margin: bool) -> dict[str, float]:
+    """The margin flags given, or the recommended filter when none is given (and --no-margin is not)."""
+    given = {k: v for k, v in (("absolute_margin", absolute), ("relative_margin", relative),
+                               ("adaptive_margin", adaptive)) if v is not None}
+    return given or ({} if no_margin else dict(DEFAULT_FILTER))
 
 
 def _write_outputs(result: Any, out: Path, output_format: str, output_scores: bool) -> list[Path]:
@@ -292,10 +297,7 @@ def train_cmd(
     from negminer.trainer import TrainConfig, train
 
     try:
-        mining = {k: v for k, v in (("absolute_margin", absolute_margin), ("relative_margin", relative_margin),
-                                    ("adaptive_margin", adaptive_margin)) if v is not None}
-        if not mining and not no_margin:
-            mining = dict(DEFAULT_FILTER)
+        mining = _margins(absolute_margin, relative_margin, adaptive_margin, no_margin)
         settings = Settings()
         cfg = TrainConfig(
             output_dir=str(output), model=model or settings.model, loss=loss.value, temperature=temperature,
