@@ -85,6 +85,15 @@ class RetrievalData:
         train = [i for i in range(len(self.queries)) if i not in test_set]
         return self.subset(train), self.subset(test)
 
+    def dedup_corpus(self) -> tuple[list[str], list[str], list[int]]:
+        """(ids, texts) of the corpus de-duplicated by text (first id wins), and each document's row in it.
+
+        Every component that scores documents (miner, trainer, evaluation, index service) uses this one order, so
+        their row numbers agree."""
+        docs = _CorpusBuilder()
+        rows = [docs.add(t, d) for d, t in zip(self.corpus_ids, self.corpus_texts)]
+        return docs.ids, docs.texts, rows
+
     def pairs(self) -> Iterator[tuple[str, str]]:
         """(query, positive text) pairs, the shape sentence-transformers' ``mine_hard_negatives`` takes."""
         for q, pos in zip(self.queries, self.positives):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from negminer._data import RetrievalData, _CorpusBuilder
+from negminer._data import RetrievalData
 from negminer.index._encoder import Encoder
 from negminer.index._vector_index import VectorIndex
 from negminer.mining import _filters as F
@@ -84,14 +84,6 @@ class MiningResult:
         from negminer.mining._output import write_rows
 
         write_rows(self.rows(output_format, **kw), path)
-
-
-def _dedup_corpus(data: RetrievalData) -> tuple[list[str], list[str], np.ndarray]:
-    """(ids, texts) of the corpus de-duplicated by text (first id wins), and each document's row in it."""
-    docs = _CorpusBuilder()
-    rows = np.fromiter((docs.add(t, d) for d, t in zip(data.corpus_ids, data.corpus_texts)), dtype=np.int64,
-                       count=len(data.corpus_ids))
-    return docs.ids, docs.texts, rows
 
 
 @dataclass
@@ -232,7 +224,7 @@ def mine(
     t_start = time.perf_counter()
     encoder = encoder or Encoder(batch_size=cfg.batch_size, show_progress=show_progress)
     teach = as_teacher(teacher) if teacher is not None else None
-    doc_ids, doc_texts, doc2u = _dedup_corpus(data)
+    doc_ids, doc_texts, doc2u = data.dedup_corpus()
     positives = [list(dict.fromkeys(int(doc2u[d]) for d in pos)) for pos in data.positives]
 
     t0 = time.perf_counter()

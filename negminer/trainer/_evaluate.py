@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from negminer._data import RetrievalData, _CorpusBuilder
+from negminer._data import RetrievalData
 from negminer.index._encoder import Encoder
 from negminer.index._vector_index import VectorIndex
 
@@ -31,12 +31,11 @@ def retrieval_metrics(rows: np.ndarray, positives: list[set[int]]) -> dict[str, 
 def evaluate(encoder: Encoder, data: RetrievalData) -> dict[str, float]:
     """Encode the corpus (de-duplicated by text, through the encoder's cache) and the queries, search exactly,
     and score every query of ``data`` against its positives."""
-    docs = _CorpusBuilder()
-    row_of = [docs.add(t, d) for d, t in zip(data.corpus_ids, data.corpus_texts)]
-    doc_vecs = encoder.encode(docs.texts, kind="document", desc="evaluation corpus")
+    _, texts, row_of = data.dedup_corpus()
+    doc_vecs = encoder.encode(texts, kind="document", desc="evaluation corpus")
     q_vecs = encoder.encode(list(data.queries), kind="query", desc="evaluation queries")
     index = VectorIndex(doc_vecs.shape[1]).add(doc_vecs)
-    _, rows = index.search(q_vecs, min(100, len(docs.texts)))
+    _, rows = index.search(q_vecs, min(100, len(texts)))
     if rows.shape[1] < 100:
         rows = np.pad(rows, ((0, 0), (0, 100 - rows.shape[1])), constant_values=-1)
     out = retrieval_metrics(rows, [{row_of[d] for d in p} for p in data.positives])

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from negminer._data import RetrievalData, _CorpusBuilder
+from negminer._data import RetrievalData
 from negminer._errors import NegminerError
 from negminer.index._encoder import Encoder
 from negminer.mining._config import MiningConfig
@@ -93,9 +93,7 @@ class HttpNegativeSource:
                  api_key: str | None = None, timeout: float = 600.0, batch: int = 256) -> None:
         import httpx
 
-        docs = _CorpusBuilder()
-        doc_of = [docs.add(t, d) for d, t in zip(data.corpus_ids, data.corpus_texts)]
-        self.texts = docs.texts
+        _, self.texts, doc_of = data.dedup_corpus()
         self.queries = list(data.queries)
         self.positive_ids = [[str(r) for r in sorted({doc_of[d] for d in pos})] for pos in data.positives]
         self.index = index

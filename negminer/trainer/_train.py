@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from negminer._data import RetrievalData, _CorpusBuilder
+from negminer._data import RetrievalData
 from negminer._errors import ConfigError, DataError, describe
 from negminer._io import atomic_path, write_json
 from negminer.index._encoder import Encoder, default_model_path
@@ -118,10 +118,8 @@ class NegativeTable:
 
     def __init__(self, data: RetrievalData, num_negatives: int, seed: int) -> None:
         self.data = data
-        docs = _CorpusBuilder()
-        self.doc_of = [docs.add(t, d) for d, t in zip(data.corpus_ids, data.corpus_texts)]
-        self.texts = docs.texts
-        self.positives = [sorted({self.doc_of[d] for d in pos}) for pos in data.positives]
+        _, self.texts, doc_of = data.dedup_corpus()
+        self.positives = [sorted({doc_of[d] for d in pos}) for pos in data.positives]
         self.rows = [(q, p) for q, pos in enumerate(self.positives) for p in pos]
         self.num_negatives = num_negatives
         self.negatives: list[list[int]] = [[] for _ in data.queries]
