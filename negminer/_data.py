@@ -367,7 +367,8 @@ def from_hf_dataset(
 
 
 def load_data(path: str | os.PathLike[str], *, split: str = "train", corpus: str | None = None) -> RetrievalData:
-    """Load any supported layout: a BEIR folder, a pairs ``.jsonl`` file, or a saved ``datasets.Dataset`` folder."""
+    """Load any supported layout: a BEIR folder, a pairs ``.jsonl`` file, a ``.parquet`` / ``.csv`` file of pairs,
+    or a saved ``datasets.Dataset`` folder."""
     p = Path(path)
     if p.is_dir():
         if (p / "corpus.jsonl").exists():
@@ -384,4 +385,36 @@ def load_data(path: str | os.PathLike[str], *, split: str = "train", corpus: str
         raise DataError("not a BEIR folder (no corpus.jsonl) nor a saved datasets.Dataset", file=str(p))
     if not p.exists():
         raise DataError("file not found", file=str(p))
+    if p.suffix.lower() in (".parquet", ".csv"):
+        return _load_table(p)
     return load_pairs(p, corpus=corpus)
+
+
+def _load_table(path: Path) -> RetrievalData:
+    """A Parquet or CSV file of (anchor, positive) pairs: columns ``query``/``anchor`` and ``positive``, else the
+    first two columns."""
+    import pyarrow as pa
+    from datasets import Dataset
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        else:
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"cannot read: {exc}", file=str(path)) from None
+    cols = table.column_names
+    anchor = next((c for c in _QUERY_KEYS if c in cols), None)
+    positive = "positive" if "positive" in cols else None
+    try:
+        data = from_hf_dataset(Dataset(table), anchor_column=anchor and positive and anchor,
+                               positive_column=anchor and positive)
+    except DataError as exc:  # row i is line i + 2 of a CSV (after its header), row i + 1 of a Parquet file
+        line = None if exc.line is None else exc.line + (2 if path.suffix.lower() == ".csv" else 1)
+        raise DataError(exc.message, file=str(path), line=line, field=exc.field) from None
+    data.source = str(path)
+    return data

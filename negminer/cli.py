@@ -318,24 +318,55 @@ def train_cmd(
     typer.echo(f"model: {res.model_path}\nmetrics: {output / 'metrics.json'}, {output / 'metrics.png'}")
 
 
+def _service_settings(**flags: Any) -> Any:
+    from negminer.service import ServiceSettings
+
+    try:
+        return ServiceSettings(**{k: v for k, v in flags.items() if v is not None})
+    except ValueError as exc:
+        _fail(exc)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address [default: $NEGMINER_HOST or 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [default: $NEGMINER_PORT or 8000]")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="indexes live here [default: $NEGMINER_DATA_DIR]")] = None,
+    with_worker: Annotated[bool, typer.Option("--with-worker", help="also run a fine-tuning worker in this "
+                                              "process (the embedded single-machine setup)")] = False,
 ) -> None:
     """Run the REST service (FastAPI on uvicorn). Settings also come from NEGMINER_* environment variables."""
     import uvicorn
 
-    from negminer.service import ServiceSettings, create_app
+    from negminer.service import create_app
 
-    try:
-        overrides = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data_dir)) if v is not None}
-        settings = ServiceSettings(**overrides)
-    except ValueError as exc:
-        _fail(exc)
-        return
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    settings = _service_settings(host=host, port=port, data_dir=data_dir)
+    uvicorn.run(create_app(settings, with_worker=with_worker), host=settings.host, port=settings.port,
+                log_level="info")
+
+
+@app.command()
+def worker(
+    data_dir: Annotated[Path | None, typer.Option(help="the service's data dir [default: $NEGMINER_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="job database [default: $NEGMINER_DATABASE_URL or "
+                                                     "SQLite in the data dir]")] = None,
+    api_url: Annotated[str | None, typer.Option(help="the service, for jobs that mine from an index "
+                                                "[default: $NEGMINER_API_URL or http://HOST:PORT]")] = None,
+) -> None:
+    """Run fine-tuning jobs from the job database, one at a time, until stopped (SIGTERM / Ctrl-C queue the running
+    job again; it resumes from its last checkpoint)."""
+    import logging
+    import signal
+
+    from negminer.service.worker import Worker
+
+    settings = _service_settings(data_dir=data_dir, database_url=database_url, api_url=api_url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    w = Worker(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: w.stop())
+    typer.echo(f"negminer worker {w.id}: waiting for jobs", err=True)
+    w.run_forever()
 
 
 @index_app.command("build")

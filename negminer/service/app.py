@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,14 +12,16 @@ from fastapi import Depends, FastAPI, Request
 from negminer import __version__
 from negminer.index import Encoder, IndexRegistry
 from negminer.service import errors
-from negminer.service.api.routes import embed, health, indexes, metrics
+from negminer.service.api.routes import embed, files, fine_tuning, health, indexes, metrics, models
 from negminer.service.config import ServiceSettings
 from negminer.service.deps import require_api_key
+from negminer.service.store import JobStore
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = False) -> FastAPI:
+    """The service. ``with_worker`` also runs a fine-tuning worker in this process (``serve --with-worker``)."""
     settings = settings or ServiceSettings()
 
     def encoder_factory(model: str) -> Encoder:
@@ -28,13 +31,25 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry.load_all()
+        worker = thread = None
+        if with_worker:
+            from negminer.service.worker import Worker
+
+            worker = Worker(settings)
+            thread = threading.Thread(target=worker.run_forever, name="negminer-worker", daemon=True)
+            thread.start()
         app.state.ready = True
         yield
+        if worker is not None and thread is not None:
+            worker.stop()
+            thread.join(timeout=30)
         app.state.registry.wait(timeout=5)
+        app.state.store.close()
 
     app = FastAPI(title="negminer", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = IndexRegistry(settings.data_dir / "indexes", encoder_factory)
+    app.state.store = JobStore(settings.database)
     app.state.ready = False
     app.state.metrics = metrics.ServiceMetrics(app.state.registry)
     errors.install(app)
@@ -51,8 +66,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.middleware("http")
     async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return errors.problem(413, f"request body over {settings.max_body_bytes} bytes",
+        limit = settings.max_upload_bytes if request.url.path == "/v1/files" else settings.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            return errors.problem(413, f"request body over {limit} bytes",
                                   code="payload_too_large", instance=request.url.path)
         return await call_next(request)
 
@@ -60,5 +76,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     app.include_router(indexes.router, dependencies=protected)
     app.include_router(embed.router, dependencies=protected)
+    app.include_router(files.router, dependencies=protected)
+    app.include_router(fine_tuning.router, dependencies=protected)
+    app.include_router(models.router, dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
     return app

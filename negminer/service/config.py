@@ -28,6 +28,17 @@ class ServiceSettings(Settings):
     max_batch: int = Field(256, ge=1, description="texts per search or embed request")
     max_top_k: int = Field(1000, ge=1, description="largest top_k")
     max_documents: int = Field(100_000, ge=1, description="documents per index creation request")
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file upload (POST /v1/files)")
+    database_url: str | None = Field(None, description="job database; default: SQLite at DATA_DIR/negminer.db; "
+                                     "postgresql+psycopg://... when several workers share the queue")
+    api_url: str | None = Field(None, description="where a worker reaches the service (jobs that mine from an "
+                                "index); default: http://HOST:PORT")
+    job_lease_seconds: float = Field(60.0, ge=1.0, description="a job whose worker is silent this long is resumed "
+                                     "by another worker")
+    job_max_attempts: int = Field(3, ge=1, description="claims of one job before it fails as worker_lost")
+    worker_poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for queued jobs")
+    cancel_grace_seconds: float = Field(10.0, ge=0, description="a cancelled job still running after this is killed")
+    checkpoints_kept: int = Field(3, ge=0, description="checkpoints kept as models per job (0 = all)")
 
     @field_validator("api_key")
     @classmethod
@@ -38,3 +49,13 @@ class ServiceSettings(Settings):
         if raw.strip().lower() in _PLACEHOLDERS or len(raw) < 16:
             raise ValueError("NEGMINER_API_KEY is a placeholder or shorter than 16 characters; set a real secret")
         return v
+
+    @property
+    def database(self) -> str:
+        """The job database URL (SQLite in the data dir unless ``NEGMINER_DATABASE_URL`` says otherwise)."""
+        return self.database_url or f"sqlite:///{Path(self.data_dir).resolve() / 'negminer.db'}"
+
+    @property
+    def service_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return (self.api_url or f"http://{host}:{self.port}").rstrip("/")

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 
 from negminer.index import IndexRegistry
 from negminer.service.config import ServiceSettings
+from negminer.service.store import JobStore
 
 
 def get_settings(request: Request) -> ServiceSettings:
@@ -17,6 +18,10 @@ def get_settings(request: Request) -> ServiceSettings:
 
 def get_registry(request: Request) -> IndexRegistry:
     return request.app.state.registry
+
+
+def get_store(request: Request) -> JobStore:
+    return request.app.state.store
 
 
 def require_api_key(request: Request, settings: Annotated[ServiceSettings, Depends(get_settings)]) -> None:
@@ -32,3 +37,4 @@ def require_api_key(request: Request, settings: Annotated[ServiceSettings, Depen
 
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 RegistryDep = Annotated[IndexRegistry, Depends(get_registry)]
+StoreDep = Annotated[JobStore, Depends(get_store)]

@@ -20,7 +20,7 @@ PROBLEM = "application/problem+json"
 
 
 def problem(status: int, detail: str, *, code: str, param: str | None = None, instance: str | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://negminer.dev/problems/{code}",
         "title": HTTPStatus(status).phrase,
@@ -29,6 +29,7 @@ def problem(status: int, detail: str, *, code: str, param: str | None = None, in
         "instance": instance,
         "code": code,
         "param": param,
+        **extra,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
@@ -54,7 +55,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+                413: "payload_too_large"}.get(
             exc.status_code, "http_error")
         return problem(exc.status_code, str(exc.detail), code=code, instance=request.url.path,
                        headers=getattr(exc, "headers", None))
@@ -66,7 +68,8 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, IndexFileError):
             return problem(409, str(exc), code="index_not_ready", instance=request.url.path)
         if isinstance(exc, DataError):
-            return problem(422, str(exc), code="invalid_data", param=exc.field, instance=request.url.path)
+            extra = {"line": exc.line} if exc.line is not None else {}
+            return problem(422, str(exc), code="invalid_data", param=exc.field, instance=request.url.path, **extra)
         if isinstance(exc, (ConfigError, ModelError)):
             code = "invalid_model" if isinstance(exc, ModelError) else "invalid_request"
             return problem(422, str(exc), code=code, param=_param_of(str(exc)), instance=request.url.path)

@@ -2,7 +2,7 @@
 
 from negminer.trainer._evaluate import evaluate, retrieval_metrics
 from negminer.trainer._negatives import HttpNegativeSource, LocalNegativeSource, NegativeSource, NegativesUpdate
-from negminer.trainer._train import NEGATIVE_MODES, TrainConfig, TrainResult, train
+from negminer.trainer._train import NEGATIVE_MODES, TrainConfig, TrainResult, last_checkpoint, train
 from negminer.trainer.losses import LOSSES, DCLLoss, DecoupledSoftmaxLoss, FalseNegativeFilter, InfoNCELoss
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "evaluate",
+    "last_checkpoint",
     "retrieval_metrics",
     "train",
 ]

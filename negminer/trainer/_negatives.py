@@ -24,11 +24,13 @@ __all__ = ["NegativeSource", "NegativesUpdate", "LocalNegativeSource", "HttpNega
 
 @dataclass
 class NegativesUpdate:
-    """New negatives: per training query, rows of the training corpus de-duplicated by text (first-seen order)."""
+    """New negatives: per training query, rows of the training corpus de-duplicated by text (first-seen order),
+    or, when ``texts`` is given, rows of ``texts`` (negatives from a corpus larger than the training data's)."""
 
     version: int
     negatives: list[list[int]]
     report: dict[str, Any] = field(default_factory=dict)
+    texts: list[str] | None = None
 
     @classmethod
     def from_result(cls, version: int, result: MiningResult) -> NegativesUpdate:
@@ -84,19 +86,25 @@ class HttpNegativeSource:
     """The index service as the trainer's negative source (``negminer train --index-url``).
 
     The first ``refresh`` creates index ``index`` from the training corpus (document ids are row numbers of the
-    corpus de-duplicated by text); later ones ask the service to re-encode it with the new checkpoint, which must
-    lie inside the service's data dir. ``poll`` returns None while the service works, then mines the training
-    queries against the new version. Nothing here blocks on the service's encoding.
+    corpus de-duplicated by text), or, with ``from_index``, as a copy of that index's documents (so negatives
+    come from its whole corpus and the original is never served by a half-trained checkpoint). Later ones ask the
+    service to re-encode ``index`` with the new checkpoint, which must lie inside the service's data dir. ``poll``
+    returns None while the service works, then mines the training queries against the new version. Nothing here
+    blocks on the service's encoding. ``close()`` deletes the index when ``delete_on_close``.
     """
 
     def __init__(self, url: str, index: str, data: RetrievalData, config: MiningConfig, *,
-                 api_key: str | None = None, timeout: float = 600.0, batch: int = 256) -> None:
+                 api_key: str | None = None, timeout: float = 600.0, batch: int = 256,
+                 from_index: str | None = None, delete_on_close: bool = False) -> None:
         import httpx
 
         _, self.texts, doc_of = data.dedup_corpus()
         self.queries = list(data.queries)
         self.positive_ids = [[str(r) for r in sorted({doc_of[d] for d in pos})] for pos in data.positives]
         self.index = index
+        self.from_index = from_index
+        self.delete_on_close = delete_on_close
+        self.positive_texts = [[self.texts[int(r)] for r in p] for p in self.positive_ids]
         self.options = config.model_dump(exclude_defaults=True) | {"num_negatives": config.num_negatives}
         self.batch = batch
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -116,9 +124,12 @@ class HttpNegativeSource:
     def refresh(self, checkpoint: str) -> None:
         r = self.client.get(f"/v1/indexes/{self.index}")
         if r.status_code == 404:
-            docs = [{"id": str(i), "text": t} for i, t in enumerate(self.texts)]
-            self._check(self.client.post("/v1/indexes", json={"name": self.index, "model": checkpoint,
-                                                               "documents": docs}))
+            body: dict[str, Any] = {"name": self.index, "model": checkpoint}
+            if self.from_index:
+                body["from_index"] = self.from_index
+            else:
+                body["documents"] = [{"id": str(i), "text": t} for i, t in enumerate(self.texts)]
+            self._check(self.client.post("/v1/indexes", json=body))
         else:
             self._check(r)
             self._check(self.client.post(f"/v1/indexes/{self.index}/refresh", json={"model": checkpoint}))
@@ -138,12 +149,31 @@ class HttpNegativeSource:
         negatives: list[list[int]] = []
         report: dict[str, Any] = {"queries_short": 0}
         version = info["version"]
+        texts: list[str] = []
+        row_of: dict[str, int] = {}
         for start in range(0, len(self.queries), self.batch):
-            qs = [{"query": q, "positive_ids": p} for q, p in zip(self.queries[start: start + self.batch],
-                                                                   self.positive_ids[start: start + self.batch])]
-            body = self._check(self.client.post(f"/v1/indexes/{self.index}/mine",
-                                                json={"queries": qs, "options": self.options}))
+            chunk = slice(start, start + self.batch)
+            if self.from_index:  # positives by text: the copied corpus has its own ids
+                qs = [{"query": q, "positives": p} for q, p in zip(self.queries[chunk], self.positive_texts[chunk])]
+            else:
+                qs = [{"query": q, "positive_ids": p} for q, p in zip(self.queries[chunk], self.positive_ids[chunk])]
+            body = self._check(self.client.post(f"/v1/indexes/{self.index}/mine", json={
+                "queries": qs, "options": self.options, "return_text": bool(self.from_index)}))
             version = body["version"]
-            negatives += [[int(n["id"]) for n in res["negatives"]] for res in body["results"]]
+            for res in body["results"]:
+                if self.from_index:
+                    negatives.append([row_of.setdefault(n["text"], len(row_of)) for n in res["negatives"]])
+                else:
+                    negatives.append([int(n["id"]) for n in res["negatives"]])
             report["queries_short"] += body["report"]["queries_short"]
-        return NegativesUpdate(version, negatives, report)
+        if self.from_index:
+            texts = list(row_of)
+        return NegativesUpdate(version, negatives, report, texts=texts if self.from_index else None)
+
+    def close(self) -> None:
+        """Delete the index if this source owns it; close the HTTP client."""
+        if self.delete_on_close:
+            r = self.client.delete(f"/v1/indexes/{self.index}")
+            if r.status_code not in (200, 404):
+                self._check(r)
+        self.client.close()

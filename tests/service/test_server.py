@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(tmp_path: Path, model: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "NEGMINER_MODEL": str(model), "NEGMINER_CACHE_DIR": str(tmp_path / "cache"),
-           "NEGMINER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "negminer.cli", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--data-dir", str(tmp_path / "data")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("server did not become ready")
+from tests.service._procs import free_port, start_server
 
 
 def test_server_end_to_end_with_restart(tmp_path: Path, lexical_model: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     docs = [{"id": f"d{i}", "text": f"function number {i} reads files"} for i in range(20)]
-    proc = _start(tmp_path, lexical_model, port)
+    proc = start_server(tmp_path, lexical_model, port)
     try:
         assert httpx.post(f"{base}/v1/indexes", json={"name": "code", "documents": docs}).status_code == 202
         deadline = time.time() + 60
@@ -51,7 +26,7 @@ def test_server_end_to_end_with_restart(tmp_path: Path, lexical_model: Path) -> 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    proc = _start(tmp_path, lexical_model, port)
+    proc = start_server(tmp_path, lexical_model, port)
     try:
         again = httpx.post(f"{base}/v1/indexes/code/search", json={"queries": [docs[4]["text"]], "top_k": 2}).json()
         assert again == first
@@ -66,11 +41,11 @@ def test_trainer_refreshes_through_the_service(tmp_path: Path, lexical_model: Pa
     from negminer import build_demo
     from negminer.trainer import TrainConfig, train
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     model = tmp_path / "data" / "models" / "start"
     shutil.copytree(lexical_model, model)
-    proc = _start(tmp_path, lexical_model, port)
+    proc = start_server(tmp_path, lexical_model, port)
     try:
         data = build_demo(120)
         cfg = TrainConfig(output_dir=str(tmp_path / "data" / "runs" / "t"), model=str(model), negatives="refresh",

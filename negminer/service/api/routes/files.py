@@ -1,0 +1,97 @@
+"""``/v1/files``: upload (validated on the way in), list, inspect, delete training and validation files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Query, UploadFile
+
+from negminer._errors import DataError
+from negminer.service.deps import SettingsDep, StoreDep
+from negminer.service.models import bad_param
+from negminer.service.store import new_id
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+FORMATS = {".jsonl": "pairs-jsonl", ".json": "pairs-jsonl", ".parquet": "parquet", ".csv": "csv"}
+
+
+def file_object(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
+            "filename": row["filename"], "purpose": row["purpose"], "status": "processed", **row["info"]}
+
+
+@router.post("")
+def upload_file(file: UploadFile, settings: SettingsDep, store: StoreDep,
+                purpose: Annotated[str, Form()] = "fine-tune") -> dict[str, Any]:
+    """Upload training or validation data: pairs JSONL (``query``/``anchor`` with ``positive`` or
+    ``positives``), or Parquet / CSV with ``anchor`` and ``positive`` columns. The whole file is checked before it
+    is kept; a bad one is refused with its line and field."""
+    from negminer._data import load_data
+
+    if purpose != "fine-tune":
+        raise bad_param("purpose", "must be 'fine-tune'")
+    filename = Path(file.filename or "").name
+    ext = Path(filename).suffix.lower()
+    if ext not in FORMATS:
+        raise bad_param("file", f"{filename or 'the file'}: unsupported type (use {', '.join(FORMATS)})")
+    folder = Path(settings.data_dir) / "files"
+    folder.mkdir(parents=True, exist_ok=True)
+    file_id = new_id("file")
+    tmp, dest = folder / f".{file_id}.upload{ext}", folder / f"{file_id}{ext}"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(tmp, "wb") as fh:
+            while chunk := file.file.read(1 << 20):
+                size += len(chunk)
+                if size > settings.max_upload_bytes:
+                    raise HTTPException(413, f"file: larger than {settings.max_upload_bytes} bytes")
+                digest.update(chunk)
+                fh.write(chunk)
+        if size == 0:
+            raise bad_param("file", f"{filename}: empty file")
+        try:
+            data = load_data(tmp)
+        except DataError as exc:  # name the uploaded file, not our temporary copy
+            raise DataError(exc.message, file=filename, line=exc.line, field=exc.field) from None
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    info = {"format": FORMATS[ext], "queries": len(data), "pairs": data.num_pairs,
+            "documents": len(data.corpus_texts)}
+    return file_object(store.add_file(id=file_id, filename=filename, purpose=purpose, nbytes=size, path=str(dest),
+                                      sha256=digest.hexdigest(), info=info))
+
+
+@router.get("")
+def list_files(store: StoreDep, after: str | None = None,
+               limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> dict[str, Any]:
+    try:
+        rows, more = store.list_files(after, limit)
+    except KeyError:
+        raise bad_param("after", f"no file {after!r}", "query") from None
+    return {"object": "list", "data": [file_object(r) for r in rows], "has_more": more}
+
+
+@router.get("/{file_id}")
+def get_file(file_id: str, store: StoreDep) -> dict[str, Any]:
+    row = store.get_file(file_id)
+    if row is None:
+        raise HTTPException(404, f"no file {file_id!r}")
+    return file_object(row)
+
+
+@router.delete("/{file_id}")
+def delete_file(file_id: str, store: StoreDep) -> dict[str, Any]:
+    row = store.get_file(file_id)
+    if row is None:
+        raise HTTPException(404, f"no file {file_id!r}")
+    job = store.file_in_use(file_id)
+    if job is not None:
+        raise HTTPException(409, f"file {file_id!r} is used by job {job}, which has not finished")
+    store.delete_file(file_id)
+    Path(row["path"]).unlink(missing_ok=True)
+    return {"id": file_id, "object": "file", "deleted": True}

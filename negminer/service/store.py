@@ -1,0 +1,354 @@
+"""Job state in a database: files, fine-tuning jobs, their events and checkpoints, and registered models.
+
+SQLite (WAL) under the data dir by default; PostgreSQL through ``NEGMINER_DATABASE_URL`` when several workers share
+the queue. Every change is one transaction. Claiming a job is the only contended write: on PostgreSQL it takes the
+row with ``SELECT ... FOR UPDATE SKIP LOCKED``; on SQLite every transaction starts with ``BEGIN IMMEDIATE``, which
+serializes writers, so two workers can never claim the same row. A claimed job carries a lease that its worker
+renews; a job whose lease ran out (its worker was killed) is claimed again and resumes from its last checkpoint,
+until ``max_attempts`` claims have been spent.
+
+Ordering (lists, cursors) uses an integer ``seq`` column, ids are opaque strings (``ftjob-…``, ``file-…``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["JobStore", "TERMINAL", "new_id"]
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+_meta = sa.MetaData()
+
+files = sa.Table(
+    "files", _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("filename", sa.String(512), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("info", sa.JSON, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs", _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Integer),
+    sa.Column("finished_at", sa.Integer),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("model", sa.String(512), nullable=False),
+    sa.Column("model_path", sa.String(1024), nullable=False),
+    sa.Column("fine_tuned_model", sa.String(512)),
+    sa.Column("training_file", sa.String(64), nullable=False),
+    sa.Column("validation_file", sa.String(64)),
+    sa.Column("index", sa.String(64)),
+    sa.Column("hyperparameters", sa.JSON, nullable=False),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("suffix", sa.String(64)),
+    sa.Column("job_metadata", sa.JSON),
+    sa.Column("error", sa.JSON),
+    sa.Column("trained_steps", sa.Integer),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("worker_id", sa.String(128)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+)
+
+events = sa.Table(
+    "events", _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("level", sa.String(8), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("data", sa.JSON),
+)
+
+checkpoints = sa.Table(
+    "checkpoints", _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(512), nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+)
+
+models = sa.Table(
+    "models", _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(512), unique=True, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("job_id", sa.String(64)),
+    sa.Column("kind", sa.String(16), nullable=False),  # fine_tuned | checkpoint
+)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class JobStore:
+    """All job state, behind one small interface, on SQLite or PostgreSQL (the same code and tests for both)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = _sqlite_engine(url) if url.startswith("sqlite") else sa.create_engine(url, pool_pre_ping=True)
+        self.is_sqlite = url.startswith("sqlite")
+        _meta.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- files ----------------------------------------------------------------------------------------------
+    def add_file(self, *, id: str, filename: str, purpose: str, nbytes: int, path: str, sha256: str,
+                 info: dict[str, Any]) -> dict[str, Any]:
+        with self._tx() as c:
+            c.execute(files.insert().values(id=id, created_at=_now(), filename=filename, purpose=purpose,
+                                            bytes=nbytes, path=path, sha256=sha256, info=info))
+        return self.get_file(id) or {}
+
+    def get_file(self, file_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(files).where(files.c.id == file_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list_files(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        return self._page(files, None, after, limit, descending=True)
+
+    def delete_file(self, file_id: str) -> bool:
+        with self._tx() as c:
+            return c.execute(files.delete().where(files.c.id == file_id)).rowcount > 0
+
+    def file_in_use(self, file_id: str) -> str | None:
+        """The id of an unfinished job reading this file, if any."""
+        with self.engine.connect() as c:
+            return c.execute(sa.select(jobs.c.id).where(
+                sa.or_(jobs.c.training_file == file_id, jobs.c.validation_file == file_id),
+                jobs.c.status.not_in(TERMINAL)).limit(1)).scalar()
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+    def create_job(self, **values: Any) -> dict[str, Any]:
+        job_id = new_id("ftjob")
+        with self._tx() as c:
+            c.execute(jobs.insert().values(id=job_id, created_at=_now(), status="validating_files", attempts=0,
+                                           cancel_requested=False, **values))
+        return self.get_job(job_id) or {}
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list_jobs(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        return self._page(jobs, None, after, limit, descending=True)
+
+    def set_status(self, job_id: str, status: str, *, expect: tuple[str, ...] | None = None,
+                   worker_id: str | None = None, **values: Any) -> bool:
+        """Move a job to ``status`` if it is in one of ``expect`` (and held by ``worker_id``, when given)."""
+        q = jobs.update().where(jobs.c.id == job_id)
+        if expect is not None:
+            q = q.where(jobs.c.status.in_(expect))
+        if worker_id is not None:
+            q = q.where(jobs.c.worker_id == worker_id)
+        if status in TERMINAL:
+            values.setdefault("finished_at", _now())
+            values.setdefault("lease_until", None)
+        with self._tx() as c:
+            return c.execute(q.values(status=status, **values)).rowcount > 0
+
+    def request_cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Cancel a job: at once when no worker runs it (queued, or its worker is gone), else flag it for its
+        worker, which stops within seconds. Returns the job, or None if it does not exist."""
+        now = time.time()
+        with self._tx() as c:
+            job = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if job is None:
+                return None
+            if job["status"] in TERMINAL:
+                return dict(job)
+            if job["status"] in ("validating_files", "queued") or (job["lease_until"] or 0) < now:
+                c.execute(jobs.update().where(jobs.c.id == job_id).values(
+                    status="cancelled", finished_at=_now(), lease_until=None, cancel_requested=True))
+                self._event(c, job_id, "info", "Job cancelled", "message", None)
+            elif not job["cancel_requested"]:
+                c.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
+                self._event(c, job_id, "info", "Cancellation requested; stopping at the next step", "message", None)
+        return self.get_job(job_id)
+
+    def claim(self, worker_id: str, lease_seconds: float, max_attempts: int) -> dict[str, Any] | None:
+        """Take the oldest queued job, or one whose worker stopped renewing its lease, for ``worker_id``.
+
+        A job that has been claimed ``max_attempts`` times already fails instead, with the reason in its error."""
+        while True:
+            now = time.time()
+            with self._tx() as c:
+                q = (sa.select(jobs)
+                     .where(sa.or_(jobs.c.status == "queued",
+                                   sa.and_(jobs.c.status == "running", jobs.c.lease_until < now)))
+                     .order_by(jobs.c.seq).limit(1))
+                if not self.is_sqlite:
+                    q = q.with_for_update(skip_locked=True)
+                job = c.execute(q).mappings().first()
+                if job is None:
+                    return None
+                job_id, lost = job["id"], job["status"] == "running"
+                if lost and job["cancel_requested"]:
+                    c.execute(jobs.update().where(jobs.c.id == job_id).values(
+                        status="cancelled", finished_at=_now(), lease_until=None))
+                    self._event(c, job_id, "info", "Job cancelled (its worker had stopped)", "message", None)
+                    continue
+                if lost and job["attempts"] >= max_attempts:
+                    error = {"code": "worker_lost", "param": None,
+                             "message": f"the job's worker stopped {job['attempts']} times (last: "
+                                        f"{job['worker_id']}); giving up after {max_attempts} attempts"}
+                    c.execute(jobs.update().where(jobs.c.id == job_id).values(
+                        status="failed", finished_at=_now(), lease_until=None, error=error))
+                    self._event(c, job_id, "error", error["message"], "message", None)
+                    continue
+                attempt = job["attempts"] + 1
+                c.execute(jobs.update().where(jobs.c.id == job_id).values(
+                    status="running", worker_id=worker_id, lease_until=now + lease_seconds, attempts=attempt,
+                    started_at=job["started_at"] or _now()))
+                if lost:
+                    msg = (f"Worker {job['worker_id']} stopped responding; resuming on {worker_id} "
+                           f"(attempt {attempt} of {max_attempts})")
+                    self._event(c, job_id, "warn", msg, "message", None)
+                else:
+                    self._event(c, job_id, "info", f"Fine-tuning job started on {worker_id}", "message", None)
+            return self.get_job(job_id)
+
+    def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> tuple[bool, bool]:
+        """Extend the lease; (still ours, cancel requested). Not ours any more means: stop at once."""
+        with self._tx() as c:
+            n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.worker_id == worker_id,
+                                              jobs.c.status == "running")
+                          .values(lease_until=time.time() + lease_seconds)).rowcount
+            cancel = c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
+        return n > 0, bool(cancel)
+
+    def release(self, job_id: str, worker_id: str, message: str) -> bool:
+        """Give a running job back to the queue (a worker shutting down); the claim is not counted."""
+        with self._tx() as c:
+            n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.worker_id == worker_id,
+                                              jobs.c.status == "running")
+                          .values(status="queued", lease_until=None, worker_id=None,
+                                  attempts=jobs.c.attempts - 1)).rowcount
+            if n:
+                self._event(c, job_id, "warn", message, "message", None)
+        return n > 0
+
+    # -- events ---------------------------------------------------------------------------------------------
+    def _event(self, c: Connection, job_id: str, level: str, message: str, type: str,
+               data: dict[str, Any] | None) -> None:
+        c.execute(events.insert().values(id=new_id("ftevent"), job_id=job_id, created_at=_now(), level=level,
+                                         message=message, type=type, data=data))
+
+    def add_event(self, job_id: str, message: str, *, level: str = "info", type: str = "message",
+                  data: dict[str, Any] | None = None) -> None:
+        with self._tx() as c:
+            self._event(c, job_id, level, message, type, data)
+
+    def list_events(self, job_id: str, after: str | None, limit: int, *, descending: bool = True,
+                    ) -> tuple[list[dict[str, Any]], bool]:
+        return self._page(events, events.c.job_id == job_id, after, limit, descending=descending)
+
+    # -- checkpoints and models -----------------------------------------------------------------------------
+    def add_checkpoint(self, job_id: str, step: int, model: str, path: str, metrics: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute(models.insert().values(name=model, created_at=_now(), path=path, job_id=job_id,
+                                             kind="checkpoint"))
+            c.execute(checkpoints.insert().values(id=new_id("ftckpt"), job_id=job_id, created_at=_now(), step=step,
+                                                  model=model, metrics=metrics))
+
+    def list_checkpoints(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        return self._page(checkpoints, checkpoints.c.job_id == job_id, after, limit, descending=True)
+
+    def drop_checkpoint(self, job_id: str, model: str) -> None:
+        with self._tx() as c:
+            c.execute(checkpoints.delete().where(checkpoints.c.job_id == job_id, checkpoints.c.model == model))
+            c.execute(models.delete().where(models.c.name == model))
+
+    def register_model(self, name: str, path: str, job_id: str | None, kind: str = "fine_tuned") -> None:
+        with self._tx() as c:
+            c.execute(models.delete().where(models.c.name == name))
+            c.execute(models.insert().values(name=name, created_at=_now(), path=path, job_id=job_id, kind=kind))
+
+    def get_model(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(models).where(models.c.name == name)).mappings().first()
+        return dict(row) if row else None
+
+    def list_models(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(sa.select(models).order_by(models.c.seq)).mappings()]
+
+    # -- pagination -----------------------------------------------------------------------------------------
+    def _page(self, table: sa.Table, where: Any, after: str | None, limit: int, *, descending: bool,
+              ) -> tuple[list[dict[str, Any]], bool]:
+        """One page after the row with id ``after`` (newest first when ``descending``), and whether more follow.
+
+        An unknown ``after`` raises KeyError."""
+        key = table.c.id
+        q = sa.select(table)
+        if where is not None:
+            q = q.where(where)
+        with self.engine.connect() as c:
+            if after is not None:
+                cur = sa.select(table.c.seq).where(key == after)
+                if where is not None:
+                    cur = cur.where(where)
+                seq = c.execute(cur).scalar()
+                if seq is None:
+                    raise KeyError(after)
+                q = q.where(table.c.seq < seq if descending else table.c.seq > seq)
+            q = q.order_by(table.c.seq.desc() if descending else table.c.seq).limit(limit + 1)
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        return rows[:limit], len(rows) > limit

@@ -1,0 +1,337 @@
+"""The fine-tuning worker: claims queued jobs from the job database and runs the trainer, one job at a time.
+
+Each job runs in a child process (spawned), so that the worker can renew the job's lease, watch for a cancel and
+kill a job that does not stop, while the child trains. The child records events, checkpoints and the final state
+itself; every write is fenced by the worker id, so a worker that lost its lease can no longer touch the job.
+
+Failure model:
+
+- worker killed (SIGKILL, machine lost): the child notices its parent is gone and exits; the job's lease runs out
+  and the next worker to look claims it again and resumes from the last complete checkpoint, up to
+  ``job_max_attempts`` claims (then it fails with ``worker_lost``). Events and checkpoints already recorded stay.
+- worker stopped (SIGTERM / SIGINT): the job goes back to the queue at once, to be resumed the same way.
+- cancel: the child stops after the current step and saves a checkpoint; if it is busy elsewhere (encoding, an
+  evaluation) for more than ``cancel_grace_seconds`` the worker kills it. Its checkpoints stay registered.
+- the trainer fails (bad data, bad options, a crash): the job fails with the error; it is not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import secrets
+import shutil
+import signal
+import socket
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from negminer.service.config import ServiceSettings
+from negminer.service.store import JobStore
+
+__all__ = ["Worker", "model_name", "train_config_args"]
+
+logger = logging.getLogger("negminer.worker")
+
+# hyperparameters (API names) -> TrainConfig fields
+_HYPER = {"epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size", "learning_rate": "learning_rate",
+          "temperature": "temperature", "loss": "loss", "negatives": "negatives", "num_negatives": "num_negatives",
+          "refresh_every": "refresh_every", "save_steps": "save_steps", "mining": "mining",
+          "warmup_ratio": "warmup_ratio", "max_seq_length": "max_seq_length", "mini_batch_size": "mini_batch_size",
+          "loss_filter": "loss_filter", "loss_filter_margin": "loss_filter_margin",
+          "validation_fraction": "validation_fraction", "logging_steps": "logging_steps"}
+
+
+def train_config_args(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig keyword arguments of a job's hyperparameters (None means: the trainer's default)."""
+    return {_HYPER[k]: v for k, v in hyperparameters.items() if k in _HYPER and v is not None}
+
+
+def model_name(base: str, suffix: str | None, job_id: str) -> str:
+    """OpenAI-style name of a fine-tuned model: ``ft:<base>:<suffix>:<job id>`` (no suffix: ``ft:<base>:<job>``)."""
+    if base.startswith("ft:"):
+        base = base.split(":")[1]
+    base = Path(base).name or base
+    return ":".join(["ft", base, *([suffix] if suffix else []), job_id])
+
+
+class Worker:
+    """Claims and runs jobs until :meth:`stop`. ``run_forever`` in the foreground (``negminer worker``) or in a
+    thread of the API process (``negminer serve --with-worker``)."""
+
+    def __init__(self, settings: ServiceSettings, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.database)
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run_forever(self) -> None:
+        logger.info("worker %s polling %s", self.id, self.store.engine.url.render_as_string(hide_password=True))
+        while not self._stop.is_set():
+            try:
+                job = self.store.claim(self.id, self.settings.job_lease_seconds, self.settings.job_max_attempts)
+            except Exception:  # the database is unreachable for a while: keep trying
+                logger.exception("claiming a job failed")
+                job = None
+            if job is None:
+                self._stop.wait(self.settings.worker_poll_seconds)
+                continue
+            self.run_job(job["id"])
+        self.store.close()
+
+    def run_once(self) -> str | None:
+        """Claim and run one job, if any is waiting (tests, cron-style use). Returns its id."""
+        job = self.store.claim(self.id, self.settings.job_lease_seconds, self.settings.job_max_attempts)
+        if job is None:
+            return None
+        self.run_job(job["id"])
+        return job["id"]
+
+    def run_job(self, job_id: str) -> None:
+        """Run a claimed job in a child process; renew its lease, pass on cancels, handle the child's end."""
+        s = self.settings
+        logger.info("running %s", job_id)
+        ctx = multiprocessing.get_context("spawn")
+        proc = ctx.Process(target=_child_main, args=(s, job_id, self.id), name=f"negminer-{job_id}")
+        proc.start()
+        renew_every = max(0.2, min(s.job_lease_seconds / 4, 5.0))
+        last_renew, cancel_seen, outcome = time.monotonic(), None, ""
+        while proc.is_alive():
+            proc.join(timeout=min(renew_every, 0.5))
+            if not proc.is_alive():
+                break
+            if self._stop.is_set():
+                _kill(proc)
+                self.store.release(job_id, self.id, f"Worker {self.id} is shutting down; the job is queued again "
+                                                    "and will resume from its last checkpoint")
+                outcome = "released"
+                break
+            if time.monotonic() - last_renew >= renew_every:
+                last_renew = time.monotonic()
+                try:
+                    ours, cancel = self.store.renew(job_id, self.id, s.job_lease_seconds)
+                except Exception:
+                    logger.exception("renewing the lease of %s failed", job_id)
+                    continue
+                if not ours:
+                    logger.warning("%s is no longer ours (lease lost); stopping it", job_id)
+                    _kill(proc)
+                    outcome = "lost"
+                    break
+                if cancel and cancel_seen is None:
+                    cancel_seen = time.monotonic()
+            if cancel_seen is not None and time.monotonic() - cancel_seen > s.cancel_grace_seconds:
+                _kill(proc)
+                if self.store.set_status(job_id, "cancelled", expect=("running",), worker_id=self.id):
+                    self.store.add_event(job_id, f"Job cancelled (stopped after {s.cancel_grace_seconds:g} s); "
+                                                 "its checkpoints are kept")
+                outcome = "cancelled"
+                break
+        proc.join()
+        if outcome:
+            return
+        job = self.store.get_job(job_id)
+        if job and job["status"] == "running" and job["worker_id"] == self.id:  # the child died without a word
+            code = proc.exitcode
+            how = (f"was killed by signal {-code}" + (" (out of memory?)" if code == -signal.SIGKILL else "")
+                   if code and code < 0 else f"exited with code {code} (the worker's log has its output)")
+            error = {"code": "training_process_died", "param": None, "message": f"the training process {how}"}
+            if job["cancel_requested"]:
+                self.store.set_status(job_id, "cancelled", expect=("running",), worker_id=self.id)
+            else:
+                self.store.set_status(job_id, "failed", expect=("running",), worker_id=self.id, error=error)
+                self.store.add_event(job_id, error["message"], level="error")
+
+
+def _kill(proc: Any, grace: float = 5.0) -> None:
+    proc.terminate()
+    proc.join(grace)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
+# -- the child process -----------------------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """Exit when the worker that started us is gone (SIGKILL leaves no chance to tell us)."""
+    parent = os.getppid()
+    try:  # Linux: the kernel sends SIGKILL when the parent dies
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = JobStore(settings.database)
+    try:
+        _JobRun(settings, store, job_id, worker_id).run()
+    except BaseException as exc:  # noqa: BLE001 - every failure ends up in the job, never lost
+        from negminer._errors import DataError, NegminerError
+
+        if isinstance(exc, DataError):
+            error = {"code": "invalid_file", "message": str(exc), "param": getattr(exc, "param", None)}
+        elif isinstance(exc, NegminerError):
+            error = {"code": "invalid_request", "message": str(exc), "param": None}
+        else:
+            error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None}
+            logger.error("job %s failed:\n%s", job_id, traceback.format_exc())
+        if store.set_status(job_id, "failed", expect=("running",), worker_id=worker_id, error=error):
+            store.add_event(job_id, f"Job failed: {error['message']}", level="error")
+        raise SystemExit(0) from None
+    finally:
+        store.close()
+
+
+class _JobRun:
+    """One attempt at one job, inside the child process."""
+
+    def __init__(self, settings: ServiceSettings, store: JobStore, job_id: str, worker_id: str) -> None:
+        self.s, self.store, self.job_id, self.worker_id = settings, store, job_id, worker_id
+        job = store.get_job(job_id)
+        if job is None:
+            raise RuntimeError(f"job {job_id} vanished")
+        self.job = job
+        self.data_dir = Path(settings.data_dir).resolve()
+        self.out = self.data_dir / "jobs" / job_id
+        self.models_dir = self.data_dir / "models" / job_id
+        self.name = model_name(job["model"], job["suffix"], job_id)
+        self.last_log: dict[str, Any] = {}
+        self.last_eval: dict[str, Any] = {}
+        self._checked = 0.0
+
+    def event(self, message: str, *, level: str = "info", type: str = "message",
+              data: dict[str, Any] | None = None) -> None:
+        self.store.add_event(self.job_id, message, level=level, type=type, data=data)
+
+    def load(self, file_id: str, name: str) -> Any:
+        from negminer._data import load_data
+        from negminer._errors import DataError
+
+        row = self.store.get_file(file_id)
+        try:
+            if row is None or not Path(row["path"]).exists():
+                raise DataError(f"file {file_id} is gone")
+            return load_data(row["path"])
+        except DataError as exc:
+            err = DataError(exc.message, file=row["filename"] if row else file_id, line=exc.line, field=exc.field)
+            err.param = name  # type: ignore[attr-defined]
+            raise err from None
+
+    def run(self) -> None:
+        from negminer.trainer import TrainConfig, last_checkpoint, train
+
+        job = self.job
+        data = self.load(job["training_file"], "training_file")
+        validation = self.load(job["validation_file"], "validation_file") if job["validation_file"] else None
+        index = {"index_url": self.s.service_url, "index_name": self.job_id, "index_copy_from": job["index"]}
+        cfg = TrainConfig(output_dir=str(self.out), model=job["model_path"], resume="auto", seed=job["seed"],
+                          show_progress=False, cache_dir=str(self.s.cache_dir), device=self.s.device,
+                          encode_batch_size=self.s.batch_size, **(index if job["index"] else {}),
+                          **train_config_args(job["hyperparameters"]))
+        found = last_checkpoint(self.out / "checkpoints")
+        if found is not None:
+            self.event(f"Resuming from checkpoint at step {found.name.split('-')[-1]}",
+                       data={"step": int(found.name.split("-")[-1])})
+        self.event(f"Training on {len(data)} queries ({data.num_pairs} pairs), {len(data.corpus_texts)} documents"
+                   + (f"; validating on {len(validation)} queries" if validation is not None else ""))
+        if self.s.api_key is not None:  # the trainer's HTTP negative source reads it from there
+            os.environ["NEGMINER_API_KEY"] = self.s.api_key.get_secret_value()
+        result = train(data, cfg, validation=validation, callback=self.on_event, should_stop=self.should_stop)
+        if result.stopped:
+            if self.store.set_status(self.job_id, "cancelled", expect=("running",), worker_id=self.worker_id,
+                                     trained_steps=result.steps):
+                self.event(f"Job cancelled at step {result.steps}; its checkpoints are kept")
+            return
+        final = self.models_dir / "final"
+        _link_model(Path(result.model_path), final)
+        self.store.register_model(self.name, str(final), self.job_id)
+        after = result.after
+        self.event(f"New fine-tuned model created: {self.name}", type="metrics",
+                   data={"step": result.steps, "fine_tuned_model": self.name,
+                         **{k: after[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in after}})
+        if self.store.set_status(self.job_id, "succeeded", expect=("running",), worker_id=self.worker_id,
+                                 fine_tuned_model=self.name, trained_steps=result.steps):
+            self.event("The job has successfully completed")
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return False
+        self._checked = now
+        job = self.store.get_job(self.job_id)
+        return job is None or bool(job["cancel_requested"]) or job["worker_id"] != self.worker_id
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        step = data.get("step")
+        if kind == "log":
+            self.last_log = {"train_loss": data["loss"], "learning_rate": data["learning_rate"]}
+            self.event(f"Step {step}: training loss={data['loss']:.4f}", type="metrics",
+                       data={"step": step, "train_loss": data["loss"], "learning_rate": data["learning_rate"],
+                             "epoch": data["epoch"]})
+        elif kind == "evaluation":
+            scores = {k: data[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in data}
+            self.last_eval = scores
+            self.event(f"Step {step} ({data['event']}): " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()),
+                       type="metrics", data={"step": step, "evaluation": data["event"], **scores})
+        elif kind == "refresh":
+            self.event(f"Step {step}: hard negatives refreshed (index version {data['version']})", type="metrics",
+                       data={"step": step, "refresh_version": data["version"],
+                             "queries_short": data.get("queries_short"),
+                             "filled_randomly": data.get("filled_randomly")})
+        elif kind == "checkpoint":
+            self.checkpoint(int(step), Path(data["path"]))
+
+    def checkpoint(self, step: int, path: Path) -> None:
+        """Register a complete trainer checkpoint as a model (hard links: the trainer may rotate its copy)."""
+        name = f"{self.name}:ckpt-step-{step}"
+        dest = self.models_dir / f"checkpoint-step-{step}"
+        _link_model(path, dest, skip={"optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt",
+                                      "trainer_state.json", "training_args.bin"})
+        self.store.drop_checkpoint(self.job_id, name)  # a resumed run may save the same step again
+        self.store.add_checkpoint(self.job_id, step, name, str(dest),
+                                  {"step": step, **self.last_log, **self.last_eval})
+        self.event(f"Checkpoint saved at step {step}: {name}", data={"step": step, "checkpoint": name})
+        keep = self.s.checkpoints_kept
+        if keep:
+            rows, _ = self.store.list_checkpoints(self.job_id, None, 1000)
+            for old in rows[keep:]:
+                self.store.drop_checkpoint(self.job_id, old["model"])
+                shutil.rmtree(self.models_dir / f"checkpoint-step-{old['step']}", ignore_errors=True)
+
+
+def _link_model(src: Path, dest: Path, skip: set[str] | None = None) -> None:
+    """Copy a model folder by hard links where possible, to a temporary name first, then rename."""
+    skip = skip or set()
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.tmp"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, tmp, copy_function=link, ignore=lambda _d, names: [n for n in names if n in skip])
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)

@@ -1,0 +1,171 @@
+"""The job store on both backends (SQLite in WAL mode, and PostgreSQL when this machine has its server): the same
+tests hold them congruent. Claims are exclusive, leases expire, attempts are bounded, writes are fenced."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from negminer.service.store import JobStore
+
+HP = {"loss": "infonce"}
+
+
+def _postgres_bin() -> Path | None:
+    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    return Path(initdb).parent if initdb else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free port, if the server is installed (skipped otherwise)."""
+    pytest.importorskip("psycopg")
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server not installed (initdb not found)")
+    if os.geteuid() == 0 and (shutil.which("runuser") is None or subprocess.run(
+            ["id", "postgres"], capture_output=True).returncode != 0):
+        pytest.skip("running as root without a postgres user")
+    root = Path(tempfile.mkdtemp(prefix="negminer-pg-"))  # directly in /tmp: the postgres user must reach it
+    data = root / "data"
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "negminer", "--auth=trust", "-E",
+                                 "UTF8"]), check=True, capture_output=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = root / "pg.log"
+    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
+                                 f"-p {port} -k {root} -h 127.0.0.1", "start"]), check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://negminer@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    if request.param == "sqlite":
+        s = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    else:
+        s = JobStore(request.getfixturevalue("postgres_url"))
+        import sqlalchemy as sa
+
+        with s.engine.begin() as c:  # a clean slate per test
+            for t in ("events", "checkpoints", "models", "jobs", "files"):
+                c.execute(sa.text(f"DELETE FROM {t}"))
+    yield s
+    s.close()
+
+
+def _job(store: JobStore, **kw: object) -> str:
+    row = store.create_job(model="m", model_path="/m", training_file="file-1", hyperparameters=HP, seed=1, **kw)
+    store.set_status(row["id"], "queued", expect=("validating_files",))
+    return row["id"]
+
+
+def test_claims_are_exclusive_under_contention(store: JobStore) -> None:
+    ids = {_job(store) for _ in range(6)}
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while (job := store.claim(name, 60, 3)) is not None:
+            with lock:
+                got.append(job["id"])
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == sorted(ids)  # every job once: none lost, none run twice
+    assert store.claim("late", 60, 3) is None
+
+
+def test_expired_lease_is_claimed_again_then_fails_after_max_attempts(store: JobStore) -> None:
+    job_id = _job(store)
+    assert store.claim("w1", 0.2, 2)["attempts"] == 1
+    assert store.claim("w2", 0.2, 2) is None  # w1's lease still runs
+    time.sleep(0.4)
+    again = store.claim("w2", 0.2, 2)
+    assert again["id"] == job_id and again["worker_id"] == "w2" and again["attempts"] == 2
+    assert store.renew(job_id, "w1", 60) == (False, False)  # the old worker is fenced off
+    assert not store.set_status(job_id, "succeeded", expect=("running",), worker_id="w1")
+    time.sleep(0.4)
+    assert store.claim("w3", 0.2, 2) is None
+    job = store.get_job(job_id)
+    assert job["status"] == "failed" and job["error"]["code"] == "worker_lost"
+    events, _ = store.list_events(job_id, None, 100, descending=False)
+    assert [e["level"] for e in events] == ["info", "warn", "error"]
+
+
+def test_release_requeues_without_spending_an_attempt(store: JobStore) -> None:
+    job_id = _job(store)
+    store.claim("w1", 60, 1)
+    assert store.release(job_id, "w1", "shutting down")
+    job = store.claim("w2", 60, 1)
+    assert job["id"] == job_id and job["attempts"] == 1
+
+
+def test_cancel_queued_running_and_orphaned(store: JobStore) -> None:
+    queued = _job(store)
+    assert store.request_cancel(queued)["status"] == "cancelled"
+    running = _job(store)
+    store.claim("w1", 60, 3)
+    job = store.request_cancel(running)
+    assert job["status"] == "running" and job["cancel_requested"]
+    assert store.renew(running, "w1", 60) == (True, True)
+    orphan = _job(store)
+    store.claim("w2", 0.1, 3)
+    time.sleep(0.3)
+    assert store.request_cancel(orphan)["status"] == "cancelled"  # nobody renews it: cancelled at once
+    assert store.request_cancel("ftjob-nope") is None
+
+
+def test_pagination_newest_first_and_oldest_first(store: JobStore) -> None:
+    ids = [_job(store) for _ in range(5)]
+    page, more = store.list_jobs(None, 2)
+    assert [j["id"] for j in page] == ids[::-1][:2] and more
+    page2, more2 = store.list_jobs(page[-1]["id"], 2)
+    page3, more3 = store.list_jobs(page2[-1]["id"], 2)
+    assert [j["id"] for j in page + page2 + page3] == ids[::-1] and more2 and not more3
+    for i in range(3):
+        store.add_event(ids[0], f"e{i}")
+    asc, _ = store.list_events(ids[0], None, 10, descending=False)
+    after, _ = store.list_events(ids[0], asc[0]["id"], 10, descending=False)
+    assert [e["message"] for e in asc] == ["e0", "e1", "e2"]
+    assert [e["message"] for e in after] == ["e1", "e2"]
+    with pytest.raises(KeyError):
+        store.list_jobs("ftjob-unknown", 2)
+
+
+def test_checkpoints_and_models(store: JobStore) -> None:
+    job_id = _job(store)
+    store.add_checkpoint(job_id, 5, "ft:m:x:ckpt-step-5", "/p5", {"step": 5})
+    store.add_checkpoint(job_id, 10, "ft:m:x:ckpt-step-10", "/p10", {"step": 10})
+    rows, more = store.list_checkpoints(job_id, None, 10)
+    assert [r["step"] for r in rows] == [10, 5] and not more
+    assert store.get_model("ft:m:x:ckpt-step-5")["path"] == "/p5"
+    store.drop_checkpoint(job_id, "ft:m:x:ckpt-step-5")
+    assert store.get_model("ft:m:x:ckpt-step-5") is None
+    store.register_model("ft:m:x", "/final", job_id)
+    assert [m["name"] for m in store.list_models()] == ["ft:m:x:ckpt-step-10", "ft:m:x"]
