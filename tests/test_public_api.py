@@ -26,11 +26,11 @@ def test_subpackage_apis() -> None:
     assert sorted(negminer.trainer.__all__) == sorted([
         "LOSSES", "NEGATIVE_MODES", "DCLLoss", "DecoupledSoftmaxLoss", "FalseNegativeFilter", "InfoNCELoss",
         "HttpNegativeSource", "LocalNegativeSource", "NegativeSource", "NegativesUpdate", "TrainConfig",
-        "TrainResult", "evaluate", "retrieval_metrics",
+        "TrainResult", "evaluate", "last_checkpoint", "retrieval_metrics",
         "train",
     ])
     assert set(negminer.trainer.losses.LOSSES) == {"infonce", "decoupled", "dcl"}
-    assert sorted(negminer.service.__all__) == ["ServiceSettings", "create_app"]
+    assert sorted(negminer.service.__all__) == ["JobStore", "ServiceSettings", "Worker", "create_app"]
     for mod in (negminer, negminer.index, negminer.mining, negminer.trainer, negminer.service):
         for name in mod.__all__:
             assert hasattr(mod, name), name
