@@ -7,6 +7,7 @@ folder inside the data dir. Anything else, and any path that escapes the data di
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from negminer.service.config import ServiceSettings
 from negminer.service.store import JobStore
 
-__all__ = ["bad_param", "default_model", "inside_data_dir", "resolve_model"]
+__all__ = ["bad_param", "default_model", "inside_data_dir", "list_page", "resolve_model"]
 
 DEFAULT_NAME = "all-MiniLM-L6-v2"
 
@@ -23,6 +24,16 @@ DEFAULT_NAME = "all-MiniLM-L6-v2"
 def bad_param(param: str, why: str, where: str = "body") -> RequestValidationError:
     """A 422 problem naming ``param`` (dotted for nested fields)."""
     return RequestValidationError([{"loc": (where, *param.split(".")), "msg": why, "type": "value_error"}])
+
+
+def list_page(fetch: Callable[[], tuple[list[dict[str, Any]], bool]], convert: Callable[[dict[str, Any]], Any],
+              unknown: str) -> dict[str, Any]:
+    """``{object: "list", data, has_more}`` of one page from the store; an unknown ``after`` cursor is a 422."""
+    try:
+        rows, more = fetch()
+    except KeyError:
+        raise bad_param("after", f"no {unknown}", "query") from None
+    return {"object": "list", "data": [convert(r) for r in rows], "has_more": more}
 
 
 def default_model(settings: ServiceSettings) -> tuple[str, str]:
@@ -46,7 +57,7 @@ def inside_data_dir(relative: str, settings: Any, param: str) -> Path:
 def resolve_model(model: str | None, settings: ServiceSettings, store: JobStore | None, param: str = "model") -> str:
     """The folder of model ``model`` (see the module docstring)."""
     name, path = default_model(settings)
-    if model is None or model in (name, settings.model):
+    if model is None or model in (name, settings.model, path):  # by name, or the path the service itself uses
         return path
     registered = store.get_model(model) if store is not None else None
     if registered is not None:

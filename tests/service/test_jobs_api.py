@@ -173,3 +173,17 @@ def test_models_and_model_names_everywhere(tmp_path: Path, lexical_model: Path) 
         _problem(c.post("/v1/indexes", json={"name": "b", "from_index": "nope"}), 422, "from_index")
         r = c.post("/v1/indexes", json={"name": "b", "from_index": "a"})
         assert r.status_code == 202 and r.json()["model"] == str(lexical_model)
+
+
+def test_the_default_model_by_name_or_by_its_own_path(tmp_path: Path) -> None:
+    """A trainer hands the service the path of the model it starts from: the bundled default lies outside the data
+    dir, and is still accepted (it is the service's own model), while any other outside path is not."""
+    from negminer.index import default_model_path
+    from negminer.service.models import resolve_model
+
+    settings = ServiceSettings(data_dir=tmp_path / "data")
+    assert resolve_model(None, settings, None) == default_model_path()
+    assert resolve_model("all-MiniLM-L6-v2", settings, None) == default_model_path()
+    assert resolve_model(default_model_path(), settings, None) == default_model_path()
+    with pytest.raises(Exception, match="model"):
+        resolve_model(str(Path(default_model_path()).parent), settings, None)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, UploadFile
 
 from negminer._errors import DataError
 from negminer.service.deps import SettingsDep, StoreDep
-from negminer.service.models import bad_param
+from negminer.service.models import bad_param, list_page
 from negminer.service.store import new_id
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -69,11 +69,7 @@ def upload_file(file: UploadFile, settings: SettingsDep, store: StoreDep,
 @router.get("")
 def list_files(store: StoreDep, after: str | None = None,
                limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> dict[str, Any]:
-    try:
-        rows, more = store.list_files(after, limit)
-    except KeyError:
-        raise bad_param("after", f"no file {after!r}", "query") from None
-    return {"object": "list", "data": [file_object(r) for r in rows], "has_more": more}
+    return list_page(lambda: store.list_files(after, limit), file_object, f"file {after!r}")
 
 
 @router.get("/{file_id}")

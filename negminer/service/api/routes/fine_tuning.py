@@ -12,7 +12,7 @@ from negminer._errors import ConfigError
 from negminer.index import IndexNotFound
 from negminer.mining import MiningConfig
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
-from negminer.service.models import bad_param, default_model, resolve_model
+from negminer.service.models import bad_param, default_model, list_page, resolve_model
 from negminer.service.store import JobStore
 from negminer.service.worker import train_config_args
 
@@ -119,11 +119,7 @@ def create_job(body: CreateJob, store: StoreDep, settings: SettingsDep, registry
 def list_jobs(store: StoreDep, after: str | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
     """Jobs, newest first; the next page starts ``after`` the last id of this one."""
-    try:
-        rows, more = store.list_jobs(after, limit)
-    except KeyError:
-        raise bad_param("after", f"no fine-tuning job {after!r}", "query") from None
-    return {"object": "list", "data": [job_object(r) for r in rows], "has_more": more}
+    return list_page(lambda: store.list_jobs(after, limit), job_object, f"fine-tuning job {after!r}")
 
 
 @router.get("/{job_id}")
@@ -147,13 +143,10 @@ def list_events(job_id: str, store: StoreDep, after: str | None = None,
                                                                "asc: oldest first, to follow a job")] = "desc",
                 ) -> dict[str, Any]:
     _job(store, job_id)
-    try:
-        rows, more = store.list_events(job_id, after, limit, descending=order == "desc")
-    except KeyError:
-        raise bad_param("after", f"no event {after!r} in job {job_id!r}", "query") from None
-    data = [{"id": r["id"], "object": "fine_tuning.job.event", "created_at": r["created_at"], "level": r["level"],
-             "message": r["message"], "type": r["type"], "data": r["data"]} for r in rows]
-    return {"object": "list", "data": data, "has_more": more}
+    return list_page(lambda: store.list_events(job_id, after, limit, descending=order == "desc"),
+                     lambda r: {"id": r["id"], "object": "fine_tuning.job.event", "created_at": r["created_at"],
+                                "level": r["level"], "message": r["message"], "type": r["type"], "data": r["data"]},
+                     f"event {after!r} in job {job_id!r}")
 
 
 @router.get("/{job_id}/checkpoints")
@@ -161,11 +154,8 @@ def list_checkpoints(job_id: str, store: StoreDep, after: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, Any]:
     """The job's checkpoints, newest first; each is a model name usable by /v1/embed and index refreshes."""
     _job(store, job_id)
-    try:
-        rows, more = store.list_checkpoints(job_id, after, limit)
-    except KeyError:
-        raise bad_param("after", f"no checkpoint {after!r} in job {job_id!r}", "query") from None
-    data = [{"id": r["id"], "object": "fine_tuning.job.checkpoint", "created_at": r["created_at"],
-             "fine_tuned_model_checkpoint": r["model"], "fine_tuning_job_id": job_id, "step_number": r["step"],
-             "metrics": r["metrics"]} for r in rows]
-    return {"object": "list", "data": data, "has_more": more}
+    return list_page(lambda: store.list_checkpoints(job_id, after, limit),
+                     lambda r: {"id": r["id"], "object": "fine_tuning.job.checkpoint", "created_at": r["created_at"],
+                                "fine_tuned_model_checkpoint": r["model"], "fine_tuning_job_id": job_id,
+                                "step_number": r["step"], "metrics": r["metrics"]},
+                     f"checkpoint {after!r} in job {job_id!r}")
