@@ -290,7 +290,7 @@ class _JobRun:
                              "epoch": data["epoch"]})
         elif kind == "evaluation":
             scores = {k: data[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in data}
-            self.last_eval = scores
+            self.last_eval = {"step": step, **scores}
             self.event(f"Step {step} ({data['event']}): " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()),
                        type="metrics", data={"step": step, "evaluation": data["event"], **scores})
         elif kind == "refresh":
@@ -308,8 +308,8 @@ class _JobRun:
         _link_model(path, dest, skip={"optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt",
                                       "trainer_state.json", "training_args.bin"})
         self.store.drop_checkpoint(self.job_id, name)  # a resumed run may save the same step again
-        self.store.add_checkpoint(self.job_id, step, name, str(dest),
-                                  {"step": step, **self.last_log, **self.last_eval})
+        scores = {k: v for k, v in self.last_eval.items() if k != "step"} if self.last_eval.get("step") == step else {}
+        self.store.add_checkpoint(self.job_id, step, name, str(dest), {"step": step, **self.last_log, **scores})
         self.event(f"Checkpoint saved at step {step}: {name}", data={"step": step, "checkpoint": name})
         keep = self.s.checkpoints_kept
         if keep:
