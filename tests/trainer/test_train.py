@@ -91,6 +91,18 @@ def test_bad_input_fails_before_training(small, tiny_model: Path, tmp_path: Path
         train(small, _cfg(tmp_path, tmp_path / "notamodel"))
     with pytest.raises(DataError, match="split left"):
         train(small.subset([0]), _cfg(tmp_path, tiny_model))
-    with pytest.raises(ConfigError, match="resume: no checkpoint"):
+    with pytest.raises(ConfigError, match="resume: no complete checkpoint"):
         train(small, _cfg(tmp_path / "fresh", tiny_model, resume=True))
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_last_checkpoint_skips_one_cut_short(tmp_path) -> None:
+    """A process killed while saving leaves a checkpoint without its trainer_state.json (written last)."""
+    from negminer.trainer import last_checkpoint
+
+    assert last_checkpoint(tmp_path) is None
+    for step, state in ((5, '{"global_step": 5}'), (10, '{"global_step": 10}'), (15, None), (20, '{"glob')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if state is not None:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
