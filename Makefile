@@ -6,7 +6,7 @@ STAMP := $(VENV)/.negminer-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast lint bench bench-speed bench-fn bench-train clean
+.PHONY: demo test test-fast lint bench bench-speed bench-fn bench-train clean docker-test docker-build docker-build-gpu
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,15 @@ bench-train: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
+
+# Build the CPU image with buildah, run it and use it over HTTP; lint the Dockerfile (docker/test.sh says how).
+docker-test: $(STAMP)
+	PYTHON=$(PY) bash docker/test.sh
+
+# With a Docker engine and internet (the README's "Deployment" section).
+docker-build:
+	docker build -f docker/Dockerfile -t negminer:cpu .
+
+docker-build-gpu:
+	docker build -f docker/Dockerfile -t negminer:gpu --build-arg VARIANT=gpu \
+		--build-arg BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04 .
