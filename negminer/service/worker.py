@@ -238,7 +238,7 @@ class _JobRun:
             raise err from None
 
     def run(self) -> None:
-        from negminer.trainer import TrainConfig, last_checkpoint, train
+        from negminer.trainer import TrainConfig, train
 
         job = self.job
         data = self.load(job["training_file"], "training_file")
@@ -248,10 +248,6 @@ class _JobRun:
                           show_progress=False, cache_dir=str(self.s.cache_dir), device=self.s.device,
                           encode_batch_size=self.s.batch_size, **(index if job["index"] else {}),
                           **train_config_args(job["hyperparameters"]))
-        found = last_checkpoint(self.out / "checkpoints")
-        if found is not None:
-            self.event(f"Resuming from checkpoint at step {found.name.split('-')[-1]}",
-                       data={"step": int(found.name.split("-")[-1])})
         self.event(f"Training on {len(data)} queries ({data.num_pairs} pairs), {len(data.corpus_texts)} documents"
                    + (f"; validating on {len(validation)} queries" if validation is not None else ""))
         if self.s.api_key is not None:  # the trainer's HTTP negative source reads it from there
@@ -283,7 +279,9 @@ class _JobRun:
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         step = data.get("step")
-        if kind == "log":
+        if kind == "resume":
+            self.event(f"Resuming from checkpoint at step {step}", data={"step": step})
+        elif kind == "log":
             self.last_log = {"train_loss": data["loss"], "learning_rate": data["learning_rate"]}
             self.event(f"Step {step}: training loss={data['loss']:.4f}", type="metrics",
                        data={"step": step, "train_loss": data["loss"], "learning_rate": data["learning_rate"],

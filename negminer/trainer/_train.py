@@ -240,7 +240,8 @@ def train(
 
     Everything is checked before training starts: the options, the data (non-empty splits) and the model.
 
-    ``callback(kind, data)`` hears of the run as it goes: ``"log"`` (step, loss, learning_rate, epoch),
+    ``callback(kind, data)`` hears of the run as it goes: ``"resume"`` (step, path of the checkpoint it continues
+    from), ``"log"`` (step, loss, learning_rate, epoch),
     ``"evaluation"`` (a history entry), ``"refresh"`` (new negatives in use) and ``"checkpoint"`` (step, path of a
     complete checkpoint). ``should_stop()`` is asked after every step; when it returns True the run saves a
     checkpoint and returns with ``stopped=True`` (no final model).
@@ -278,16 +279,16 @@ def train(
         if found is None and cfg.resume is True:
             raise ConfigError(f"resume: no complete checkpoint under {ckpt_dir}")
         resume_from = str(found) if found else None
+    resume_step = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
     out.mkdir(parents=True, exist_ok=True)
 
     history: list[dict[str, Any]] = []
     refreshes: list[dict[str, Any]] = []
     if resume_from and (out / "metrics.json").exists():  # keep what the interrupted run measured up to its checkpoint
-        step0 = int(Path(resume_from).name.split("-")[-1])
         try:
             old = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-            history = [h for h in old.get("history", []) if h["step"] <= step0]
-            refreshes = [r for r in old.get("refreshes", []) if r["step"] <= step0]
+            history = [h for h in old.get("history", []) if h["step"] <= resume_step]
+            refreshes = [r for r in old.get("refreshes", []) if r["step"] <= resume_step]
         except (OSError, ValueError, KeyError, TypeError):
             history, refreshes = [], []
 
@@ -305,6 +306,8 @@ def train(
         emit("evaluation", entry)
 
     start_path = resume_from or model_path
+    if resume_from:
+        emit("resume", {"step": resume_step, "path": resume_from})
     if not history:
         record(0, "start", model_path)
 

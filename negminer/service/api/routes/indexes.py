@@ -75,20 +75,20 @@ def create_index(body: CreateIndex, registry: RegistryDep, settings: SettingsDep
 
     if sum(x is not None for x in (body.documents, body.corpus_file, body.from_index)) != 1:
         raise bad_param("documents", "give exactly one of documents, corpus_file or from_index")
-    model = None
+    copied_model = None  # from_index without a model: keep that index's model
     if body.documents is not None:
         if len(body.documents) > settings.max_documents:
             raise HTTPException(413, f"documents: at most {settings.max_documents} per request")
         ids, texts = [d.id for d in body.documents], [d.text for d in body.documents]
     elif body.from_index is not None:
         try:
-            _, current, texts, model = registry.snapshot(body.from_index)
+            _, current, texts, copied_model = registry.snapshot(body.from_index)
         except IndexNotFound:
             raise bad_param("from_index", f"no index {body.from_index!r}") from None
         ids, texts = list(current.doc_ids), list(texts)
     else:
         ids, texts = _load_corpus_jsonl(str(inside_data_dir(body.corpus_file or "", settings, "corpus_file")))
-    model = resolve_model(body.model, settings, models) if body.model or model is None else model
+    model = copied_model if body.model is None and copied_model else resolve_model(body.model, settings, models)
     return registry.create(body.name, model, ids, texts, kind=body.kind).info()
 
 
