@@ -149,8 +149,7 @@ class HttpNegativeSource:
         negatives: list[list[int]] = []
         report: dict[str, Any] = {"queries_short": 0}
         version = info["version"]
-        texts: list[str] = []
-        row_of: dict[str, int] = {}
+        row_of: dict[str, int] = {}  # with from_index: negative text -> its row in the update's texts
         for start in range(0, len(self.queries), self.batch):
             chunk = slice(start, start + self.batch)
             if self.from_index:  # positives by text: the copied corpus has its own ids
@@ -166,9 +165,7 @@ class HttpNegativeSource:
                 else:
                     negatives.append([int(n["id"]) for n in res["negatives"]])
             report["queries_short"] += body["report"]["queries_short"]
-        if self.from_index:
-            texts = list(row_of)
-        return NegativesUpdate(version, negatives, report, texts=texts if self.from_index else None)
+        return NegativesUpdate(version, negatives, report, texts=list(row_of) if self.from_index else None)
 
     def close(self) -> None:
         """Delete the index if this source owns it; close the HTTP client."""

@@ -241,10 +241,9 @@ def train(
     Everything is checked before training starts: the options, the data (non-empty splits) and the model.
 
     ``callback(kind, data)`` hears of the run as it goes: ``"resume"`` (step, path of the checkpoint it continues
-    from), ``"log"`` (step, loss, learning_rate, epoch),
-    ``"evaluation"`` (a history entry), ``"refresh"`` (new negatives in use) and ``"checkpoint"`` (step, path of a
-    complete checkpoint). ``should_stop()`` is asked after every step; when it returns True the run saves a
-    checkpoint and returns with ``stopped=True`` (no final model).
+    from), ``"log"`` (step, loss, learning_rate, epoch), ``"evaluation"`` (a history entry), ``"refresh"`` (new
+    negatives in use) and ``"checkpoint"`` (step, path of a complete checkpoint). ``should_stop()`` is asked after
+    every step; when it returns True the run saves a checkpoint and returns with ``stopped=True`` (no final model).
     """
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
