@@ -1,10 +1,11 @@
 """negminer: hard-negative mining with false-negative filtering, and retrieval training on mined negatives.
 
-The public API is what ``__all__`` lists here and in the subpackages ``negminer.index`` and ``negminer.mining``;
-modules whose names start with an underscore are private.
+The public API is what ``__all__`` lists here and in the subpackages ``negminer.index``, ``negminer.mining``,
+``negminer.trainer`` and ``negminer.service``; modules whose names start with an underscore are private to their
+package (the layers and what each may import: README, "Architecture").
 """
 
-from negminer._data import RetrievalData, from_hf_dataset, load_beir, load_data, load_pairs
+from negminer._data import RetrievalData, from_hf_dataset, load_beir, load_corpus, load_data, load_pairs
 from negminer._demo import build_demo
 from negminer._errors import ConfigError, DataError, IndexFileError, ModelError, NegminerError
 from negminer.index import Encoder
@@ -26,6 +27,7 @@ __all__ = [
     "build_demo",
     "from_hf_dataset",
     "load_beir",
+    "load_corpus",
     "load_data",
     "load_pairs",
     "mine",

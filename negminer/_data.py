@@ -18,7 +18,7 @@ from typing import Any
 
 from negminer._errors import DataError
 
-__all__ = ["RetrievalData", "load_beir", "load_pairs", "from_hf_dataset", "load_data", "read_jsonl"]
+__all__ = ["RetrievalData", "from_hf_dataset", "load_beir", "load_corpus", "load_data", "load_pairs", "read_jsonl"]
 
 
 @dataclass
@@ -192,7 +192,9 @@ def _id_field(obj: dict[str, Any], name: str, path: str, lineno: int) -> str:
     return value
 
 
-def _load_corpus_jsonl(path: str) -> tuple[list[str], list[str]]:
+def load_corpus(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """(ids, texts) of a BEIR ``corpus.jsonl`` (``_id``, ``title``, ``text``; the title joins the text)."""
+    path = str(path)
     ids: list[str] = []
     texts: list[str] = []
     seen: dict[str, int] = {}
@@ -222,7 +224,7 @@ def load_beir(path: str | os.PathLike[str], split: str = "train") -> RetrievalDa
     if not qrels_path.exists():
         found = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
         raise DataError(f"no qrels for split {split!r} (found: {', '.join(found) or 'none'})", file=str(qrels_path))
-    corpus_ids, corpus_texts = _load_corpus_jsonl(corpus_path)
+    corpus_ids, corpus_texts = load_corpus(corpus_path)
     doc_index = {d: i for i, d in enumerate(corpus_ids)}
 
     query_text: dict[str, str] = {}
@@ -307,7 +309,7 @@ def load_pairs(path: str | os.PathLike[str], corpus: str | os.PathLike[str] | No
     path = str(path)
     docs = _CorpusBuilder()
     if corpus is not None:
-        for d, t in zip(*_load_corpus_jsonl(str(corpus))):
+        for d, t in zip(*load_corpus(str(corpus))):
             docs.add(t, d)
 
     rows: list[tuple[str, str, list[int]]] = []

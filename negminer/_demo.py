@@ -51,7 +51,7 @@ def _first_line(doc: str | None) -> str:
     return ""
 
 
-def _strip_docstring(node: ast.AST, lines: list[str]) -> str:
+def _strip_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> str:
     start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
     end = node.end_lineno or node.lineno
     body = getattr(node, "body", [])
@@ -80,7 +80,7 @@ def _iter_functions() -> Iterator[tuple[str, str, str, str]]:
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
         lines = source.splitlines()
-        items: list[tuple[str, ast.AST]] = []
+        items: list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]] = []
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
                 items.append((node.name, node))
@@ -88,11 +88,11 @@ def _iter_functions() -> Iterator[tuple[str, str, str, str]]:
                 for sub in node.body:
                     if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and not sub.name.startswith("_"):
                         items.append((f"{node.name}.{sub.name}", sub))
-        for qualname, node in items:
-            query = _first_line(ast.get_docstring(node))
+        for qualname, fn in items:
+            query = _first_line(ast.get_docstring(fn))
             if len(query.split()) < 3:
                 continue
-            doc = _strip_docstring(node, lines)
+            doc = _strip_docstring(fn, lines)
             if doc.count("\n") < 1:
                 continue
             yield mod, qualname, query, doc

@@ -1,15 +1,27 @@
-"""Atomic file writes: everything negminer writes goes to a temporary name first and is renamed when complete."""
+"""Atomic writes: everything negminer writes goes to a temporary name first and is renamed when complete.
+
+Files: :func:`atomic_path`, :func:`atomic_open`, :func:`write_json`. Folders (index versions, models,
+checkpoints): :func:`atomic_dir`, which replaces an existing folder by an atomic exchange, so that a reader always
+finds either the old folder or the new one, never no folder.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import json
+import logging
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+logger = logging.getLogger("negminer")
 
 
 @contextlib.contextmanager
@@ -54,3 +66,63 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:  # pragma: no cover - no C library to load
+        return None
+
+
+_LIBC = _libc()
+
+
+def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
+    fn = getattr(_LIBC, "renameat2", None)
+    if fn is None:
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot exchange
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def replace_dir(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Move folder ``src`` onto ``dest``, replacing it with no moment at which ``dest`` is missing where the system
+    can exchange paths atomically (else: ``dest`` is renamed away just before ``src`` is renamed in)."""
+    src, dest = Path(src), Path(dest)
+    if not dest.exists():
+        os.replace(src, dest)
+        return
+    if exchange(src, dest):  # src now holds the old folder
+        shutil.rmtree(src, ignore_errors=True)
+        return
+    old = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.old"
+    os.replace(dest, old)
+    os.replace(src, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; when the block succeeds it replaces ``path`` (see
+    :func:`replace_dir`), when it fails it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -16,7 +16,8 @@ def _default_cache() -> Path:
 
 
 class Settings(BaseSettings):
-    """``NEGMINER_MODEL``, ``NEGMINER_CACHE_DIR``, ``NEGMINER_DEVICE``, ``NEGMINER_BATCH_SIZE``."""
+    """``NEGMINER_MODEL``, ``NEGMINER_CACHE_DIR``, ``NEGMINER_DEVICE``, ``NEGMINER_BATCH_SIZE``,
+    ``NEGMINER_INDEX_DEVICE``, ``NEGMINER_LOG_LEVEL``."""
 
     model_config = SettingsConfigDict(env_prefix="NEGMINER_", extra="ignore")
 
@@ -25,3 +26,5 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     batch_size: int = Field(64, ge=1, description="texts per encoding batch")
     index_device: Literal["auto", "cpu", "gpu"] = Field("auto", description="FAISS device")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="the command line's "
+                                                                     "logging level")

@@ -1,4 +1,6 @@
-"""The ``negminer`` command line."""
+"""The ``negminer`` command line. Each option's type, choices, default and help come from the config that declares
+it (:class:`~negminer.mining.MiningConfig`, :class:`~negminer.trainer.TrainConfig`, the vocabularies); a flag left
+out means that config's default."""
 
 from __future__ import annotations
 
@@ -7,44 +9,32 @@ import logging
 import os
 import sys
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+from pydantic_core import PydanticUndefined  # noqa: E402
 
 from negminer._errors import NegminerError, describe  # noqa: E402
+from negminer._settings import Settings  # noqa: E402
+from negminer._vocab import (  # noqa: E402
+    IndexKind,
+    LossFilterRule,
+    LossName,
+    NegativesMode,
+    OutputFormat,
+    SamplingStrategy,  # noqa: E402
+)
+from negminer.mining import MiningConfig  # noqa: E402
+from negminer.trainer import TrainConfig  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Mine hard negatives with false-negative filtering; index and search corpora.")
 index_app = typer.Typer(no_args_is_help=True, help="Build, inspect and search versioned corpus indexes.")
 app.add_typer(index_app, name="index")
-
-# Recommended filter when the user names none: the adaptive margin, which in the README's false-negative
-# benchmark kept every query supplied with the lowest contamination, where relative_margin=0.05 left 20% (natural)
-# and 64% (many positives) of the queries short.
-DEFAULT_FILTER: dict[str, float] = {"adaptive_margin": 1.0}
-
-
-class OutputFormat(str, Enum):
-    triplet = "triplet"
-    n_tuple = "n-tuple"
-    labeled_pair = "labeled-pair"
-    labeled_list = "labeled-list"
-
-
-class Sampling(str, Enum):
-    top = "top"
-    random = "random"
-
-
-class Kind(str, Enum):
-    flat = "flat"
-    ivf = "ivf"
-    hnsw = "hnsw"
-
 
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
@@ -53,7 +43,6 @@ def _fail(exc: Exception) -> None:
 
 def _encoder(model: str | None, cache_dir: Path | None, batch_size: int | None, no_cache: bool,
              max_seq_length: int | None = None) -> Any:
-    from negminer._settings import Settings
     from negminer.index import Encoder
 
     s = Settings()
@@ -73,24 +62,28 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="encode everything,
 BatchOpt = Annotated[int | None, typer.Option(help="texts per encoding batch [default: 64]")]
 
 
-def _mining_options(
-    num_negatives: int, range_min: int, range_max: int | None, absolute_margin: float | None,
-    relative_margin: float | None, adaptive_margin: float | None, max_score: float | None,
-    min_score: float | None, sampling_strategy: Sampling, seed: int, no_margin: bool,
-) -> dict[str, Any]:
-    return {
-        "num_negatives": num_negatives, "range_min": range_min, "range_max": range_max,
-        "max_score": max_score, "min_score": min_score, "sampling_strategy": sampling_strategy.value, "seed": seed,
-        **_margins(absolute_margin, relative_margin, adaptive_margin, no_margin),
-    }
+def _opt(config: type[BaseModel], name: str, *flags: str, help_prefix: str | None = None, **kw: Any) -> Any:
+    """A typer option for field ``name`` of ``config``: its description and default as the help."""
+    f = config.model_fields[name]
+    default = f.get_default(call_default_factory=True) if f.default is not PydanticUndefined or f.default_factory \
+        else None
+    if isinstance(default, BaseModel):
+        default = None
+    shown = getattr(default, "value", default)
+    suffix = f" (default: {shown})" if shown is not None and not isinstance(shown, bool) else ""
+    prefix = f"{help_prefix}: " if help_prefix else ""
+    return typer.Option(*flags, help=f"{prefix}{f.description or name}{suffix}", show_default=False, **kw)
 
 
-def _margins(absolute: float | None, relative: float | None, adaptive: float | None,
-             no_margin: bool) -> dict[str, float]:
-    """The margin flags given, or the recommended filter when none is given (and --no-margin is not)."""
-    given = {k: v for k, v in (("absolute_margin", absolute), ("relative_margin", relative),
-                               ("adaptive_margin", adaptive)) if v is not None}
-    return given or ({} if no_margin else dict(DEFAULT_FILTER))
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (None: left out, the config's default applies)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _mining(no_margin: bool, **options: Any) -> MiningConfig:
+    """MiningConfig of the flags given: the recommended filter unless a margin flag or ``--no-margin`` is given."""
+    given = _given(**options)
+    return MiningConfig(**given) if no_margin else MiningConfig.recommended(**given)
 
 
 def _write_outputs(result: Any, out: Path, output_format: str, output_scores: bool) -> list[Path]:
@@ -116,17 +109,17 @@ def mine(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     batch_size: BatchOpt = None,
-    num_negatives: Annotated[int, typer.Option(help="negatives per query")] = 3,
-    range_min: Annotated[int, typer.Option(help="skip the top candidates (ranks after filtering)")] = 0,
-    range_max: Annotated[int | None, typer.Option(help="last candidate rank [default: as ST]")] = None,
-    absolute_margin: Annotated[float | None, typer.Option(help="drop if score + m > positive")] = None,
-    relative_margin: Annotated[float | None, typer.Option(help="drop if score > pos - |pos| * m")] = None,
-    adaptive_margin: Annotated[float | None, typer.Option(help="drop above a per-query threshold (see README)")] = None,
-    max_score: Annotated[float | None, typer.Option(help="drop candidates scoring above")] = None,
-    min_score: Annotated[float | None, typer.Option(help="drop candidates scoring below")] = None,
+    num_negatives: Annotated[int | None, _opt(MiningConfig, "num_negatives")] = None,
+    range_min: Annotated[int | None, _opt(MiningConfig, "range_min")] = None,
+    range_max: Annotated[int | None, _opt(MiningConfig, "range_max")] = None,
+    absolute_margin: Annotated[float | None, _opt(MiningConfig, "absolute_margin")] = None,
+    relative_margin: Annotated[float | None, _opt(MiningConfig, "relative_margin")] = None,
+    adaptive_margin: Annotated[float | None, _opt(MiningConfig, "adaptive_margin")] = None,
+    max_score: Annotated[float | None, _opt(MiningConfig, "max_score")] = None,
+    min_score: Annotated[float | None, _opt(MiningConfig, "min_score")] = None,
     no_margin: Annotated[bool, typer.Option("--no-margin", help="no false-negative filter at all")] = False,
-    sampling_strategy: Annotated[Sampling, typer.Option(help="top or random")] = Sampling.top,
-    seed: int = 42,
+    sampling_strategy: Annotated[SamplingStrategy | None, _opt(MiningConfig, "sampling_strategy")] = None,
+    seed: Annotated[int | None, _opt(MiningConfig, "seed")] = None,
     teacher: Annotated[str | None, typer.Option(help="second bi-encoder that re-scores candidates")] = None,
     output_format: Annotated[OutputFormat, typer.Option(help="rows written")] = OutputFormat.triplet,
     output_scores: Annotated[bool, typer.Option(help="add scores to the rows")] = False,
@@ -135,20 +128,20 @@ def mine(
 
     Without a margin flag the recommended filter applies (adaptive_margin 1.0); --no-margin disables it.
     """
-    from negminer._data import load_data
-    from negminer.mining import MiningConfig
+    from negminer import load_data
     from negminer.mining import mine as run_mine
 
     try:
-        config = MiningConfig(**_mining_options(num_negatives, range_min, range_max, absolute_margin,
-                                                relative_margin, adaptive_margin, max_score, min_score,
-                                                sampling_strategy, seed, no_margin))
+        config = _mining(no_margin, num_negatives=num_negatives, range_min=range_min, range_max=range_max,
+                         absolute_margin=absolute_margin, relative_margin=relative_margin,
+                         adaptive_margin=adaptive_margin, max_score=max_score, min_score=min_score,
+                         sampling_strategy=sampling_strategy, seed=seed)
         ds = load_data(data, split=split, corpus=str(corpus) if corpus else None)
         enc = _encoder(model, cache_dir, batch_size, no_cache)
         teach = _encoder(teacher, cache_dir, batch_size, no_cache) if teacher else None
         typer.echo(f"{len(ds):,} queries, {len(ds.corpus_ids):,} documents from {ds.source}")
         result = run_mine(ds, enc, teacher=teach, config=config)
-        written = _write_outputs(result, output, output_format.value, output_scores)
+        written = _write_outputs(result, output, output_format, output_scores)
     except (NegminerError, ValueError) as exc:
         _fail(exc)
         return
@@ -172,9 +165,8 @@ def demo(
     the model briefly on them (negatives refreshed as it improves), and compare test-split retrieval before/after."""
     from negminer._demo import build_demo
     from negminer._io import write_json
-    from negminer._settings import Settings
     from negminer.mining import mine as run_mine
-    from negminer.trainer import TrainConfig, train
+    from negminer.trainer import train
 
     try:
         t0 = time.perf_counter()
@@ -187,7 +179,7 @@ def demo(
         cache = cache_dir or settings.cache_dir
         enc = _encoder(model, cache, None, False, max_seq_length)
         typer.echo("\n== mining hard negatives (train split)")
-        result = run_mine(train_data, enc, **DEFAULT_FILTER)
+        result = run_mine(train_data, enc, config=MiningConfig.recommended())
         output.mkdir(parents=True, exist_ok=True)
         written = _write_outputs(result, output, "triplet", True)
         write_json(output / "examples.json", _examples(result, 5))
@@ -201,9 +193,9 @@ def demo(
         if do_train:
             typer.echo("\n== fine-tuning (InfoNCE, negatives refreshed every "
                        f"{refresh_every} steps), evaluated on the test split")
-            cfg = TrainConfig(output_dir=str(output / "train"), model=model or settings.model, loss="infonce",
-                              negatives="refresh", refresh_every=refresh_every, num_negatives=1,
-                              mining=dict(DEFAULT_FILTER), epochs=1, batch_size=16, learning_rate=5e-5,
+            cfg = TrainConfig(output_dir=str(output / "train"), model=model or settings.model,
+                              loss=LossName.infonce, negatives=NegativesMode.refresh, refresh_every=refresh_every,
+                              num_negatives=1, epochs=1, batch_size=16, learning_rate=5e-5,
                               max_seq_length=max_seq_length, cache_dir=str(cache), device=settings.device)
             res = train(train_data, cfg, validation=test)
             typer.echo(_before_after(res))
@@ -237,80 +229,75 @@ def _examples(result: Any, n: int) -> list[dict[str, Any]]:
     return out
 
 
-class Loss(str, Enum):
-    infonce = "infonce"
-    decoupled = "decoupled"
-    dcl = "dcl"
-
-
-class Negatives(str, Enum):
-    none = "none"
-    mined = "mined"
-    refresh = "refresh"
-
-
-class LossFilter(str, Enum):
-    absolute = "absolute"
-    relative = "relative"
-    adaptive = "adaptive"
+T = TrainConfig
 
 
 @app.command("train")
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="BEIR folder, pairs .jsonl, or saved datasets.Dataset")],
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/train"),
-    validation: Annotated[Path | None, typer.Option(help="validation data [default: 20% of --data by query]")] = None,
+    validation: Annotated[Path | None, typer.Option(help="validation data [default: a share of --data by query, "
+                                                         "--validation-fraction]")] = None,
     split: Annotated[str, typer.Option(help="qrels split of a BEIR folder")] = "train",
     model: ModelOpt = None,
-    loss: Annotated[Loss, typer.Option(help="infonce, decoupled (DEXML) or dcl")] = Loss.infonce,
-    negatives: Annotated[Negatives, typer.Option(help="none (in-batch), mined (once) or refresh (every N steps)")]
-    = Negatives.mined,
-    refresh_every: Annotated[int, typer.Option(help="steps between refreshes")] = 50,
-    num_negatives: Annotated[int, typer.Option(help="hard negatives per example")] = 3,
-    absolute_margin: Annotated[float | None, typer.Option(help="mining: drop if score + m > positive")] = None,
-    relative_margin: Annotated[float | None, typer.Option(help="mining: drop if score > pos - |pos| * m")] = None,
-    adaptive_margin: Annotated[float | None, typer.Option(help="mining: per-query threshold [default 1.0]")] = None,
+    loss: Annotated[LossName | None, _opt(T, "loss")] = None,
+    negatives: Annotated[NegativesMode | None, _opt(T, "negatives")] = None,
+    refresh_every: Annotated[int | None, _opt(T, "refresh_every")] = None,
+    num_negatives: Annotated[int | None, _opt(T, "num_negatives")] = None,
+    absolute_margin: Annotated[float | None, _opt(MiningConfig, "absolute_margin", help_prefix="mining")] = None,
+    relative_margin: Annotated[float | None, _opt(MiningConfig, "relative_margin", help_prefix="mining")] = None,
+    adaptive_margin: Annotated[float | None, _opt(MiningConfig, "adaptive_margin", help_prefix="mining")] = None,
     no_margin: Annotated[bool, typer.Option("--no-margin", help="mining: no false-negative filter")] = False,
-    epochs: Annotated[float, typer.Option(help="passes over the (query, positive) pairs")] = 1.0,
-    max_steps: Annotated[int, typer.Option(help="stop after this many steps (-1: epochs decide)")] = -1,
-    batch_size: Annotated[int, typer.Option(help="examples per step")] = 16,
-    learning_rate: Annotated[float, typer.Option("--lr", help="peak learning rate")] = 2e-5,
-    temperature: Annotated[float, typer.Option(help="s = cos / temperature")] = 0.05,
-    max_seq_length: Annotated[int | None, typer.Option(help="tokens per text [default: the model's]")] = None,
-    mini_batch_size: Annotated[int | None, typer.Option(help="GradCache mini-batch (large batches, small memory)")]
-    = None,
-    loss_filter: Annotated[LossFilter | None, typer.Option(help="in-loss false-negative masking rule")] = None,
-    loss_filter_margin: Annotated[float, typer.Option(help="margin of --loss-filter")] = 0.05,
-    seed: int = 42,
+    epochs: Annotated[float | None, _opt(T, "epochs")] = None,
+    max_steps: Annotated[int | None, _opt(T, "max_steps")] = None,
+    batch_size: Annotated[int | None, _opt(T, "batch_size")] = None,
+    learning_rate: Annotated[float | None, _opt(T, "learning_rate", "--lr", "--learning-rate")] = None,
+    warmup_ratio: Annotated[float | None, _opt(T, "warmup_ratio")] = None,
+    temperature: Annotated[float | None, _opt(T, "temperature")] = None,
+    max_seq_length: Annotated[int | None, _opt(T, "max_seq_length")] = None,
+    mini_batch_size: Annotated[int | None, _opt(T, "mini_batch_size")] = None,
+    loss_filter: Annotated[LossFilterRule | None, _opt(T, "loss_filter")] = None,
+    loss_filter_margin: Annotated[float | None, _opt(T, "loss_filter_margin")] = None,
+    validation_fraction: Annotated[float | None, _opt(T, "validation_fraction")] = None,
+    save_steps: Annotated[int | None, _opt(T, "save_steps")] = None,
+    logging_steps: Annotated[int | None, _opt(T, "logging_steps")] = None,
+    seed: Annotated[int | None, _opt(T, "seed")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --output")] = False,
     cache_dir: CacheOpt = None,
     index_url: Annotated[str | None, typer.Option(help="mine through the index service at this URL (model and "
-                                                       "--output inside its data dir)")] = None,
+                                                       "--output inside its data dir; API key from "
+                                                       "$NEGMINER_API_KEY)")] = None,
     index_name: Annotated[str, typer.Option(help="index the service keeps for this run")] = "negminer-train",
 ) -> None:
     """Fine-tune a sentence-transformers model on (query, positives) data with mined or refreshed hard negatives.
 
     Writes the final model (SentenceTransformer(path) loads it) to OUTPUT/model, checkpoints, metrics.json and
     metrics.png (nDCG@10, Recall@100, MRR@10 on the validation split at the start, each refresh and the end)."""
-    from negminer._data import load_data
-    from negminer._settings import Settings
-    from negminer.trainer import TrainConfig, train
+    from negminer import load_data
+    from negminer.trainer import train
 
     try:
-        mining = _margins(absolute_margin, relative_margin, adaptive_margin, no_margin)
         settings = Settings()
         cfg = TrainConfig(
-            output_dir=str(output), model=model or settings.model, loss=loss.value, temperature=temperature,
-            negatives=negatives.value, refresh_every=refresh_every, num_negatives=num_negatives, mining=mining,
-            epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
-            mini_batch_size=mini_batch_size, max_seq_length=max_seq_length,
-            loss_filter=loss_filter.value if loss_filter else None, loss_filter_margin=loss_filter_margin,
-            seed=seed, resume=resume, cache_dir=str(cache_dir or settings.cache_dir), device=settings.device,
-            index_url=index_url, index_name=index_name,
+            output_dir=output, model=model or settings.model, cache_dir=cache_dir or settings.cache_dir,
+            device=settings.device, resume=resume,
+            mining=_mining(no_margin, absolute_margin=absolute_margin, relative_margin=relative_margin,
+                           adaptive_margin=adaptive_margin),
+            **_given(loss=loss, negatives=negatives, refresh_every=refresh_every, num_negatives=num_negatives,
+                     epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+                     warmup_ratio=warmup_ratio, temperature=temperature, max_seq_length=max_seq_length,
+                     mini_batch_size=mini_batch_size, loss_filter=loss_filter, loss_filter_margin=loss_filter_margin,
+                     validation_fraction=validation_fraction, save_steps=save_steps, logging_steps=logging_steps,
+                     seed=seed),
         )
+        source = None
+        if index_url:
+            from negminer.service import HttpNegativeSource
+
+            source = HttpNegativeSource.factory(index_url, index_name, api_key=_service_settings().api_key)
         ds = load_data(data, split=split)
         val = load_data(validation, split=split) if validation else None
-        res = train(ds, cfg, validation=val)
+        res = train(ds, cfg, validation=val, source=source)
     except (NegminerError, ValueError) as exc:
         _fail(exc)
         return
@@ -319,6 +306,7 @@ def train_cmd(
 
 
 def _service_settings(**flags: Any) -> Any:
+    """ServiceSettings from the environment and the flags given (exit 2 naming a bad one)."""
     from negminer.service import ServiceSettings
 
     try:
@@ -355,13 +343,12 @@ def worker(
 ) -> None:
     """Run fine-tuning jobs from the job database, one at a time, until stopped (SIGTERM / Ctrl-C queue the running
     job again; it resumes from its last checkpoint)."""
-    import logging
     import signal
 
     from negminer.service.worker import Worker
 
     settings = _service_settings(data_dir=data_dir, database_url=database_url, api_url=api_url)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO)
     w = Worker(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: w.stop())
@@ -373,7 +360,7 @@ def worker(
 def index_build(
     data: Annotated[Path, typer.Argument(help="corpus.jsonl, a BEIR folder, or a pairs .jsonl")],
     out: Annotated[Path, typer.Option("--out", "-o", help="index store folder (versions + CURRENT)")],
-    kind: Annotated[Kind, typer.Option(help="flat (exact), ivf or hnsw")] = Kind.flat,
+    kind: Annotated[IndexKind, typer.Option(help="flat (exact), ivf or hnsw")] = IndexKind.flat,
     model: ModelOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
@@ -381,18 +368,17 @@ def index_build(
     keep: Annotated[int, typer.Option(help="versions kept on disk")] = 3,
 ) -> None:
     """Encode a corpus and publish it as the next version of an index store."""
-    from negminer._data import _load_corpus_jsonl, load_data
-    from negminer._settings import Settings
+    from negminer import load_corpus, load_data
     from negminer.index import IndexStore, build_index
 
     try:
         if data.is_file() and data.name == "corpus.jsonl":
-            ids, texts = _load_corpus_jsonl(str(data))
+            ids, texts = load_corpus(data)
         else:
             ds = load_data(data)
             ids, texts = ds.corpus_ids, ds.corpus_texts
         enc = _encoder(model, cache_dir, batch_size, no_cache)
-        index = build_index(enc, ids, texts, kind=kind.value, device=Settings().index_device)
+        index = build_index(enc, ids, texts, kind=kind, device=Settings().index_device)
         version = IndexStore(out).publish(index, keep=keep)
     except (NegminerError, ValueError) as exc:
         _fail(exc)
@@ -443,8 +429,11 @@ def index_search(
                 typer.echo(f"  {s:.4f}  {index.doc_ids[r]}")
 
 
-def main() -> None:  # pragma: no cover
-    logging.basicConfig(level=logging.WARNING)
+def main() -> None:
+    """The ``negminer`` command: logging set up (warnings, or info with ``NEGMINER_LOG_LEVEL=INFO``), then the
+    command line."""
+    logging.basicConfig(level=Settings().log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app()
 
 

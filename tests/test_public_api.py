@@ -11,50 +11,116 @@ import negminer.trainer.losses
 def test_top_level_api() -> None:
     assert sorted(negminer.__all__) == sorted([
         "ConfigError", "DataError", "Encoder", "IndexFileError", "MiningConfig", "MiningResult", "ModelError",
-        "NegminerError", "RetrievalData", "__version__", "build_demo", "from_hf_dataset", "load_beir", "load_data",
-        "load_pairs", "mine",
+        "NegminerError", "RetrievalData", "__version__", "build_demo", "from_hf_dataset", "load_beir", "load_corpus",
+        "load_data", "load_pairs", "mine",
     ])
 
 
 def test_subpackage_apis() -> None:
     assert sorted(negminer.index.__all__) == sorted([
-        "CorpusIndex", "EmbeddingCache", "EncodeStats", "Encoder", "IndexNotFound", "IndexRegistry", "IndexStore",
-        "VectorIndex", "build_index",
+        "CorpusIndex", "EmbeddingCache", "EncodeStats", "Encoder", "IndexStore", "VectorIndex", "build_index",
         "default_model_path", "faiss_available", "faiss_gpu_count", "fingerprint_model",
     ])
     assert "mine" in negminer.mining.__all__ and "adaptive_thresholds" in negminer.mining.__all__
     assert sorted(negminer.trainer.__all__) == sorted([
         "LOSSES", "NEGATIVE_MODES", "DCLLoss", "DecoupledSoftmaxLoss", "FalseNegativeFilter", "InfoNCELoss",
-        "HttpNegativeSource", "LocalNegativeSource", "NegativeSource", "NegativesUpdate", "TrainConfig",
-        "TrainResult", "evaluate", "last_checkpoint", "retrieval_metrics",
-        "train",
+        "LocalNegativeSource", "NegativeSource", "NegativeSourceFactory", "NegativesUpdate", "TrainConfig",
+        "TrainHyperparameters", "TrainListener", "TrainResult", "CheckpointEvent", "EvaluationEvent", "LogEvent",
+        "RefreshEvent", "ResumeEvent", "evaluate", "last_checkpoint", "retrieval_metrics", "train",
     ])
     assert set(negminer.trainer.losses.LOSSES) == {"infonce", "decoupled", "dcl"}
-    assert sorted(negminer.service.__all__) == ["JobStore", "ServiceSettings", "Worker", "create_app"]
+    assert sorted(negminer.service.__all__) == sorted([
+        "HttpNegativeSource", "IndexBusy", "IndexExists", "IndexNotFound", "IndexNotReady", "IndexRegistry",
+        "JobStore", "ServiceError", "ServiceSettings", "Worker", "create_app",
+    ])
     for mod in (negminer, negminer.index, negminer.mining, negminer.trainer, negminer.service):
         for name in mod.__all__:
             assert hasattr(mod, name), name
 
 
-def test_library_never_imports_the_service() -> None:
-    """Only the service itself and the command line (which starts it) import ``negminer.service``."""
+# Layers, lowest first: a module may import its own layer and the ones below it, never one above.
+LAYERS = ["foundation", "index", "mining", "trainer", "service", "cli"]
+
+
+def _layer(module: str) -> str:
+    """``negminer._io`` -> foundation, ``negminer.mining._miner`` -> mining, ``negminer.cli`` -> cli."""
+    parts = module.split(".")
+    if len(parts) == 1:  # the package itself re-exports index and mining
+        return "mining"
+    return parts[1] if parts[1] in LAYERS else "foundation"
+
+
+def _imports(path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every ``import`` / ``from ... import`` of negminer modules in a file."""
     import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "negminer":
+            found.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names if a.name.split(".")[0] == "negminer"]
+    return found
+
+
+def test_layers_hold() -> None:
+    """index <- mining <- trainer <- service <- cli: no module imports a layer above its own (not even inside a
+    function), and no package imports another package's private (underscore) modules or names."""
     from pathlib import Path
 
     root = Path(negminer.__file__).parent
-    for path in root.rglob("*.py"):
-        if "service" in path.relative_to(root).parts or path.name == "cli.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith("negminer.service"), path
-            if isinstance(node, ast.Import):
-                assert not any(a.name.startswith("negminer.service") for a in node.names), path
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent).with_suffix("")
+        module = ".".join(p for p in rel.parts if p != "__init__")
+        own = _layer(module)
+        own_package = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
+        for target, names in _imports(path):
+            if target == "negminer" and own in ("foundation", "index", "mining") and module != "negminer":
+                problems.append(f"{module} imports the negminer package (which imports it)")
+            elif LAYERS.index(_layer(target)) > LAYERS.index(own):
+                problems.append(f"{module} ({own}) imports {target} ({_layer(target)})")
+            parts = target.split(".")
+            for depth, part in enumerate(parts):
+                if part.startswith("_") and depth >= 1:
+                    package = parts[:depth]
+                    shared = package == ["negminer"]  # the foundation's private modules serve every layer
+                    if not shared and own_package[: len(package)] != package:
+                        problems.append(f"{module} imports the private module {target}")
+            private = [n for n in names if n.startswith("_") and n != "__version__"]
+            target_package = parts if (root.parent / Path(*parts)).is_dir() else parts[:-1]
+            if private and own_package[: len(target_package)] != target_package:
+                problems.append(f"{module} imports private names {private} from {target}")
+    assert problems == []
+
+
+def test_the_layer_test_sees_violations(tmp_path) -> None:
+    """The checker itself: an upward import, a private module and a private name are caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from negminer.service import x\nfrom negminer.index._encoder import E\n"
+                   "from negminer._data import _private\n")
+    found = _imports(bad)
+    assert ("negminer.service", ["x"]) in found and ("negminer.index._encoder", ["E"]) in found
+    assert LAYERS.index(_layer("negminer.service.app")) > LAYERS.index(_layer("negminer.trainer._train"))
+    assert _layer("negminer._io") == "foundation" and _layer("negminer.cli") == "cli"
 
 
 def test_error_hierarchy() -> None:
-    for exc in (negminer.DataError, negminer.ConfigError, negminer.ModelError, negminer.IndexFileError):
+    import negminer.service as svc
+
+    for exc in (negminer.DataError, negminer.ConfigError, negminer.ModelError, negminer.IndexFileError,
+                svc.IndexNotFound, svc.IndexExists, svc.IndexBusy, svc.IndexNotReady, svc.ServiceError):
         assert issubclass(exc, negminer.NegminerError)
+    assert not issubclass(svc.IndexNotReady, negminer.IndexFileError)
     assert issubclass(negminer.DataError, ValueError)
     e = negminer.DataError("empty text", file="a.jsonl", line=3, field="text")
     assert str(e) == "a.jsonl:3: field 'text': empty text"
+
+
+def test_errors_carry_their_field() -> None:
+    e = negminer.ConfigError("must be at least 2", param="batch_size")
+    assert e.param == "batch_size" and str(e) == "batch_size: must be at least 2"
+    assert e.within("hyperparameters").param == "hyperparameters.batch_size"
+    assert negminer.ConfigError("no field").param is None
+    d = negminer.DataError("gone", file="f.jsonl", param="training_file")
+    assert d.param == "training_file" and d.field is None and str(d) == "f.jsonl: gone"

@@ -1,8 +1,7 @@
-"""Embedding and search: cached encoder, FAISS / NumPy vector indexes, versioned storage, named-index registry."""
+"""Embedding and search: cached encoder, FAISS / NumPy vector indexes, versioned storage on disk."""
 
 from negminer.index._cache import EmbeddingCache
 from negminer.index._encoder import Encoder, EncodeStats, default_model_path, fingerprint_model
-from negminer.index._registry import IndexNotFound, IndexRegistry
 from negminer.index._store import CorpusIndex, IndexStore, build_index
 from negminer.index._vector_index import VectorIndex, faiss_available, faiss_gpu_count
 
@@ -11,8 +10,6 @@ __all__ = [
     "EmbeddingCache",
     "EncodeStats",
     "Encoder",
-    "IndexNotFound",
-    "IndexRegistry",
     "IndexStore",
     "VectorIndex",
     "build_index",

@@ -204,6 +204,8 @@ class Encoder:
         dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else None
         if dim is None:
             dim = self.model.get_sentence_embedding_dimension()
+        if dim is None:
+            raise ModelError(f"{self.name}: the model does not say its embedding dimension")
         return int(dim)
 
     def _cache(self, kind: str, prompt: str | None, prompt_name: str | None) -> EmbeddingCache | None:
@@ -211,7 +213,7 @@ class Encoder:
             return None
         key = (kind, prompt, prompt_name)
         if key not in self._caches:
-            namespace = {
+            namespace: dict[str, object] = {
                 "fingerprint": self.fingerprint,
                 "kind": kind,
                 "prompt": prompt,
@@ -282,7 +284,9 @@ class Encoder:
                                  "seconds": round(seconds, 3), "desc": desc})
         if cached_vecs is None and new_vecs is None:
             return np.zeros((0, self.dim), dtype=np.float32)
-        dim = (cached_vecs if cached_vecs is not None else new_vecs).shape[1]
+        some = cached_vecs if cached_vecs is not None else new_vecs
+        assert some is not None
+        dim = some.shape[1]
         out = np.empty((n, dim), dtype=np.float32)
         if cached_vecs is not None:
             out[found] = cached_vecs

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError
-from negminer._io import atomic_open, sha256_file, write_json
+from negminer._io import atomic_dir, atomic_open, sha256_file, write_json
 from negminer.index._encoder import Encoder
-from negminer.index._vector_index import VectorIndex
+from negminer.index._vector_index import Device, VectorIndex
 
 __all__ = ["CorpusIndex", "IndexStore", "build_index"]
 
@@ -63,12 +62,9 @@ class CorpusIndex:
         return self.index.search(query_vectors, k, **kw)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write to folder ``path`` atomically (temporary folder, then rename); replaces an existing folder."""
+        """Write to folder ``path`` atomically (temporary folder, then an atomic swap with an existing folder)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-        tmp.mkdir()
-        try:
+        with atomic_dir(path) as tmp:
             vec_name = "vectors.npy" if self.index.backend == "numpy" else "vectors.faiss"
             self.index.write(tmp / vec_name)
             with atomic_open(tmp / "ids.json") as fh:
@@ -92,16 +88,6 @@ class CorpusIndex:
                 "extra": self.meta,
             }
             write_json(tmp / "meta.json", meta)
-            if path.exists():
-                old = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -110,7 +96,7 @@ class CorpusIndex:
         path: str | os.PathLike[str],
         *,
         expect_fingerprint: str | None = None,
-        device: str = "auto",
+        device: Device = "auto",
         verify: bool = True,
     ) -> CorpusIndex:
         """Load a saved index; refuse a corrupted one (checksums) or one built by another model."""
@@ -165,7 +151,7 @@ def build_index(
     *,
     kind: str = "flat",
     backend: str = "auto",
-    device: str = "auto",
+    device: Device = "auto",
     prompt: str | None = None,
     prompt_name: str | None = None,
     keep_texts: bool = False,

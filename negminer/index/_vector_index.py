@@ -16,13 +16,15 @@ from typing import Any, Literal
 import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError
+from negminer._vocab import IndexKind, values
 
 __all__ = ["VectorIndex", "faiss_available", "faiss_gpu_count"]
 
 logger = logging.getLogger("negminer")
 
-Kind = Literal["flat", "ivf", "hnsw"]
+Kind = IndexKind | Literal["flat", "ivf", "hnsw"]
 Backend = Literal["auto", "faiss", "numpy"]
+Device = Literal["auto", "cpu", "gpu"]
 
 GPU_MAX_K = 2048  # FAISS GPU indexes answer at most 2048 neighbours per query.
 
@@ -88,7 +90,7 @@ class VectorIndex:
         *,
         kind: Kind = "flat",
         backend: Backend = "auto",
-        device: Literal["auto", "cpu", "gpu"] = "auto",
+        device: Device = "auto",
         nlist: int | None = None,
         nprobe: int = 16,
         hnsw_m: int = 32,
@@ -96,12 +98,12 @@ class VectorIndex:
     ) -> None:
         if dim < 1:
             raise ConfigError(f"dim must be positive, got {dim}")
-        if kind not in ("flat", "ivf", "hnsw"):
-            raise ConfigError(f"kind must be flat, ivf or hnsw, got {kind!r}")
+        if kind not in values(IndexKind):
+            raise ConfigError(f"must be one of {', '.join(values(IndexKind))}, got {kind!r}", param="kind")
         if backend not in ("auto", "faiss", "numpy"):
-            raise ConfigError(f"backend must be auto, faiss or numpy, got {backend!r}")
+            raise ConfigError(f"must be auto, faiss or numpy, got {backend!r}", param="backend")
         if device not in ("auto", "cpu", "gpu"):
-            raise ConfigError(f"device must be auto, cpu or gpu, got {device!r}")
+            raise ConfigError(f"must be auto, cpu or gpu, got {device!r}", param="device")
         if backend == "auto":
             backend = "faiss" if faiss_available() else "numpy"
             if backend == "numpy":
@@ -115,7 +117,7 @@ class VectorIndex:
             raise ConfigError("device='gpu' but FAISS sees no GPU (needs faiss-gpu and CUDA)")
         use_gpu = backend == "faiss" and device != "cpu" and gpus > 0 and kind != "hnsw"
         self.dim = dim
-        self.kind: Kind = kind
+        self.kind = IndexKind(kind)
         self.backend: str = backend
         self.device = f"gpu x{gpus}" if use_gpu else "cpu"
         self.nlist = nlist
@@ -231,7 +233,7 @@ class VectorIndex:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str], *, backend: str, kind: Kind, dim: int,
-             device: Literal["auto", "cpu", "gpu"] = "auto", **options: Any) -> VectorIndex:
+             device: Device = "auto", **options: Any) -> VectorIndex:
         """Read what :meth:`write` wrote."""
         if backend == "numpy":
             index = cls(dim, kind="flat", backend="numpy")

@@ -1,6 +1,6 @@
 """Hard-negative mining with positive-aware (absolute, relative) and adaptive false-negative filtering."""
 
-from negminer.mining._config import MiningConfig
+from negminer.mining._config import RECOMMENDED_FILTER, MiningConfig
 from negminer.mining._filters import (
     absolute_margin_mask,
     adaptive_thresholds,
@@ -18,6 +18,7 @@ from negminer.mining._teacher import BiEncoderTeacher, CrossEncoderTeacher, Teac
 
 __all__ = [
     "OUTPUT_FORMATS",
+    "RECOMMENDED_FILTER",
     "RULES",
     "BiEncoderTeacher",
     "CrossEncoderTeacher",

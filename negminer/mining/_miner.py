@@ -12,8 +12,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from negminer._data import RetrievalData
-from negminer.index._encoder import Encoder
-from negminer.index._vector_index import VectorIndex
+from negminer._errors import ConfigError, config_error
+from negminer._vocab import MarginRule, values
+from negminer.index import Encoder, VectorIndex
 from negminer.mining import _filters as F
 from negminer.mining._config import MiningConfig
 from negminer.mining._report import MiningReport
@@ -25,7 +26,7 @@ logger = logging.getLogger("negminer")
 
 MAX_PLOT_SCORES = 1_000_000  # removed-candidate scores kept per rule for the report's plot
 
-RULES = ("absolute_margin", "relative_margin", "adaptive_margin", "max_score", "min_score")
+RULES = values(MarginRule)  # the order in which they apply
 
 
 @dataclass
@@ -218,9 +219,12 @@ def mine(
     ``SentenceTransformer`` or ``CrossEncoder``) re-scores candidates and positives before the filters.
     The corpus is de-duplicated by text, like sentence-transformers; queries are already unique in ``data``.
     """
-    cfg = MiningConfig(**{**(config.model_dump() if config else {}), **options})
+    try:
+        cfg = MiningConfig(**{**(config.model_dump() if config else {}), **options})
+    except ValueError as exc:  # pydantic's ValidationError: the first bad option becomes the error's param
+        raise config_error(exc) from None
     if len(data) == 0:
-        raise ValueError("no queries to mine")
+        raise ConfigError("no queries to mine", param="data")
     t_start = time.perf_counter()
     encoder = encoder or Encoder(batch_size=cfg.batch_size, show_progress=show_progress)
     teach = as_teacher(teacher) if teacher is not None else None
@@ -279,7 +283,7 @@ def mine(
             ch = miner.run_chunk(qidx, depth)
             is_short = (ch.negatives < 0).any(axis=1)
             again = cfg.deepens and depth < max_depth
-            store(qidx, ch, final=~is_short if again else np.ones(len(qidx), dtype=bool))
+            store(qidx, ch, final=np.asarray(~is_short) if again else np.ones(len(qidx), dtype=bool))
             if not again:
                 break
             qidx = qidx[is_short]

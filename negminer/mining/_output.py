@@ -9,20 +9,21 @@ from typing import TYPE_CHECKING, Any
 
 from negminer._errors import ConfigError
 from negminer._io import atomic_open, atomic_path
+from negminer._vocab import OutputFormat, values
 
 if TYPE_CHECKING:
     from negminer.mining._miner import MiningResult
 
 __all__ = ["to_columns", "write_rows", "OUTPUT_FORMATS"]
 
-OUTPUT_FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")
+OUTPUT_FORMATS = values(OutputFormat)
 
 
 def to_columns(res: MiningResult, output_format: str, *, output_scores: bool, anchor_column: str,
                positive_column: str) -> dict[str, list[Any]]:
     """Build columns like ``mine_hard_negatives`` does for the same format (row order included)."""
     if output_format not in OUTPUT_FORMATS:
-        raise ConfigError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
+        raise ConfigError(f"must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}", param="output_format")
     texts = res.doc_texts
     num = res.config.num_negatives
     A, P = anchor_column, positive_column

@@ -126,13 +126,13 @@ class MiningReport:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-        series = [("positives", self._pos), ("mined negatives", self._neg)]
-        for name, arr in (removed_scores or {}).items():
-            series.append((f"removed by {name}", arr))
+        series: list[tuple[str, np.ndarray | None]] = [("positives", self._pos), ("mined negatives", self._neg)]
+        for rule, removed in (removed_scores or {}).items():
+            series.append((f"removed by {rule}", removed))
         finite = [a[np.isfinite(a)] for _, a in series if a is not None and a.size]
         if finite:
             lo, hi = min(float(a.min()) for a in finite), max(float(a.max()) for a in finite)
-            bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 50)
+            bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 50).tolist()
             for name, arr in series:
                 if arr is not None and arr.size:
                     ax.hist(arr[np.isfinite(arr)], bins=bins, alpha=0.5, density=True, label=f"{name} ({arr.size:,})")

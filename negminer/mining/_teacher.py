@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from negminer.index._encoder import Encoder
+from negminer.index import Encoder
 
 __all__ = ["Teacher", "BiEncoderTeacher", "CrossEncoderTeacher", "as_teacher"]
 

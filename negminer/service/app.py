@@ -10,11 +10,12 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 
 from negminer import __version__
-from negminer.index import Encoder, IndexRegistry
+from negminer.index import Encoder
 from negminer.service import errors
 from negminer.service.api.routes import embed, files, fine_tuning, health, indexes, metrics, models
 from negminer.service.config import ServiceSettings
 from negminer.service.deps import require_api_key
+from negminer.service.registry import IndexRegistry
 from negminer.service.store import JobStore
 
 __all__ = ["create_app"]

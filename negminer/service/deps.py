@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from negminer.index import IndexRegistry
 from negminer.service.config import ServiceSettings
+from negminer.service.registry import IndexRegistry
 from negminer.service.store import JobStore
 
 

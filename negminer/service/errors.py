@@ -11,32 +11,54 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from negminer._errors import ConfigError, DataError, IndexFileError, ModelError, NegminerError
-from negminer.index import IndexNotFound
+from negminer import ConfigError, DataError, IndexFileError, ModelError, NegminerError
+from negminer._errors import error_message
+from negminer.service.client import ServiceError
+from negminer.service.registry import IndexBusy, IndexExists, IndexNotFound, IndexNotReady
+from negminer.service.schemas import Problem
 
 logger = logging.getLogger("negminer")
 
 PROBLEM = "application/problem+json"
 
+__all__ = ["PROBLEM", "STATUS_OF", "install", "problem", "problem_responses", "status_of"]
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries: these statuses answer problem+json (the :class:`Problem` schema)."""
+    return {s: {"model": Problem, "content": {PROBLEM: {}}, "description": HTTPStatus(s).phrase} for s in statuses}
+
 
 def problem(status: int, detail: str, *, code: str, param: str | None = None, instance: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"https://negminer.dev/problems/{code}",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "instance": instance,
-        "code": code,
-        "param": param,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+            line: int | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A :class:`Problem` answer (``line`` only when an uploaded file's line is at fault)."""
+    body = Problem(type=f"https://negminer.dev/problems/{code}", title=HTTPStatus(status).phrase, status=status,
+                   detail=detail, instance=instance, code=code, param=param, line=line)
+    return JSONResponse(body.model_dump(exclude=None if line is not None else {"line"}), status_code=status,
+                        media_type=PROBLEM, headers=headers)
 
 
-def _param_of(message: str) -> str | None:
-    head = message.split(":", 1)[0]
-    return head if head and " " not in head and len(head) < 64 else None
+# NegminerError subclasses -> (HTTP status, problem code); the most specific class that matches wins.
+STATUS_OF: dict[type[NegminerError], tuple[int, str]] = {
+    IndexNotFound: (404, "index_not_found"),
+    IndexExists: (409, "index_exists"),
+    IndexBusy: (409, "index_busy"),
+    IndexNotReady: (409, "index_not_ready"),
+    IndexFileError: (409, "index_file_error"),
+    DataError: (422, "invalid_data"),
+    ModelError: (422, "invalid_model"),
+    ConfigError: (422, "invalid_request"),
+    ServiceError: (502, "upstream_error"),
+    NegminerError: (400, "bad_request"),
+}
+
+
+def status_of(exc: NegminerError) -> tuple[int, str]:
+    """(HTTP status, problem code) of an error, by its type alone."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return STATUS_OF[NegminerError]
 
 
 def install(app: FastAPI) -> None:
@@ -50,7 +72,7 @@ def install(app: FastAPI) -> None:
             loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path")]
             name = ".".join(loc) or "body"
             first = first or name
-            parts.append(f"{name}: {e.get('msg')}")
+            parts.append(f"{name}: {error_message(dict(e))}")
         return problem(422, "; ".join(parts), code="invalid_request", param=first, instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
@@ -63,17 +85,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(NegminerError)
     async def _negminer(request: Request, exc: NegminerError) -> JSONResponse:
-        if isinstance(exc, IndexNotFound):
-            return problem(404, str(exc), code="index_not_found", param="name", instance=request.url.path)
-        if isinstance(exc, IndexFileError):
-            return problem(409, str(exc), code="index_not_ready", instance=request.url.path)
-        if isinstance(exc, DataError):
-            extra = {"line": exc.line} if exc.line is not None else {}
-            return problem(422, str(exc), code="invalid_data", param=exc.field, instance=request.url.path, **extra)
-        if isinstance(exc, (ConfigError, ModelError)):
-            code = "invalid_model" if isinstance(exc, ModelError) else "invalid_request"
-            return problem(422, str(exc), code=code, param=_param_of(str(exc)), instance=request.url.path)
-        return problem(400, str(exc), code="bad_request", instance=request.url.path)
+        status, code = status_of(exc)
+        line = exc.line if isinstance(exc, DataError) else None
+        param = exc.param if exc.param is not None else (exc.field if isinstance(exc, DataError) else None)
+        return problem(status, str(exc), code=code, param=param, instance=request.url.path, line=line)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 
 from negminer.service.config import ServiceSettings
+from negminer.service.schemas import ListPage
 from negminer.service.store import JobStore
+
+T = TypeVar("T")
 
 __all__ = ["bad_param", "default_model", "inside_data_dir", "list_page", "resolve_model"]
 
@@ -26,14 +29,14 @@ def bad_param(param: str, why: str, where: str = "body") -> RequestValidationErr
     return RequestValidationError([{"loc": (where, *param.split(".")), "msg": why, "type": "value_error"}])
 
 
-def list_page(fetch: Callable[[], tuple[list[dict[str, Any]], bool]], convert: Callable[[dict[str, Any]], Any],
-              unknown: str) -> dict[str, Any]:
-    """``{object: "list", data, has_more}`` of one page from the store; an unknown ``after`` cursor is a 422."""
+def list_page(fetch: Callable[[], tuple[list[dict[str, Any]], bool]], convert: Callable[[dict[str, Any]], T],
+              unknown: str) -> ListPage[T]:
+    """One page from the store (``{object: "list", data, has_more}``); an unknown ``after`` cursor is a 422."""
     try:
         rows, more = fetch()
     except KeyError:
         raise bad_param("after", f"no {unknown}", "query") from None
-    return {"object": "list", "data": [convert(r) for r in rows], "has_more": more}
+    return ListPage[Any](data=[convert(r) for r in rows], has_more=more)
 
 
 def default_model(settings: ServiceSettings) -> tuple[str, str]:
@@ -45,7 +48,7 @@ def default_model(settings: ServiceSettings) -> tuple[str, str]:
     return DEFAULT_NAME, default_model_path()
 
 
-def inside_data_dir(relative: str, settings: Any, param: str) -> Path:
+def inside_data_dir(relative: str, settings: ServiceSettings, param: str) -> Path:
     """Resolve a path against the data dir; refuse one that escapes it (``..``, absolute elsewhere, links)."""
     root = Path(settings.data_dir).resolve()
     path = (root / relative).resolve()

@@ -22,9 +22,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
+from negminer._vocab import EventLevel, EventType, JobStatus, ModelKind
+
 __all__ = ["JobStore", "TERMINAL", "new_id"]
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+S = JobStatus
 
 _meta = sa.MetaData()
 
@@ -178,7 +181,7 @@ class JobStore:
     def create_job(self, **values: Any) -> dict[str, Any]:
         job_id = new_id("ftjob")
         with self._tx() as c:
-            c.execute(jobs.insert().values(id=job_id, created_at=_now(), status="validating_files", attempts=0,
+            c.execute(jobs.insert().values(id=job_id, created_at=_now(), status=S.validating_files, attempts=0,
                                            cancel_requested=False, **values))
         return self.get_job(job_id) or {}
 
@@ -214,13 +217,13 @@ class JobStore:
                 return None
             if job["status"] in TERMINAL:
                 return dict(job)
-            if job["status"] in ("validating_files", "queued") or (job["lease_until"] or 0) < now:
+            if job["status"] in (S.validating_files, S.queued) or (job["lease_until"] or 0) < now:
                 c.execute(jobs.update().where(jobs.c.id == job_id).values(
-                    status="cancelled", finished_at=_now(), lease_until=None, cancel_requested=True))
-                self._event(c, job_id, "info", "Job cancelled", "message", None)
+                    status=S.cancelled, finished_at=_now(), lease_until=None, cancel_requested=True))
+                self._event(c, job_id, EventLevel.info, "Job cancelled")
             elif not job["cancel_requested"]:
                 c.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
-                self._event(c, job_id, "info", "Cancellation requested; stopping at the next step", "message", None)
+                self._event(c, job_id, EventLevel.info, "Cancellation requested; stopping at the next step")
         return self.get_job(job_id)
 
     def claim(self, worker_id: str, lease_seconds: float, max_attempts: int) -> dict[str, Any] | None:
@@ -231,45 +234,45 @@ class JobStore:
             now = time.time()
             with self._tx() as c:
                 q = (sa.select(jobs)
-                     .where(sa.or_(jobs.c.status == "queued",
-                                   sa.and_(jobs.c.status == "running", jobs.c.lease_until < now)))
+                     .where(sa.or_(jobs.c.status == S.queued,
+                                   sa.and_(jobs.c.status == S.running, jobs.c.lease_until < now)))
                      .order_by(jobs.c.seq).limit(1))
                 if not self.is_sqlite:
                     q = q.with_for_update(skip_locked=True)
                 job = c.execute(q).mappings().first()
                 if job is None:
                     return None
-                job_id, lost = job["id"], job["status"] == "running"
+                job_id, lost = job["id"], job["status"] == S.running
                 if lost and job["cancel_requested"]:
                     c.execute(jobs.update().where(jobs.c.id == job_id).values(
-                        status="cancelled", finished_at=_now(), lease_until=None))
-                    self._event(c, job_id, "info", "Job cancelled (its worker had stopped)", "message", None)
+                        status=S.cancelled, finished_at=_now(), lease_until=None))
+                    self._event(c, job_id, EventLevel.info, "Job cancelled (its worker had stopped)")
                     continue
                 if lost and job["attempts"] >= max_attempts:
-                    error = {"code": "worker_lost", "param": None,
+                    error: dict[str, Any] = {"code": "worker_lost", "param": None,
                              "message": f"the job's worker stopped {job['attempts']} times (last: "
                                         f"{job['worker_id']}); giving up after {max_attempts} attempts"}
                     c.execute(jobs.update().where(jobs.c.id == job_id).values(
-                        status="failed", finished_at=_now(), lease_until=None, error=error))
-                    self._event(c, job_id, "error", error["message"], "message", None)
+                        status=S.failed, finished_at=_now(), lease_until=None, error=error))
+                    self._event(c, job_id, EventLevel.error, error["message"])
                     continue
                 attempt = job["attempts"] + 1
                 c.execute(jobs.update().where(jobs.c.id == job_id).values(
-                    status="running", worker_id=worker_id, lease_until=now + lease_seconds, attempts=attempt,
+                    status=S.running, worker_id=worker_id, lease_until=now + lease_seconds, attempts=attempt,
                     started_at=job["started_at"] or _now()))
                 if lost:
                     msg = (f"Worker {job['worker_id']} stopped responding; resuming on {worker_id} "
                            f"(attempt {attempt} of {max_attempts})")
-                    self._event(c, job_id, "warn", msg, "message", None)
+                    self._event(c, job_id, EventLevel.warn, msg)
                 else:
-                    self._event(c, job_id, "info", f"Fine-tuning job started on {worker_id}", "message", None)
+                    self._event(c, job_id, EventLevel.info, f"Fine-tuning job started on {worker_id}")
             return self.get_job(job_id)
 
     def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> tuple[bool, bool]:
         """Extend the lease; (still ours, cancel requested). Not ours any more means: stop at once."""
         with self._tx() as c:
             n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.worker_id == worker_id,
-                                              jobs.c.status == "running")
+                                              jobs.c.status == S.running)
                           .values(lease_until=time.time() + lease_seconds)).rowcount
             cancel = c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
         return n > 0, bool(cancel)
@@ -278,20 +281,20 @@ class JobStore:
         """Give a running job back to the queue (a worker shutting down); the claim is not counted."""
         with self._tx() as c:
             n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.worker_id == worker_id,
-                                              jobs.c.status == "running")
-                          .values(status="queued", lease_until=None, worker_id=None,
+                                              jobs.c.status == S.running)
+                          .values(status=S.queued, lease_until=None, worker_id=None,
                                   attempts=jobs.c.attempts - 1)).rowcount
             if n:
-                self._event(c, job_id, "warn", message, "message", None)
+                self._event(c, job_id, EventLevel.warn, message)
         return n > 0
 
     # -- events ---------------------------------------------------------------------------------------------
-    def _event(self, c: Connection, job_id: str, level: str, message: str, type: str,
-               data: dict[str, Any] | None) -> None:
+    def _event(self, c: Connection, job_id: str, level: str, message: str, type: str = EventType.message,
+               data: dict[str, Any] | None = None) -> None:
         c.execute(events.insert().values(id=new_id("ftevent"), job_id=job_id, created_at=_now(), level=level,
                                          message=message, type=type, data=data))
 
-    def add_event(self, job_id: str, message: str, *, level: str = "info", type: str = "message",
+    def add_event(self, job_id: str, message: str, *, level: str = EventLevel.info, type: str = EventType.message,
                   data: dict[str, Any] | None = None) -> None:
         with self._tx() as c:
             self._event(c, job_id, level, message, type, data)
@@ -304,7 +307,7 @@ class JobStore:
     def add_checkpoint(self, job_id: str, step: int, model: str, path: str, metrics: dict[str, Any]) -> None:
         with self._tx() as c:
             c.execute(models.insert().values(name=model, created_at=_now(), path=path, job_id=job_id,
-                                             kind="checkpoint"))
+                                             kind=ModelKind.checkpoint))
             c.execute(checkpoints.insert().values(id=new_id("ftckpt"), job_id=job_id, created_at=_now(), step=step,
                                                   model=model, metrics=metrics))
 
@@ -316,7 +319,7 @@ class JobStore:
             c.execute(checkpoints.delete().where(checkpoints.c.job_id == job_id, checkpoints.c.model == model))
             c.execute(models.delete().where(models.c.name == model))
 
-    def register_model(self, name: str, path: str, job_id: str | None, kind: str = "fine_tuned") -> None:
+    def register_model(self, name: str, path: str, job_id: str | None, kind: str = ModelKind.fine_tuned) -> None:
         with self._tx() as c:
             c.execute(models.delete().where(models.c.name == name))
             c.execute(models.insert().values(name=name, created_at=_now(), path=path, job_id=job_id, kind=kind))

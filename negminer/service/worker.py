@@ -30,26 +30,28 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from negminer import DataError, NegminerError, load_data
+from negminer._io import atomic_dir
+from negminer._vocab import EventLevel, EventType, JobStatus
+from negminer.service.client import HttpNegativeSource
 from negminer.service.config import ServiceSettings
 from negminer.service.store import JobStore
+from negminer.trainer import (
+    CheckpointEvent,
+    EvaluationEvent,
+    LogEvent,
+    RefreshEvent,
+    ResumeEvent,
+    TrainConfig,
+    TrainListener,
+    train,
+)
 
-__all__ = ["Worker", "model_name", "train_config_args"]
+S = JobStatus
+
+__all__ = ["Worker", "model_name"]
 
 logger = logging.getLogger("negminer.worker")
-
-# hyperparameters (API names) -> TrainConfig fields
-_HYPER = {"epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size", "learning_rate": "learning_rate",
-          "temperature": "temperature", "loss": "loss", "negatives": "negatives", "num_negatives": "num_negatives",
-          "refresh_every": "refresh_every", "save_steps": "save_steps", "mining": "mining",
-          "warmup_ratio": "warmup_ratio", "max_seq_length": "max_seq_length", "mini_batch_size": "mini_batch_size",
-          "loss_filter": "loss_filter", "loss_filter_margin": "loss_filter_margin",
-          "validation_fraction": "validation_fraction", "logging_steps": "logging_steps"}
-
-
-def train_config_args(hyperparameters: dict[str, Any]) -> dict[str, Any]:
-    """TrainConfig keyword arguments of a job's hyperparameters (None means: the trainer's default)."""
-    return {_HYPER[k]: v for k, v in hyperparameters.items() if k in _HYPER and v is not None}
-
 
 def model_name(base: str, suffix: str | None, job_id: str) -> str:
     """OpenAI-style name of a fine-tuned model: ``ft:<base>:<suffix>:<job id>`` (no suffix: ``ft:<base>:<job>``)."""
@@ -129,7 +131,7 @@ class Worker:
                     cancel_seen = time.monotonic()
             if cancel_seen is not None and time.monotonic() - cancel_seen > s.cancel_grace_seconds:
                 _kill(proc)
-                if self.store.set_status(job_id, "cancelled", expect=("running",), worker_id=self.id):
+                if self.store.set_status(job_id, S.cancelled, expect=(S.running,), worker_id=self.id):
                     self.store.add_event(job_id, f"Job cancelled (stopped after {s.cancel_grace_seconds:g} s); "
                                                  "its checkpoints are kept")
                 outcome = "cancelled"
@@ -138,16 +140,17 @@ class Worker:
         if outcome:
             return
         job = self.store.get_job(job_id)
-        if job and job["status"] == "running" and job["worker_id"] == self.id:  # the child died without a word
+        if job and job["status"] == S.running and job["worker_id"] == self.id:  # the child died without a word
             code = proc.exitcode
             how = (f"was killed by signal {-code}" + (" (out of memory?)" if code == -signal.SIGKILL else "")
                    if code and code < 0 else f"exited with code {code} (the worker's log has its output)")
-            error = {"code": "training_process_died", "param": None, "message": f"the training process {how}"}
+            error: dict[str, Any] = {"code": "training_process_died", "param": None,
+                                     "message": f"the training process {how}"}
             if job["cancel_requested"]:
-                self.store.set_status(job_id, "cancelled", expect=("running",), worker_id=self.id)
+                self.store.set_status(job_id, S.cancelled, expect=(S.running,), worker_id=self.id)
             else:
-                self.store.set_status(job_id, "failed", expect=("running",), worker_id=self.id, error=error)
-                self.store.add_event(job_id, error["message"], level="error")
+                self.store.set_status(job_id, S.failed, expect=(S.running,), worker_id=self.id, error=error)
+                self.store.add_event(job_id, error["message"], level=EventLevel.error)
 
 
 def _kill(proc: Any, grace: float = 5.0) -> None:
@@ -186,24 +189,22 @@ def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
     try:
         _JobRun(settings, store, job_id, worker_id).run()
     except BaseException as exc:  # noqa: BLE001 - every failure ends up in the job, never lost
-        from negminer._errors import DataError, NegminerError
-
         if isinstance(exc, DataError):
-            error = {"code": "invalid_file", "message": str(exc), "param": getattr(exc, "param", None)}
+            error = {"code": "invalid_file", "message": str(exc), "param": exc.param}
         elif isinstance(exc, NegminerError):
-            error = {"code": "invalid_request", "message": str(exc), "param": None}
+            error = {"code": "invalid_request", "message": str(exc), "param": exc.param}
         else:
             error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None}
             logger.error("job %s failed:\n%s", job_id, traceback.format_exc())
-        if store.set_status(job_id, "failed", expect=("running",), worker_id=worker_id, error=error):
-            store.add_event(job_id, f"Job failed: {error['message']}", level="error")
+        if store.set_status(job_id, S.failed, expect=(S.running,), worker_id=worker_id, error=error):
+            store.add_event(job_id, f"Job failed: {error['message']}", level=EventLevel.error)
         raise SystemExit(0) from None
     finally:
         store.close()
 
 
-class _JobRun:
-    """One attempt at one job, inside the child process."""
+class _JobRun(TrainListener):
+    """One attempt at one job, inside the child process; it hears of the training run as its listener."""
 
     def __init__(self, settings: ServiceSettings, store: JobStore, job_id: str, worker_id: str) -> None:
         self.s, self.store, self.job_id, self.worker_id = settings, store, job_id, worker_id
@@ -219,42 +220,36 @@ class _JobRun:
         self.last_eval: dict[str, Any] = {}
         self._checked = 0.0
 
-    def event(self, message: str, *, level: str = "info", type: str = "message",
+    def event(self, message: str, *, level: str = EventLevel.info, type: str = EventType.message,
               data: dict[str, Any] | None = None) -> None:
         self.store.add_event(self.job_id, message, level=level, type=type, data=data)
 
-    def load(self, file_id: str, name: str) -> Any:
-        from negminer._data import load_data
-        from negminer._errors import DataError
-
+    def load(self, file_id: str, param: str) -> Any:
         row = self.store.get_file(file_id)
         try:
             if row is None or not Path(row["path"]).exists():
                 raise DataError(f"file {file_id} is gone")
             return load_data(row["path"])
         except DataError as exc:
-            err = DataError(exc.message, file=row["filename"] if row else file_id, line=exc.line, field=exc.field)
-            err.param = name  # type: ignore[attr-defined]
-            raise err from None
+            raise DataError(exc.message, file=row["filename"] if row else file_id, line=exc.line, field=exc.field,
+                            param=param) from None
 
     def run(self) -> None:
-        from negminer.trainer import TrainConfig, train
-
         job = self.job
         data = self.load(job["training_file"], "training_file")
         validation = self.load(job["validation_file"], "validation_file") if job["validation_file"] else None
-        index = {"index_url": self.s.service_url, "index_name": self.job_id, "index_copy_from": job["index"]}
         cfg = TrainConfig(output_dir=str(self.out), model=job["model_path"], resume="auto", seed=job["seed"],
                           show_progress=False, cache_dir=str(self.s.cache_dir), device=self.s.device,
-                          encode_batch_size=self.s.batch_size, **(index if job["index"] else {}),
-                          **train_config_args(job["hyperparameters"]))
+                          encode_batch_size=self.s.batch_size, **job["hyperparameters"])
+        source = None  # mined in the training process, unless the job mines from an index of the service
+        if job["index"]:
+            source = HttpNegativeSource.factory(self.s.service_url, self.job_id, api_key=self.s.api_key,
+                                                from_index=job["index"], delete_on_close=True)
         self.event(f"Training on {len(data)} queries ({data.num_pairs} pairs), {len(data.corpus_texts)} documents"
                    + (f"; validating on {len(validation)} queries" if validation is not None else ""))
-        if self.s.api_key is not None:  # the trainer's HTTP negative source reads it from there
-            os.environ["NEGMINER_API_KEY"] = self.s.api_key.get_secret_value()
-        result = train(data, cfg, validation=validation, callback=self.on_event, should_stop=self.should_stop)
+        result = train(data, cfg, validation=validation, source=source, listener=self)
         if result.stopped:
-            if self.store.set_status(self.job_id, "cancelled", expect=("running",), worker_id=self.worker_id,
+            if self.store.set_status(self.job_id, S.cancelled, expect=(S.running,), worker_id=self.worker_id,
                                      trained_steps=result.steps):
                 self.event(f"Job cancelled at step {result.steps}; its checkpoints are kept")
             return
@@ -262,10 +257,10 @@ class _JobRun:
         _link_model(Path(result.model_path), final)
         self.store.register_model(self.name, str(final), self.job_id)
         after = result.after
-        self.event(f"New fine-tuned model created: {self.name}", type="metrics",
+        self.event(f"New fine-tuned model created: {self.name}", type=EventType.metrics,
                    data={"step": result.steps, "fine_tuned_model": self.name,
                          **{k: after[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in after}})
-        if self.store.set_status(self.job_id, "succeeded", expect=("running",), worker_id=self.worker_id,
+        if self.store.set_status(self.job_id, S.succeeded, expect=(S.running,), worker_id=self.worker_id,
                                  fine_tuned_model=self.name, trained_steps=result.steps):
             self.event("The job has successfully completed")
 
@@ -277,27 +272,31 @@ class _JobRun:
         job = self.store.get_job(self.job_id)
         return job is None or bool(job["cancel_requested"]) or job["worker_id"] != self.worker_id
 
-    def on_event(self, kind: str, data: dict[str, Any]) -> None:
-        step = data.get("step")
-        if kind == "resume":
-            self.event(f"Resuming from checkpoint at step {step}", data={"step": step})
-        elif kind == "log":
-            self.last_log = {"train_loss": data["loss"], "learning_rate": data["learning_rate"]}
-            self.event(f"Step {step}: training loss={data['loss']:.4f}", type="metrics",
-                       data={"step": step, "train_loss": data["loss"], "learning_rate": data["learning_rate"],
-                             "epoch": data["epoch"]})
-        elif kind == "evaluation":
-            scores = {k: data[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in data}
-            self.last_eval = {"step": step, **scores}
-            self.event(f"Step {step} ({data['event']}): " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()),
-                       type="metrics", data={"step": step, "evaluation": data["event"], **scores})
-        elif kind == "refresh":
-            self.event(f"Step {step}: hard negatives refreshed (index version {data['version']})", type="metrics",
-                       data={"step": step, "refresh_version": data["version"],
-                             "queries_short": data.get("queries_short"),
-                             "filled_randomly": data.get("filled_randomly")})
-        elif kind == "checkpoint":
-            self.checkpoint(int(step), Path(data["path"]))
+    # -- TrainListener --------------------------------------------------------------------------------------------
+    def on_resume(self, event: ResumeEvent) -> None:
+        self.event(f"Resuming from checkpoint at step {event.step}", data={"step": event.step})
+
+    def on_log(self, event: LogEvent) -> None:
+        self.last_log = {"train_loss": event.loss, "learning_rate": event.learning_rate}
+        self.event(f"Step {event.step}: training loss={event.loss:.4f}", type=EventType.metrics,
+                   data={"step": event.step, "train_loss": event.loss, "learning_rate": event.learning_rate,
+                         "epoch": event.epoch})
+
+    def on_evaluation(self, event: EvaluationEvent) -> None:
+        scores: dict[str, float] = {k: event.metrics[k] for k in ("ndcg@10", "recall@100", "mrr@10")
+                                    if k in event.metrics}
+        self.last_eval = {"step": event.step, **scores}
+        self.event(f"Step {event.step} ({event.event}): " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()),
+                   type=EventType.metrics, data={"step": event.step, "evaluation": event.event, **scores})
+
+    def on_refresh(self, event: RefreshEvent) -> None:
+        self.event(f"Step {event.step}: hard negatives refreshed (index version {event.version})",
+                   type=EventType.metrics,
+                   data={"step": event.step, "refresh_version": event.version, "queries_short": event.queries_short,
+                         "filled_randomly": event.filled_randomly})
+
+    def on_checkpoint(self, event: CheckpointEvent) -> None:
+        self.checkpoint(event.step, Path(event.path))
 
     def checkpoint(self, step: int, path: Path) -> None:
         """Register a complete trainer checkpoint as a model (hard links: the trainer may rotate its copy)."""
@@ -318,10 +317,8 @@ class _JobRun:
 
 
 def _link_model(src: Path, dest: Path, skip: set[str] | None = None) -> None:
-    """Copy a model folder by hard links where possible, to a temporary name first, then rename."""
+    """Copy a model folder by hard links where possible, into a temporary folder swapped in atomically."""
     skip = skip or set()
-    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.tmp"
-    dest.parent.mkdir(parents=True, exist_ok=True)
 
     def link(s: str, d: str) -> None:
         try:
@@ -329,7 +326,6 @@ def _link_model(src: Path, dest: Path, skip: set[str] | None = None) -> None:
         except OSError:
             shutil.copy2(s, d)
 
-    shutil.copytree(src, tmp, copy_function=link, ignore=lambda _d, names: [n for n in names if n in skip])
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    with atomic_dir(dest) as tmp:
+        shutil.copytree(src, tmp, copy_function=link, ignore=lambda _d, names: [n for n in names if n in skip],
+                        dirs_exist_ok=True)

@@ -7,8 +7,7 @@ import math
 import numpy as np
 
 from negminer._data import RetrievalData
-from negminer.index._encoder import Encoder
-from negminer.index._vector_index import VectorIndex
+from negminer.index import Encoder, VectorIndex
 
 __all__ = ["evaluate", "retrieval_metrics"]
 

@@ -4,6 +4,11 @@ Rows are the (query, positive) pairs of the training data; each row's hard negat
 is read*, from a table that a refresh replaces. So after a refresh every example still to come is trained on
 negatives mined by the newer checkpoint, without restarting the trainer (its optimizer, schedule, checkpoints,
 logging, resume and multi-GPU support are sentence-transformers' own).
+
+The pieces: :func:`train` prepares a :class:`_Run` (the state one run shares: options, evaluation data, history,
+negatives table and source, listener), then hands sentence-transformers' trainer two callbacks that act on it:
+:class:`_ObserveCallback` (logs and checkpoints, told to the listener) and :class:`_RefreshCallback` (stop requests,
+refreshes of the negatives). A :class:`TrainListener` hears of the run as it goes.
 """
 
 from __future__ import annotations
@@ -13,95 +18,121 @@ import logging
 import os
 import shutil
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
 import numpy as np
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from negminer._data import RetrievalData
-from negminer._errors import ConfigError, DataError, describe
-from negminer._io import atomic_path, write_json
-from negminer.index._encoder import Encoder, default_model_path
-from negminer.mining._config import MiningConfig
+from negminer._errors import ConfigError, DataError
+from negminer._io import atomic_dir, atomic_path, write_json
+from negminer._settings import Settings
+from negminer._vocab import NegativesMode, values
+from negminer.index import Encoder, default_model_path
+from negminer.trainer._config import TrainConfig
 from negminer.trainer._evaluate import evaluate
-from negminer.trainer._negatives import HttpNegativeSource, LocalNegativeSource, NegativeSource, NegativesUpdate
+from negminer.trainer._negatives import LocalNegativeSource, NegativeSource, NegativeSourceFactory, NegativesUpdate
 from negminer.trainer.losses import LOSSES, FalseNegativeFilter
 
-__all__ = ["TrainConfig", "TrainResult", "train", "last_checkpoint", "NEGATIVE_MODES"]
+__all__ = [
+    "NEGATIVE_MODES",
+    "CheckpointEvent",
+    "EvaluationEvent",
+    "LogEvent",
+    "RefreshEvent",
+    "ResumeEvent",
+    "TrainListener",
+    "TrainResult",
+    "last_checkpoint",
+    "train",
+]
 
 logger = logging.getLogger("negminer")
 
-NEGATIVE_MODES = ("none", "mined", "refresh")
+NEGATIVE_MODES = values(NegativesMode)
 
 
-@dataclass
-class TrainConfig:
-    """Training arguments. Invalid values raise :class:`~negminer.ConfigError` naming the field."""
+# -- what a listener hears -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ResumeEvent:
+    """The run continues from the complete checkpoint ``path`` saved at ``step``."""
 
-    output_dir: str = "runs/train"
-    model: str | None = None  # folder or name; None = bundled all-MiniLM-L6-v2
-    loss: str = "infonce"  # infonce | decoupled | dcl
-    temperature: float = 0.05
-    negatives: str = "mined"  # none (in-batch only) | mined (once, before training) | refresh (every N steps)
-    refresh_every: int = 50
-    num_negatives: int = 3
-    mining: dict[str, Any] = field(default_factory=lambda: {"adaptive_margin": 1.0})
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 16
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    mini_batch_size: int | None = None  # GradCache
-    max_seq_length: int | None = None
-    loss_filter: str | None = None  # in-loss false-negative masking: absolute | relative | adaptive
-    loss_filter_margin: float = 0.05
-    validation_fraction: float = 0.2
-    seed: int = 42
-    resume: bool | Literal["auto"] = False  # True: from the last checkpoint (required); "auto": if there is one
-    save_steps: int | None = None  # checkpoint every N steps; default: refresh_every
-    save_total_limit: int = 2  # checkpoints kept on disk
-    cache_dir: str | None = None
-    device: str = "auto"
-    encode_batch_size: int = 64
-    index_url: str | None = None  # mine through the index service (API key from NEGMINER_API_KEY)
-    index_name: str = "negminer-train"
-    index_copy_from: str | None = None  # with index_url: index_name is a copy of this index (deleted at the end)
-    logging_steps: int = 10
-    show_progress: bool = True
+    step: int
+    path: str
 
-    def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"{name}: {why} (got {getattr(self, name)!r})")
 
-        if self.loss not in LOSSES:
-            raise bad("loss", f"must be one of {', '.join(LOSSES)}")
-        if self.negatives not in NEGATIVE_MODES:
-            raise bad("negatives", f"must be one of {', '.join(NEGATIVE_MODES)}")
-        if self.loss_filter is not None and self.loss_filter not in ("absolute", "relative", "adaptive"):
-            raise bad("loss_filter", "must be absolute, relative or adaptive")
-        if self.resume not in (True, False, "auto"):
-            raise bad("resume", "must be true, false or 'auto'")
-        for name, low in (("refresh_every", 1), ("num_negatives", 1), ("batch_size", 2), ("logging_steps", 1),
-                          ("save_steps", 1), ("save_total_limit", 1)):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                raise bad(name, f"must be at least {low}")
-        if self.temperature <= 0 or self.learning_rate <= 0:
-            raise bad("temperature" if self.temperature <= 0 else "learning_rate", "must be positive")
-        if not 0 < self.validation_fraction < 1:
-            raise bad("validation_fraction", "must be in (0, 1)")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise bad("epochs", "must be positive (or set max_steps)")
-        try:
-            self.mining_config()
-        except ValueError as exc:
-            raise ConfigError(f"mining: {describe(exc)}") from None
+@dataclass(frozen=True)
+class LogEvent:
+    """The trainer logged its loss."""
 
-    def mining_config(self) -> MiningConfig:
-        return MiningConfig(**{**self.mining, "num_negatives": self.num_negatives})
+    step: int
+    loss: float
+    learning_rate: float
+    epoch: float
+
+
+@dataclass(frozen=True)
+class EvaluationEvent:
+    """Validation metrics of the model at ``step``; ``event`` is ``start``, ``refresh`` or ``end``."""
+
+    step: int
+    event: str
+    metrics: dict[str, float]
+    seconds: float
+
+    def entry(self) -> dict[str, Any]:
+        """The history entry of ``metrics.json``: step, event, each metric, seconds."""
+        return {"step": self.step, "event": self.event, **self.metrics, "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class RefreshEvent:
+    """New negatives (index or mining ``version``) are in use from ``step`` on; ``seconds`` since they were asked
+    for; ``filled_randomly``: negatives topped up at random for queries the miner left short."""
+
+    step: int
+    version: int
+    seconds: float
+    queries_short: int | None
+    filled_randomly: int
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    """A complete trainer checkpoint of ``step`` lies in ``path``."""
+
+    step: int
+    path: str
+
+
+class TrainListener(Protocol):
+    """Hears of a run as it goes (every method may be left out of a subclass: the defaults do nothing), and may
+    stop it: :meth:`should_stop` is asked after every step; when it returns True the run saves a checkpoint and
+    returns with ``stopped=True`` (no final model)."""
+
+    def on_resume(self, event: ResumeEvent) -> None:
+        return None
+
+    def on_log(self, event: LogEvent) -> None:
+        return None
+
+    def on_evaluation(self, event: EvaluationEvent) -> None:
+        return None
+
+    def on_refresh(self, event: RefreshEvent) -> None:
+        return None
+
+    def on_checkpoint(self, event: CheckpointEvent) -> None:
+        return None
+
+    def should_stop(self) -> bool:
+        return False
+
+
+class _Silent(TrainListener):
+    pass
 
 
 @dataclass
@@ -113,7 +144,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     refreshes: list[dict[str, Any]]
     steps: int = 0
-    stopped: bool = False  # ``should_stop`` ended the run early: no final model, the last checkpoint is kept
+    stopped: bool = False  # the listener stopped the run early: no final model, the last checkpoint is kept
 
     @property
     def before(self) -> dict[str, Any]:
@@ -195,16 +226,6 @@ def last_checkpoint(checkpoints: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def _save_model(model: Any, path: Path) -> Path:
-    """Save a model folder atomically (temporary folder, then rename)."""
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(str(tmp))
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
-
 
 def _plot(history: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
@@ -227,165 +248,173 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def train(
-    data: RetrievalData,
-    config: TrainConfig | None = None,
-    *,
-    validation: RetrievalData | None = None,
-    source: NegativeSource | None = None,
-    callback: Callable[[str, dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> TrainResult:
-    """Fine-tune ``config.model`` on ``data`` and evaluate it on ``validation`` (or a split of ``data``).
+def _save_model(model: Any, path: Path) -> Path:
+    """Save a model folder atomically (a temporary folder swapped in)."""
+    with atomic_dir(path) as tmp:
+        model.save(str(tmp))
+    return path
 
-    Everything is checked before training starts: the options, the data (non-empty splits) and the model.
 
-    ``callback(kind, data)`` hears of the run as it goes: ``"resume"`` (step, path of the checkpoint it continues
-    from), ``"log"`` (step, loss, learning_rate, epoch), ``"evaluation"`` (a history entry), ``"refresh"`` (new
-    negatives in use) and ``"checkpoint"`` (step, path of a complete checkpoint). ``should_stop()`` is asked after
-    every step; when it returns True the run saves a checkpoint and returns with ``stopped=True`` (no final model).
-    """
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-    from transformers import TrainerCallback
+# -- one run's shared state ------------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What the pieces of one run share."""
 
-    from negminer._settings import Settings
+    cfg: TrainConfig
+    out: Path
+    val_data: RetrievalData
+    cache_dir: str
+    listener: TrainListener
+    history: list[dict[str, Any]] = field(default_factory=list)
+    refreshes: list[dict[str, Any]] = field(default_factory=list)
+    table: NegativeTable | None = None
+    source: NegativeSource | None = None
+    refresh_started: float | None = None  # a refresh was asked for and has not arrived yet
+    stopped_at: int | None = None
 
-    cfg = config or TrainConfig()
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def encoder(self, path: str) -> Encoder:
+        cfg = self.cfg
+        return Encoder(path, device=cfg.device, batch_size=cfg.encode_batch_size, cache_dir=self.cache_dir,
+                       max_seq_length=cfg.max_seq_length, show_progress=cfg.show_progress)
+
+    def save_metrics(self) -> None:
+        write_json(self.out / "metrics.json", {"history": self.history, "refreshes": self.refreshes,
+                                               "config": self.cfg.model_dump(mode="json")})
+
+    def evaluate(self, step: int, event: str, model_path: str) -> None:
+        """Evaluate the model in ``model_path`` on the validation data; record and announce it."""
+        t0 = time.perf_counter()
+        metrics = evaluate(self.encoder(model_path), self.val_data)
+        done = EvaluationEvent(step, event, metrics, round(time.perf_counter() - t0, 2))
+        self.history.append(done.entry())
+        logger.info("step %d (%s): %s", step, event, metrics)
+        self.save_metrics()
+        self.listener.on_evaluation(done)
+
+    def take(self, step: int) -> bool:
+        """Put the source's new negatives into the table, if it has any."""
+        assert self.source is not None and self.table is not None and self.refresh_started is not None
+        ready = self.source.poll()
+        if ready is None:
+            return False
+        self.table.update(ready)
+        done = RefreshEvent(step, ready.version, round(time.perf_counter() - self.refresh_started, 2),
+                            ready.report.get("queries_short"), self.table.filled)
+        self.refreshes.append(asdict(done))
+        self.refresh_started = None
+        self.listener.on_refresh(done)
+        return True
+
+    def refresh(self, step: int, checkpoint: str) -> None:
+        """Ask the source for negatives mined with ``checkpoint``; take them now if they are ready."""
+        assert self.source is not None
+        self.refresh_started = time.perf_counter()
+        self.source.refresh(checkpoint)
+        self.take(step)
+
+
+class _ObserveCallback(TrainerCallback):
+    """Tells the listener of the trainer's logs and checkpoints."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        logs = logs or {}
+        if "loss" in logs:
+            self.run.listener.on_log(LogEvent(state.global_step, float(logs["loss"]),
+                                              float(logs.get("learning_rate", 0.0)),
+                                              round(float(logs.get("epoch") or 0.0), 4)))
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        step = state.global_step
+        self.run.listener.on_checkpoint(CheckpointEvent(step, str(self.run.ckpt_dir / f"checkpoint-{step}")))
+
+
+class _RefreshCallback(TrainerCallback):
+    """After each step: stop when the listener asks, take negatives that arrived, refresh every N steps."""
+
+    def __init__(self, run: _Run, model: Any) -> None:
+        self.run = run
+        self.model = model
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kw: Any) -> None:
+        run, step = self.run, state.global_step
+        if step < state.max_steps and run.listener.should_stop():
+            run.stopped_at = step
+            control.should_training_stop = True
+            control.should_save = True
+            return
+        if run.refresh_started is not None:
+            run.take(step)
+        if run.cfg.negatives != NegativesMode.refresh or step % run.cfg.refresh_every or step >= state.max_steps:
+            return
+        folder = run.out / "refresh"
+        path = _save_model(self.model, folder / f"step-{step}")
+        for old in sorted(folder.glob("step-*"), key=lambda p: int(p.name[5:]))[:-2]:
+            shutil.rmtree(old, ignore_errors=True)  # keep the two newest refresh models
+        run.evaluate(step, "refresh", str(path))
+        run.refresh(step, str(path))
+
+
+# -- the pieces of train() ------------------------------------------------------------------------------------------
+def _splits(data: RetrievalData, cfg: TrainConfig, validation: RetrievalData | None,
+            ) -> tuple[RetrievalData, RetrievalData]:
     if len(data) == 0:
         raise DataError("no training queries", file=data.source)
     train_data, val_data = (data, validation) if validation is not None else data.split(cfg.validation_fraction)
     if len(train_data) == 0 or len(val_data) == 0:
         raise DataError(f"train/validation split left {len(train_data)}/{len(val_data)} queries: need more data "
                         "or a validation set", file=data.source)
-    out = Path(cfg.output_dir)
-    cache_dir = cfg.cache_dir or str(Settings().cache_dir)
-    model_path = str(cfg.model or default_model_path())
+    return train_data, val_data
 
-    def encoder(path: str) -> Encoder:
-        return Encoder(path, device=cfg.device, batch_size=cfg.encode_batch_size, cache_dir=cache_dir,
-                       max_seq_length=cfg.max_seq_length, show_progress=cfg.show_progress)
 
-    base = encoder(model_path)
-    model = base.model  # raises ModelError before anything else happens
-    if cfg.max_seq_length:
-        model.max_seq_length = cfg.max_seq_length
-    ckpt_dir = out / "checkpoints"
-    resume_from = None
-    if cfg.resume:
-        found = last_checkpoint(ckpt_dir)
-        if found is None and cfg.resume is True:
-            raise ConfigError(f"resume: no complete checkpoint under {ckpt_dir}")
-        resume_from = str(found) if found else None
-    resume_step = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
-    out.mkdir(parents=True, exist_ok=True)
+def _resume_point(cfg: TrainConfig, ckpt_dir: Path) -> tuple[str | None, int]:
+    """(checkpoint to resume from, its step), or (None, 0)."""
+    if not cfg.resume:
+        return None, 0
+    found = last_checkpoint(ckpt_dir)
+    if found is None:
+        if cfg.resume is True:
+            raise ConfigError(f"no complete checkpoint under {ckpt_dir}", param="resume")
+        return None, 0
+    return str(found), int(found.name.split("-")[-1])
 
-    history: list[dict[str, Any]] = []
-    refreshes: list[dict[str, Any]] = []
-    if resume_from and (out / "metrics.json").exists():  # keep what the interrupted run measured up to its checkpoint
-        try:
-            old = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-            history = [h for h in old.get("history", []) if h["step"] <= resume_step]
-            refreshes = [r for r in old.get("refreshes", []) if r["step"] <= resume_step]
-        except (OSError, ValueError, KeyError, TypeError):
-            history, refreshes = [], []
 
-    def emit(kind: str, payload: dict[str, Any]) -> None:
-        if callback is not None:
-            callback(kind, payload)
+def _earlier_metrics(out: Path, step: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What an interrupted run measured up to the checkpoint it resumes from."""
+    try:
+        old = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        return ([h for h in old.get("history", []) if h["step"] <= step],
+                [r for r in old.get("refreshes", []) if r["step"] <= step])
+    except (OSError, ValueError, KeyError, TypeError):
+        return [], []
 
-    def record(step: int, event: str, path: str) -> None:
-        t0 = time.perf_counter()
-        metrics = evaluate(encoder(path), val_data)
-        entry = {"step": step, "event": event, **metrics, "seconds": round(time.perf_counter() - t0, 2)}
-        history.append(entry)
-        logger.info("step %d (%s): %s", step, event, metrics)
-        write_json(out / "metrics.json", {"history": history, "refreshes": refreshes, "config": asdict(cfg)})
-        emit("evaluation", entry)
 
-    start_path = resume_from or model_path
-    if resume_from:
-        emit("resume", {"step": resume_step, "path": resume_from})
-    if not history:
-        record(0, "start", model_path)
+def _source(given: NegativeSource | NegativeSourceFactory | None, train_data: RetrievalData,
+            run: _Run) -> tuple[NegativeSource, bool]:
+    """(the run's negative source, whether the run owns it and closes it at the end)."""
+    cfg = run.cfg
+    if isinstance(given, NegativeSource):
+        return given, False
+    if given is not None:
+        return given(train_data, cfg.mining_config()), True
+    return LocalNegativeSource(train_data, cfg.mining_config(), cache_dir=run.cache_dir, device=cfg.device,
+                               batch_size=cfg.encode_batch_size, max_seq_length=cfg.max_seq_length,
+                               show_progress=cfg.show_progress), True
 
-    table = NegativeTable(train_data, cfg.num_negatives, cfg.seed)
-    if source is not None:
-        src: NegativeSource = source
-    elif cfg.index_url:
-        src = HttpNegativeSource(cfg.index_url, cfg.index_name, train_data, cfg.mining_config(),
-                                 api_key=os.environ.get("NEGMINER_API_KEY"), from_index=cfg.index_copy_from,
-                                 delete_on_close=cfg.index_copy_from is not None)
-    else:
-        src = LocalNegativeSource(train_data, cfg.mining_config(), cache_dir=cache_dir, device=cfg.device,
-                                  batch_size=cfg.encode_batch_size, max_seq_length=cfg.max_seq_length,
-                                  show_progress=cfg.show_progress)
 
-    def take(step: int, started: float) -> bool:
-        ready = src.poll()
-        if ready is None:
-            return False
-        table.update(ready)
-        refreshes.append({"step": step, "version": ready.version,
-                          "seconds": round(time.perf_counter() - started, 2),
-                          "queries_short": ready.report.get("queries_short"), "filled_randomly": table.filled})
-        emit("refresh", refreshes[-1])
-        return True
-
-    if cfg.negatives != "none":
-        t0 = time.perf_counter()
-        src.refresh(start_path)
-        while not take(0, t0):  # the first negatives are needed before the first step
-            time.sleep(0.5)
-
-    dataset = Dataset.from_dict({"row": list(range(len(table.rows)))})
-    dataset.set_transform(table.transform)
-    fn_filter = (FalseNegativeFilter(cfg.loss_filter, cfg.loss_filter_margin)  # type: ignore[arg-type]
-                 if cfg.loss_filter else None)
-    loss = LOSSES[cfg.loss](model, temperature=cfg.temperature, mini_batch_size=cfg.mini_batch_size,
-                            false_negative_filter=fn_filter, positives=table.known_positives)
-
-    pending: dict[str, float] = {}
-    stopped: list[int] = []
-
-    class Observe(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-                   **kw: Any) -> None:
-            logs = logs or {}
-            if "loss" in logs:
-                emit("log", {"step": state.global_step, "loss": float(logs["loss"]),
-                             "learning_rate": float(logs.get("learning_rate", 0.0)),
-                             "epoch": round(float(logs.get("epoch") or 0.0), 4)})
-
-        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            emit("checkpoint", {"step": state.global_step,
-                                "path": str(ckpt_dir / f"checkpoint-{state.global_step}")})
-
-    class Refresh(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            step = state.global_step
-            if should_stop is not None and step < state.max_steps and should_stop():
-                stopped.append(step)
-                control.should_training_stop = True
-                control.should_save = True
-                return
-            if "started" in pending and take(step, pending["started"]):
-                pending.clear()
-            if cfg.negatives != "refresh" or step % cfg.refresh_every or step >= state.max_steps:
-                return
-            path = _save_model(model, out / "refresh" / f"step-{step}")
-            for old in sorted((out / "refresh").glob("step-*"), key=lambda p: int(p.name[5:]))[:-2]:
-                shutil.rmtree(old, ignore_errors=True)  # keep the two newest refresh models
-            record(step, "refresh", str(path))
-            pending["started"] = time.perf_counter()
-            src.refresh(str(path))
-            if take(step, pending["started"]):
-                pending.clear()
-
+def _training_args(cfg: TrainConfig, ckpt_dir: Path) -> Any:
     import torch
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-    args = SentenceTransformerTrainingArguments(
+    return SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio,
         seed=cfg.seed, logging_steps=cfg.logging_steps, save_strategy="steps",
@@ -393,19 +422,71 @@ def train(
         remove_unused_columns=False,
         use_cpu=cfg.device == "cpu" or not torch.cuda.is_available(), disable_tqdm=not cfg.show_progress,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
-                                         callbacks=[Refresh(), Observe()])
+
+
+def train(
+    data: RetrievalData,
+    config: TrainConfig | None = None,
+    *,
+    validation: RetrievalData | None = None,
+    source: NegativeSource | NegativeSourceFactory | None = None,
+    listener: TrainListener | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.model`` on ``data`` and evaluate it on ``validation`` (or a split of ``data``).
+
+    Everything is checked before training starts: the options, the data (non-empty splits) and the model.
+
+    ``source``: where negatives come from: a :class:`NegativeSource` (the caller's: it is not closed), a
+    :data:`NegativeSourceFactory` called with the training split and mining options (for example the index
+    service's ``negminer.service.HttpNegativeSource.factory(...)``), or None: mined in this process.
+    ``listener`` hears of resume, logs, evaluations, refreshes and checkpoints, and may stop the run.
+    """
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+
+    cfg = config or TrainConfig()
+    train_data, val_data = _splits(data, cfg, validation)
+    out = Path(cfg.output_dir)
+    run = _Run(cfg, out, val_data, cfg.cache_dir or str(Settings().cache_dir), listener or _Silent())
+    model_path = str(cfg.model or default_model_path())
+    model = run.encoder(model_path).model  # raises ModelError before anything else happens
+    if cfg.max_seq_length:
+        model.max_seq_length = cfg.max_seq_length
+    resume_from, resume_step = _resume_point(cfg, run.ckpt_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if resume_from:
+        run.history, run.refreshes = _earlier_metrics(out, resume_step)
+        run.listener.on_resume(ResumeEvent(resume_step, resume_from))
+    if not run.history:
+        run.evaluate(0, "start", model_path)
+
+    run.table = NegativeTable(train_data, cfg.num_negatives, cfg.seed)
+    run.source, owned = _source(source, train_data, run)
     try:
+        if cfg.negatives != NegativesMode.none:
+            run.refresh(0, resume_from or model_path)
+            while run.refresh_started is not None:  # the first negatives are needed before the first step
+                time.sleep(0.5)
+                run.take(0)
+        dataset = Dataset.from_dict({"row": list(range(len(run.table.rows)))})
+        dataset.set_transform(run.table.transform)
+        fn_filter = FalseNegativeFilter(cfg.loss_filter, cfg.loss_filter_margin) if cfg.loss_filter else None
+        loss = LOSSES[cfg.loss](model, temperature=cfg.temperature, mini_batch_size=cfg.mini_batch_size,
+                                false_negative_filter=fn_filter, positives=run.table.known_positives)
+        trainer = SentenceTransformerTrainer(model=model, args=_training_args(cfg, run.ckpt_dir),
+                                             train_dataset=dataset, loss=loss,
+                                             callbacks=[_RefreshCallback(run, model), _ObserveCallback(run)])
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
-        if source is None and hasattr(src, "close"):
-            src.close()
+        close = getattr(run.source, "close", None)
+        if owned and close is not None:
+            close()
     steps = trainer.state.global_step
-    if stopped:
-        logger.info("stopped at step %d; last checkpoint in %s", steps, ckpt_dir)
-        return TrainResult(str(out), "", history, refreshes, steps=steps, stopped=True)
+    if run.stopped_at is not None:
+        logger.info("stopped at step %d; last checkpoint in %s", steps, run.ckpt_dir)
+        return TrainResult(str(out), "", run.history, run.refreshes, steps=steps, stopped=True)
     final = _save_model(model, out / "model")
-    record(steps, "end", str(final))
-    _plot(history, out / "metrics.png")
+    run.evaluate(steps, "end", str(final))
+    _plot(run.history, out / "metrics.png")
     logger.info("trained %d steps; model in %s", steps, final)
-    return TrainResult(str(out), str(final), history, refreshes, steps=steps)
+    return TrainResult(str(out), str(final), run.history, run.refreshes, steps=steps)

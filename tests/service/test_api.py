@@ -62,7 +62,7 @@ def test_errors_are_problem_json_with_the_field(tmp_path: Path, lexical_model: P
             (c.post("/v1/indexes/docs/search", json={"top_k": 3}), 422, "invalid_request", "queries"),
             (c.post("/v1/indexes", json={"name": "Bad Name!", "documents": DOCS[:1]}), 422, "invalid_request",
              "name"),
-            (c.post("/v1/indexes", json={"name": "docs", "documents": DOCS[:1]}), 422, "invalid_request", "name"),
+            (c.post("/v1/indexes", json={"name": "docs", "documents": DOCS[:1]}), 409, "index_exists", "name"),
             (c.post("/v1/indexes", json={"name": "x", "documents": [{"id": "a", "text": ""}]}), 422,
              "invalid_request", "documents.0.text"),
             (c.post("/v1/indexes", json={"name": "big", "documents": DOCS * 4}), 413, "payload_too_large", None),

@@ -39,6 +39,7 @@ def test_trainer_refreshes_through_the_service(tmp_path: Path, lexical_model: Pa
     import shutil
 
     from negminer import build_demo
+    from negminer.service import HttpNegativeSource
     from negminer.trainer import TrainConfig, train
 
     port = free_port()
@@ -50,9 +51,8 @@ def test_trainer_refreshes_through_the_service(tmp_path: Path, lexical_model: Pa
         data = build_demo(120)
         cfg = TrainConfig(output_dir=str(tmp_path / "data" / "runs" / "t"), model=str(model), negatives="refresh",
                           refresh_every=2, max_steps=5, batch_size=4, num_negatives=2, device="cpu",
-                          cache_dir=str(tmp_path / "cache"), show_progress=False, index_url=base,
-                          index_name="train-run")
-        res = train(data, cfg)
+                          cache_dir=str(tmp_path / "cache"), show_progress=False)
+        res = train(data, cfg, source=HttpNegativeSource.factory(base, "train-run"))
         info = httpx.get(f"{base}/v1/indexes/train-run").json()
     finally:
         proc.terminate()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +26,9 @@ from sentence_transformers.base.losses.gradcache import CachedLossMixin
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
 
-from negminer.mining import _filters as filters
+from negminer import mining as filters
+from negminer._errors import ConfigError
+from negminer._vocab import LossFilterRule, values
 
 __all__ = ["FalseNegativeFilter", "RetrievalLoss"]
 
@@ -43,11 +45,11 @@ class FalseNegativeFilter:
             None uses the current model's (detached) scores.
     """
 
-    def __init__(self, rule: Literal["absolute", "relative", "adaptive"] = "relative", margin: float = 0.05,
+    def __init__(self, rule: LossFilterRule | str = LossFilterRule.relative, margin: float = 0.05,
                  guide: nn.Module | None = None, quantile: float = 0.5, window: int = 30) -> None:
-        if rule not in ("absolute", "relative", "adaptive"):
-            raise ValueError(f"rule must be absolute, relative or adaptive, got {rule!r}")
-        self.rule = rule
+        if rule not in values(LossFilterRule):
+            raise ConfigError(f"must be one of {', '.join(values(LossFilterRule))}, got {rule!r}", param="rule")
+        self.rule = LossFilterRule(rule)
         self.margin = margin
         self.guide = guide
         self.quantile = quantile

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
+from negminer.service.errors import problem_responses
 from negminer.service.models import bad_param, resolve_model
+from negminer.service.schemas import EmbedRequest
 
-router = APIRouter(prefix="/v1", tags=["embed"])
-
-
-class EmbedRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    inputs: str | list[str]
-    normalize: bool = True
-    truncate: bool = True
-    prompt_name: str | None = None
-    dimensions: int | None = Field(None, ge=1, description="keep the first N dimensions (Matryoshka models)")
-    model: str | None = Field(None, description="a model name from GET /v1/models; default: the service's model")
+router = APIRouter(prefix="/v1", tags=["embed"], responses=problem_responses(422))
 
 
-@router.post("/embed")
+@router.post("/embed", response_model=list[list[float]])
 def embed(body: EmbedRequest, registry: RegistryDep, settings: SettingsDep, models: StoreDep) -> list[list[float]]:
     """Embeddings of ``inputs`` (one string or a list). negminer's vectors are always L2-normalized and texts are
     always truncated to the model's maximum length, so ``normalize`` and ``truncate`` are accepted for TEI

@@ -9,29 +9,29 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, UploadFile
 
-from negminer._errors import DataError
+from negminer import DataError, load_data
 from negminer.service.deps import SettingsDep, StoreDep
+from negminer.service.errors import problem_responses
 from negminer.service.models import bad_param, list_page
+from negminer.service.schemas import Deleted, FileObject, ListPage
 from negminer.service.store import new_id
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=problem_responses(404, 409, 413, 422))
 
 FORMATS = {".jsonl": "pairs-jsonl", ".json": "pairs-jsonl", ".parquet": "parquet", ".csv": "csv"}
 
 
-def file_object(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
-            "filename": row["filename"], "purpose": row["purpose"], "status": "processed", **row["info"]}
+def file_object(row: dict[str, Any]) -> FileObject:
+    return FileObject(id=row["id"], bytes=row["bytes"], created_at=row["created_at"], filename=row["filename"],
+                      purpose=row["purpose"], **row["info"])
 
 
-@router.post("")
+@router.post("", response_model=FileObject)
 def upload_file(file: UploadFile, settings: SettingsDep, store: StoreDep,
-                purpose: Annotated[str, Form()] = "fine-tune") -> dict[str, Any]:
+                purpose: Annotated[str, Form()] = "fine-tune") -> FileObject:
     """Upload training or validation data: pairs JSONL (``query``/``anchor`` with ``positive`` or
     ``positives``), or Parquet / CSV with ``anchor`` and ``positive`` columns. The whole file is checked before it
     is kept; a bad one is refused with its line and field."""
-    from negminer._data import load_data
-
     if purpose != "fine-tune":
         raise bad_param("purpose", "must be 'fine-tune'")
     filename = Path(file.filename or "").name
@@ -66,22 +66,22 @@ def upload_file(file: UploadFile, settings: SettingsDep, store: StoreDep,
                                       sha256=digest.hexdigest(), info=info))
 
 
-@router.get("")
+@router.get("", response_model=ListPage[FileObject])
 def list_files(store: StoreDep, after: str | None = None,
-               limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> dict[str, Any]:
+               limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> ListPage[FileObject]:
     return list_page(lambda: store.list_files(after, limit), file_object, f"file {after!r}")
 
 
-@router.get("/{file_id}")
-def get_file(file_id: str, store: StoreDep) -> dict[str, Any]:
+@router.get("/{file_id}", response_model=FileObject)
+def get_file(file_id: str, store: StoreDep) -> FileObject:
     row = store.get_file(file_id)
     if row is None:
         raise HTTPException(404, f"no file {file_id!r}")
     return file_object(row)
 
 
-@router.delete("/{file_id}")
-def delete_file(file_id: str, store: StoreDep) -> dict[str, Any]:
+@router.delete("/{file_id}", response_model=Deleted)
+def delete_file(file_id: str, store: StoreDep) -> Deleted:
     row = store.get_file(file_id)
     if row is None:
         raise HTTPException(404, f"no file {file_id!r}")
@@ -90,4 +90,4 @@ def delete_file(file_id: str, store: StoreDep) -> dict[str, Any]:
         raise HTTPException(409, f"file {file_id!r} is used by job {job}, which has not finished")
     store.delete_file(file_id)
     Path(row["path"]).unlink(missing_ok=True)
-    return {"id": file_id, "object": "file", "deleted": True}
+    return Deleted(id=file_id, object="file")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+from negminer.service.registry import IndexRegistry
 
 router = APIRouter(tags=["metrics"])
 
@@ -16,7 +17,7 @@ router = APIRouter(tags=["metrics"])
 class ServiceMetrics:
     """One Prometheus registry per app (so several apps in one process, as in tests, stay apart)."""
 
-    def __init__(self, index_registry: Any) -> None:
+    def __init__(self, index_registry: IndexRegistry) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("negminer_requests_total", "HTTP requests", ["method", "route", "status"],
                                 registry=self.registry)
@@ -30,7 +31,7 @@ class ServiceMetrics:
 
 
 class _IndexCollector:
-    def __init__(self, index_registry: Any) -> None:
+    def __init__(self, index_registry: IndexRegistry) -> None:
         self.index_registry = index_registry
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -39,17 +40,21 @@ class _IndexCollector:
         op = GaugeMetricFamily("negminer_index_operation_seconds",
                                "duration of the last build / refresh / documents update", labels=["index", "type"])
         for name in self.index_registry.names():
-            info = self.index_registry.get(name).info()
-            size.add_metric([name], info["size"])
-            version.add_metric([name], info["version"] or 0)
-            o = info.get("operation") or {}
-            if o.get("seconds") is not None:
-                op.add_metric([name, o["type"]], o["seconds"])
+            try:
+                info = self.index_registry.get(name).info()
+            except KeyError:  # deleted meanwhile
+                continue
+            size.add_metric([name], info.size)
+            version.add_metric([name], info.version or 0)
+            if info.operation is not None and info.operation.seconds is not None:
+                op.add_metric([name, str(info.operation.type)], info.operation.seconds)
         yield size
         yield version
         yield op
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: {
+    "description": "Prometheus text exposition format",
+    "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
 def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

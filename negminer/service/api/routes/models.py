@@ -6,28 +6,30 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from negminer._vocab import ModelKind
 from negminer.service.deps import SettingsDep, StoreDep
+from negminer.service.errors import problem_responses
 from negminer.service.models import default_model
+from negminer.service.schemas import ListPage, Model
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
-
-
-def _model(name: str, created: int, kind: str, job: str | None) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": created, "owned_by": "negminer", "kind": kind, "job": job}
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(404))
 
 
-@router.get("")
-def list_models(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    data = [_model(default_model(settings)[0], 0, "default", None)]
-    data += [_model(m["name"], m["created_at"], m["kind"], m["job_id"]) for m in store.list_models()]
-    return {"object": "list", "data": data, "has_more": False}
+def _model(row: dict[str, Any]) -> Model:
+    return Model(id=row["name"], created=row["created_at"], kind=row["kind"], job=row["job_id"])
 
 
-@router.get("/{name}")
-def get_model(name: str, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+@router.get("", response_model=ListPage[Model])
+def list_models(store: StoreDep, settings: SettingsDep) -> ListPage[Model]:
+    data = [Model(id=default_model(settings)[0], created=0, kind=ModelKind.default)]
+    return ListPage[Model](data=data + [_model(m) for m in store.list_models()])
+
+
+@router.get("/{name}", response_model=Model)
+def get_model(name: str, store: StoreDep, settings: SettingsDep) -> Model:
     if name == default_model(settings)[0]:
-        return _model(name, 0, "default", None)
+        return Model(id=name, created=0, kind=ModelKind.default)
     m = store.get_model(name)
     if m is None:
         raise HTTPException(404, f"no model {name!r}")
-    return _model(m["name"], m["created_at"], m["kind"], m["job_id"])
+    return _model(m)

@@ -1,4 +1,4 @@
-"""Named, versioned indexes under one folder, served from memory and swapped atomically.
+"""The service's named, versioned indexes under one folder, served from memory and swapped atomically.
 
 ``root/<name>/`` holds the :class:`IndexStore` versions of one index (each with its documents' texts) and
 ``index.json`` (model, kind). Builds run in a background thread; until a build publishes its version the
@@ -17,27 +17,55 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError, NegminerError
 from negminer._io import atomic_open
-from negminer.index._encoder import Encoder
-from negminer.index._store import CorpusIndex, IndexStore, build_index
+from negminer._vocab import IndexKind, IndexStatus, OperationStatus, OperationType
+from negminer.index import CorpusIndex, Encoder, IndexStore, build_index
+from negminer.service.schemas import NAME_PATTERN, IndexInfo, Operation
 
-__all__ = ["IndexRegistry", "IndexNotFound", "IndexState"]
+__all__ = ["IndexBusy", "IndexExists", "IndexNotFound", "IndexNotReady", "IndexRegistry", "IndexState", "Snapshot"]
 
 logger = logging.getLogger("negminer")
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_RE = re.compile(NAME_PATTERN)
 
 
 class IndexNotFound(NegminerError, KeyError):
-    """No index of that name."""
+    """No index of that name (``name``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no index named {name!r}", param="name")
+        self.name = name
 
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "index not found"
+        return str(self.args[0])
+
+
+class IndexExists(NegminerError):
+    """An index of that name exists already."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"index {name!r} already exists", param="name")
+        self.name = name
+
+
+class IndexBusy(NegminerError):
+    """The index is building its next version; one operation at a time."""
+
+    def __init__(self, name: str, operation: str) -> None:
+        super().__init__(f"index {name!r} is busy ({operation})", param="name")
+        self.name, self.operation = name, operation
+
+
+class IndexNotReady(NegminerError):
+    """The index has no version to serve yet (still building) or its build failed."""
+
+    def __init__(self, name: str, status: str, error: str | None = None) -> None:
+        super().__init__(f"index {name!r} is {status}" + (f": {error}" if error else ""), param="name")
+        self.name, self.status = name, status
 
 
 @dataclass
@@ -47,28 +75,37 @@ class IndexState:
     name: str
     model: str
     kind: str
-    status: str = "building"  # building | ready | failed
+    status: IndexStatus = IndexStatus.building
     current: CorpusIndex | None = None
     texts: list[str] = field(default_factory=list)
     error: str | None = None
     build_seconds: float | None = None
-    operation: dict[str, Any] | None = None  # the build / refresh / documents update in progress or last done
+    operation: Operation | None = None  # the build / refresh / documents update in progress or last done
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def info(self) -> dict[str, Any]:
-        cur = self.current
-        return {
-            "name": self.name,
-            "status": self.status,
-            "version": cur.version if cur else None,
-            "size": len(cur) if cur else 0,
-            "model": self.model,
-            "model_fingerprint": cur.fingerprint if cur else None,
-            "kind": self.kind,
-            "error": self.error,
-            "build_seconds": self.build_seconds,
-            "operation": self.operation,
-        }
+    def info(self) -> IndexInfo:
+        with self.lock:
+            cur = self.current
+            return IndexInfo(name=self.name, status=self.status, version=cur.version if cur else None,
+                             size=len(cur) if cur else 0, model=self.model,
+                             model_fingerprint=cur.fingerprint if cur else None, kind=IndexKind(self.kind),
+                             error=self.error, build_seconds=self.build_seconds,
+                             operation=self.operation.model_copy() if self.operation else None)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The current version of an index with its texts and model, taken together: what a search or mining run
+    holds while a refresh swaps the next version in."""
+
+    name: str
+    index: CorpusIndex
+    texts: list[str]
+    model: str
+
+    @property
+    def version(self) -> int | None:
+        return self.index.version
 
 
 class IndexRegistry:
@@ -95,7 +132,7 @@ class IndexRegistry:
             meta_path = d / "index.json"
             if not meta_path.exists():
                 continue
-            state = IndexState(name=d.name, model="", kind="flat")
+            state = IndexState(name=d.name, model="", kind=IndexKind.flat)
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
                 state.model, state.kind = meta["model"], meta.get("kind", "flat")
@@ -104,9 +141,9 @@ class IndexRegistry:
                     raise IndexFileError(f"{d}: the current version holds no texts")
                 state.texts = state.current.texts
                 state.model = state.current.model  # the model that encoded this version
-                state.status = "ready"
+                state.status = IndexStatus.ready
             except (IndexFileError, OSError, ValueError, KeyError) as exc:  # reported, never fatal at start
-                state.status, state.error = "failed", f"{type(exc).__name__}: {exc}"
+                state.status, state.error = IndexStatus.failed, f"{type(exc).__name__}: {exc}"
             self._states[d.name] = state
 
     def encoder(self, model: str) -> Encoder:
@@ -120,28 +157,25 @@ class IndexRegistry:
                wait: bool = False) -> IndexState:
         """Start building index ``name`` in the background (``wait=True`` builds in this thread)."""
         if not NAME_RE.match(name):
-            raise ConfigError(f"name: must match {NAME_RE.pattern}, got {name!r}")
+            raise ConfigError(f"must match {NAME_RE.pattern}, got {name!r}", param="name")
         if len(doc_ids) != len(texts):
-            raise ConfigError("documents: ids and texts differ in length")
+            raise ConfigError("ids and texts differ in length", param="documents")
         if len(set(doc_ids)) != len(doc_ids):
-            raise ConfigError("documents: duplicate ids")
+            raise ConfigError("duplicate ids", param="documents")
         with self._lock:
             if name in self._states:
-                raise ConfigError(f"name: index {name!r} already exists")
+                raise IndexExists(name)
             state = IndexState(name=name, model=model, kind=kind)
             self._states[name] = state
-        self._rebuild(state, "build", model, list(doc_ids), list(texts), wait=wait)
+        self._rebuild(state, OperationType.build, model, list(doc_ids), list(texts), wait=wait)
         return state
 
     def add_documents(self, name: str, doc_ids: list[str], texts: list[str], *, wait: bool = False) -> IndexState:
         """Add or replace documents (by id) and publish the next version; only new texts are encoded."""
-        state = self.get(name)
         if len(set(doc_ids)) != len(doc_ids):
-            raise ConfigError("documents: duplicate ids")
-        with state.lock:
-            if state.current is None:
-                raise IndexFileError(f"index {name!r} is {state.status}")
-            ids, all_texts = list(state.current.doc_ids), list(state.texts)
+            raise ConfigError("duplicate ids", param="documents")
+        snap = self.snapshot(name)
+        state, ids, all_texts = self.get(name), list(snap.index.doc_ids), list(snap.texts)
         pos = {d: i for i, d in enumerate(ids)}
         for d, t in zip(doc_ids, texts):
             if d in pos:
@@ -150,27 +184,22 @@ class IndexRegistry:
                 pos[d] = len(ids)
                 ids.append(d)
                 all_texts.append(t)
-        self._rebuild(state, "documents", state.model, ids, all_texts, wait=wait)
+        self._rebuild(state, OperationType.documents, state.model, ids, all_texts, wait=wait)
         return state
 
     def refresh(self, name: str, model: str, *, wait: bool = False) -> IndexState:
         """Re-encode the corpus with ``model`` (a newer checkpoint) into the next version, then swap it in."""
-        state = self.get(name)
-        with state.lock:
-            if state.current is None:
-                raise IndexFileError(f"index {name!r} is {state.status}")
-            ids, texts = list(state.current.doc_ids), list(state.texts)
-        self._rebuild(state, "refresh", model, ids, texts, wait=wait)
+        snap, state = self.snapshot(name), self.get(name)
+        self._rebuild(state, OperationType.refresh, model, list(snap.index.doc_ids), list(snap.texts), wait=wait)
         return state
 
-    def _rebuild(self, state: IndexState, op: str, model: str, doc_ids: list[str], texts: list[str], *,
+    def _rebuild(self, state: IndexState, op: OperationType, model: str, doc_ids: list[str], texts: list[str], *,
                  wait: bool) -> None:
         with state.lock:
-            if state.operation and state.operation["status"] == "running":
-                raise ConfigError(f"name: index {state.name!r} is busy ({state.operation['type']})")
-            state.operation = {"type": op, "model": model, "status": "running", "started_at": int(time.time()),
-                               "documents": len(doc_ids), "to_encode": None, "encoded": 0, "seconds": None,
-                               "error": None}
+            if state.operation and state.operation.status == OperationStatus.running:
+                raise IndexBusy(state.name, state.operation.type)
+            operation = Operation(type=op, model=model, started_at=int(time.time()), documents=len(doc_ids))
+            state.operation = operation
         d = self.root / state.name
         d.mkdir(parents=True, exist_ok=True)
 
@@ -179,9 +208,7 @@ class IndexRegistry:
             try:
                 def progress(done: int, total: int) -> None:
                     with state.lock:
-                        if state.operation:
-                            state.operation["encoded"] = done
-                            state.operation["to_encode"] = total
+                        operation.encoded, operation.to_encode = done, total
 
                 index = build_index(self.encoder(model), doc_ids, texts, kind=state.kind, keep_texts=True,
                                     progress=progress)
@@ -191,20 +218,18 @@ class IndexRegistry:
                 IndexStore(d).publish(index)
                 with state.lock:  # the swap: readers holding the old version keep it
                     state.current, state.texts, state.model = index, list(texts), model
-                    state.status, state.error = "ready", None
-                    state.operation = {**(state.operation or {}), "status": "succeeded", "version": index.version}
+                    state.status, state.error = IndexStatus.ready, None
+                    operation.status, operation.version = OperationStatus.succeeded, index.version
             except Exception as exc:  # noqa: BLE001 - a failed build is reported in the index status
                 logger.exception("%s of index %s failed", op, state.name)
                 with state.lock:
                     if state.current is None:
-                        state.status = "failed"
+                        state.status = IndexStatus.failed
                     state.error = f"{type(exc).__name__}: {exc}"
-                    state.operation = {**(state.operation or {}), "status": "failed", "error": state.error}
+                    operation.status, operation.error = OperationStatus.failed, state.error
             seconds = round(time.perf_counter() - t0, 3)
             with state.lock:
-                state.build_seconds = seconds
-                if state.operation:
-                    state.operation["seconds"] = seconds
+                state.build_seconds = operation.seconds = seconds
 
         if wait:
             run()
@@ -217,7 +242,7 @@ class IndexRegistry:
         try:
             return self._states[name]
         except KeyError:
-            raise IndexNotFound(f"no index named {name!r}") from None
+            raise IndexNotFound(name) from None
 
     def names(self) -> list[str]:
         return sorted(self._states)
@@ -234,61 +259,32 @@ class IndexRegistry:
             th.join(timeout)
 
     # -- queries -----------------------------------------------------------------------------------------------
-    def snapshot(self, name: str) -> tuple[IndexState, CorpusIndex, list[str], str]:
-        """(state, current version, its texts, its model), taken together under the index's lock."""
+    def snapshot(self, name: str) -> Snapshot:
+        """The current version of ``name`` with its texts and model, taken together under the index's lock."""
         state = self.get(name)
         with state.lock:
             current, texts, model = state.current, state.texts, state.model
         if current is None:
-            raise IndexFileError(f"index {name!r} is {state.status}" + (f": {state.error}" if state.error else ""))
-        return state, current, texts, model
+            raise IndexNotReady(name, state.status, state.error)
+        return Snapshot(name, current, texts, model)
 
     def search(self, name: str, queries: list[str] | None, top_k: int, vectors: np.ndarray | None = None,
-               ) -> tuple[int | None, list[list[dict[str, Any]]]]:
-        """(version that answered, per query [{id, score, text}]) from the current version of ``name``.
+               ) -> tuple[int | None, list[list[tuple[str, float, str]]]]:
+        """(version that answered, per query [(id, score, text)]) from the current version of ``name``.
 
         Give query texts (encoded with the index's model) or query vectors."""
-        _, current, texts, model = self.snapshot(name)
+        snap = self.snapshot(name)
+        current = snap.index
         if vectors is None:
-            vecs = self.encoder(model).encode(list(queries or []), kind="query", desc="queries")
+            vecs = self.encoder(snap.model).encode(list(queries or []), kind="query", desc="queries")
         else:
             if vectors.ndim != 2 or vectors.shape[1] != current.index.dim:
-                raise ConfigError(f"vectors: expected rows of {current.index.dim} floats, got shape "
-                                  f"{tuple(vectors.shape)}")
+                raise ConfigError(f"expected rows of {current.index.dim} floats, got shape {tuple(vectors.shape)}",
+                                  param="vectors")
             vecs = vectors.astype(np.float32)
         scores, rows = current.search(vecs, top_k)
         out = []
         for sc, rw in zip(scores, rows):
-            out.append([{"id": current.doc_ids[r], "score": float(s), "text": texts[r]}
-                        for s, r in zip(sc, rw) if r >= 0 and np.isfinite(s)])
+            out.append([(current.doc_ids[r], float(s), snap.texts[r]) for s, r in zip(sc, rw)
+                        if r >= 0 and np.isfinite(s)])
         return current.version, out
-
-    def mine(self, name: str, queries: list[str], positive_ids: list[list[str]], positive_texts: list[list[str]],
-             options: dict[str, Any]) -> tuple[int | None, Any]:
-        """Mine negatives for ``queries`` from the current version's corpus with the index's model.
-
-        Positives are document ids of the index or extra texts (added to the candidates as positives)."""
-        from negminer._data import RetrievalData
-        from negminer.mining import mine
-
-        _, current, texts, model = self.snapshot(name)
-        ids, corpus = list(current.doc_ids), list(texts)
-        row = {d: i for i, d in enumerate(ids)}
-        positives = []
-        for qi, (pids, ptexts) in enumerate(zip(positive_ids, positive_texts)):
-            rows = []
-            for d in pids:
-                if d not in row:
-                    raise ConfigError(f"queries[{qi}].positive_ids: unknown document id {d!r}")
-                rows.append(row[d])
-            for t in ptexts:
-                ids.append(f"positive:{qi}:{len(rows)}")
-                corpus.append(t)
-                rows.append(len(ids) - 1)
-            if not rows:
-                raise ConfigError(f"queries[{qi}]: needs positive_ids or positives")
-            positives.append(rows)
-        data = RetrievalData(ids, corpus, [f"q{i}" for i in range(len(queries))], list(queries), positives,
-                             source=f"index:{name}")
-        result = mine(data, self.encoder(model), show_progress=False, **options)
-        return current.version, result

@@ -1,0 +1,123 @@
+"""Training options, declared once: :class:`TrainHyperparameters` (the recipe: what a fine-tuning job may set) and
+:class:`TrainConfig` (the recipe plus where and how one run happens). The command line's options, the REST API's
+``hyperparameters`` and the worker all take their names, types, limits, defaults and help from here."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
+
+from negminer._errors import config_error
+from negminer._vocab import LossFilterRule, LossName, NegativesMode
+from negminer.mining import MiningConfig
+
+__all__ = ["TrainConfig", "TrainHyperparameters"]
+
+
+def _fspath(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+PathStr = Annotated[str, BeforeValidator(_fspath)]
+
+
+if TYPE_CHECKING:
+    from pydantic._internal._model_construction import ModelMetaclass as _ModelMetaclass
+else:
+    _ModelMetaclass = type(BaseModel)
+
+
+class _ConfigErrors(_ModelMetaclass):
+    """Calling the class (``TrainConfig(...)``) raises :class:`~negminer.ConfigError` naming the first bad field.
+
+    Validation inside another model or a request body (``model_validate``) keeps pydantic's ValidationError, so the
+    REST API still names the nested field (``hyperparameters.loss``)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            raise config_error(exc) from None
+
+
+class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
+    """The training recipe. Invalid values raise :class:`~negminer.ConfigError` naming the field (the REST API
+    answers 422 naming ``hyperparameters.<field>``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True,
+                              populate_by_name=True)
+
+    loss: LossName = Field(LossName.infonce, description="infonce, decoupled (DEXML) or dcl")
+    temperature: float = Field(0.05, gt=0, description="s = cos / temperature")
+    negatives: NegativesMode = Field(NegativesMode.mined, description="none (in-batch only), mined (once, before "
+                                     "training) or refresh (re-mined every refresh_every steps)")
+    refresh_every: int = Field(50, ge=1, description="steps between refreshes of the negatives")
+    num_negatives: int = Field(3, ge=1, description="hard negatives per example")
+    mining: MiningConfig = Field(default_factory=MiningConfig.recommended,
+                                 description="mining options (default: the recommended filter, adaptive_margin 1.0); "
+                                 "num_negatives is the training option's")
+    max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
+    epochs: float = Field(1.0, validation_alias=AliasChoices("epochs", "n_epochs"),
+                          description="passes over the (query, positive) pairs")
+    batch_size: int = Field(16, ge=2, description="examples per step")
+    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of the steps over which the learning rate rises")
+    mini_batch_size: int | None = Field(None, ge=1, description="GradCache mini-batch (large batches, small memory)")
+    max_seq_length: int | None = Field(None, ge=8, description="tokens per text (default: the model's)")
+    loss_filter: LossFilterRule | None = Field(None, description="in-loss false-negative masking rule")
+    loss_filter_margin: float = Field(0.05, description="margin of loss_filter")
+    validation_fraction: float = Field(0.2, gt=0, lt=1, description="queries held out for evaluation when no "
+                                       "validation data is given")
+    save_steps: int | None = Field(None, ge=1, description="steps between checkpoints (default: refresh_every)")
+    logging_steps: int = Field(10, ge=1, description="steps between loss logs")
+
+    @field_validator("mining", mode="after")
+    @classmethod
+    def _mining_takes_num_negatives(cls, mining: MiningConfig, info: ValidationInfo) -> MiningConfig:
+        num = info.data.get("num_negatives", 3)
+        if mining.num_negatives == num:
+            return mining
+        return MiningConfig.model_validate({**mining.model_dump(exclude_unset=True), "num_negatives": num})
+
+    @field_serializer("mining")
+    def _mining_as_set(self, mining: MiningConfig) -> dict[str, Any]:
+        """Only what differs from MiningConfig's defaults (num_negatives is the training option's)."""
+        return mining.model_dump(mode="json", exclude_defaults=True, exclude={"num_negatives"})
+
+    @field_validator("epochs", mode="after")
+    @classmethod
+    def _epochs_or_steps(cls, epochs: float, info: ValidationInfo) -> float:
+        if epochs <= 0 and info.data.get("max_steps", -1) <= 0:
+            raise ValueError("must be positive (or set max_steps)")
+        return epochs
+
+    def mining_config(self) -> MiningConfig:
+        """The mining options with this run's ``num_negatives``."""
+        return self.mining.model_copy(update={"num_negatives": self.num_negatives})
+
+
+class TrainConfig(TrainHyperparameters):
+    """Everything :func:`negminer.trainer.train` needs: the recipe and the run's place, model, device and resume."""
+
+    output_dir: PathStr = Field("runs/train", description="output folder (model, checkpoints, metrics)")
+    model: PathStr | None = Field(None, description="model folder or name (default: bundled all-MiniLM-L6-v2)")
+    seed: int = Field(42, description="seed of the data order, sampling and initialization")
+    resume: bool | Literal["auto"] = Field(False, description="true: continue from the last complete checkpoint "
+                                           "(required); auto: if there is one")
+    save_total_limit: int = Field(2, ge=1, description="trainer checkpoints kept on disk")
+    cache_dir: PathStr | None = Field(None, description="embedding cache (default: $NEGMINER_CACHE_DIR)")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    encode_batch_size: int = Field(64, ge=1, description="texts per encoding batch (evaluation, mining)")
+    show_progress: bool = Field(True, description="progress bars")
