@@ -6,7 +6,7 @@ STAMP := $(VENV)/.negminer-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast lint bench bench-speed bench-fn bench-train clean docker-test docker-build docker-build-gpu
+.PHONY: demo test test-fast lint types bench bench-speed bench-fn bench-train clean docker-test docker-build docker-build-gpu
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,15 +17,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/negminer demo --output runs/demo
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check negminer tests benchmarks
+# lint (ruff check, ruff format --check), types (mypy on negminer/), then every test
+test: lint types
 	$(PY) -m pytest -q
 
+# under a minute: no process-level or training tests (they are marked slow)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check negminer tests benchmarks
+	$(VENV)/bin/ruff format --check negminer tests benchmarks
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
 
 bench: bench-fn bench-speed bench-train
 

@@ -24,6 +24,7 @@ from _common import machine, markdown_table  # noqa: E402
 
 from negminer import Encoder, build_demo  # noqa: E402
 from negminer.index import default_model_path  # noqa: E402
+from negminer.mining import RECOMMENDED_FILTER  # noqa: E402
 from negminer.trainer import TrainConfig, evaluate, train  # noqa: E402
 
 RUNS = [
@@ -84,7 +85,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 cfg = TrainConfig(output_dir=str(tmp / f"{loss}-{mode}"), loss=loss, negatives=mode,
                                   refresh_every=args.refresh_every, num_negatives=args.num_negatives,
-                                  mining=mining or {"adaptive_margin": 1.0}, max_steps=args.max_steps,
+                                  mining=mining or RECOMMENDED_FILTER, max_steps=args.max_steps,
                                   batch_size=args.batch_size, learning_rate=args.lr,
                                   max_seq_length=args.max_seq_length, cache_dir=args.cache_dir, device="cpu",
                                   show_progress=False)

@@ -75,10 +75,6 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
 
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
-    app.include_router(indexes.router, dependencies=protected)
-    app.include_router(embed.router, dependencies=protected)
-    app.include_router(files.router, dependencies=protected)
-    app.include_router(fine_tuning.router, dependencies=protected)
-    app.include_router(models.router, dependencies=protected)
-    app.include_router(metrics.router, dependencies=protected)
+    for router in (indexes.router, embed.router, files.router, fine_tuning.router, models.router, metrics.router):
+        app.include_router(router, dependencies=protected, responses=errors.problem_responses(401, 413))
     return app

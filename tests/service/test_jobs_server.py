@@ -16,6 +16,8 @@ import pytest
 
 from tests.service._procs import free_port, start_server, start_worker, stop
 
+pytestmark = pytest.mark.slow  # real service and worker processes, jobs of tens of steps
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 

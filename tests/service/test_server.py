@@ -6,8 +6,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.service._procs import free_port, start_server
+
+pytestmark = pytest.mark.slow  # real uvicorn processes
 
 
 def test_server_end_to_end_with_restart(tmp_path: Path, lexical_model: Path) -> None:

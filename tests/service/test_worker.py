@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from negminer.service import ServiceSettings, Worker, create_app
+
+pytestmark = pytest.mark.slow  # workers spawn a training process per job
 
 
 def _setup(tmp_path: Path, model: Path) -> tuple[ServiceSettings, TestClient]:

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from negminer import ConfigError, DataError, ModelError, build_demo
-from negminer.trainer import LocalNegativeSource, TrainConfig, train
+from negminer.trainer import (
+    CheckpointEvent,
+    EvaluationEvent,
+    LocalNegativeSource,
+    LogEvent,
+    RefreshEvent,
+    TrainConfig,
+    TrainListener,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +32,41 @@ def _cfg(tmp_path: Path, model: Path, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
+class Recorder(TrainListener):
+    """Hears everything; asks the run to stop once it has seen ``stop_at`` steps' logs."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.heard: list[tuple[str, int]] = []
+        self.stop_at = stop_at
+
+    def on_log(self, event: LogEvent) -> None:
+        assert event.loss == event.loss and event.learning_rate >= 0
+        self.heard.append(("log", event.step))
+
+    def on_evaluation(self, event: EvaluationEvent) -> None:
+        assert set(event.metrics) >= {"ndcg@10", "recall@100", "mrr@10"}
+        self.heard.append((event.event, event.step))
+
+    def on_refresh(self, event: RefreshEvent) -> None:
+        self.heard.append(("negatives", event.step))
+
+    def on_checkpoint(self, event: CheckpointEvent) -> None:
+        assert Path(event.path).name == f"checkpoint-{event.step}"
+        self.heard.append(("checkpoint", event.step))
+
+    def should_stop(self) -> bool:
+        return self.stop_at is not None and sum(k == "log" for k, _ in self.heard) >= self.stop_at
+
+
 def test_refresh_mode_end_to_end(small, tiny_model: Path, tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    res = train(small, _cfg(tmp_path, tiny_model, negatives="refresh", loss="decoupled"))
+    heard = Recorder()
+    res = train(small, _cfg(tmp_path, tiny_model, negatives="refresh", loss="decoupled"), listener=heard)
+    assert heard.heard[:2] == [("start", 0), ("negatives", 0)] and heard.heard[-1] == ("end", 5)
+    assert [s for k, s in heard.heard if k == "log"] == [1, 2, 3, 4, 5]
+    assert [s for k, s in heard.heard if k == "checkpoint"] == [2, 4, 5]
+    assert [s for k, s in heard.heard if k == "negatives"] == [0, 2, 4]
     events = [(h["event"], h["step"]) for h in res.history]
     assert events == [("start", 0), ("refresh", 2), ("refresh", 4), ("end", 5)]
     assert [r["version"] for r in res.refreshes] == [1, 2, 3] and [r["step"] for r in res.refreshes] == [0, 2, 4]
@@ -40,10 +80,13 @@ def test_refresh_mode_end_to_end(small, tiny_model: Path, tmp_path: Path) -> Non
     assert any((a != b).any() for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
 
 
-def test_in_batch_only_and_resume(small, tiny_model: Path, tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, tiny_model, negatives="none", max_steps=4)
+def test_in_batch_only_stop_and_resume(small, tiny_model: Path, tmp_path: Path) -> None:
+    stopped = train(small, _cfg(tmp_path, tiny_model, negatives="none", max_steps=4), listener=Recorder(stop_at=2))
+    assert stopped.stopped and stopped.steps == 3 and stopped.model_path == ""  # logs arrive after the step ends
+    cfg = _cfg(tmp_path, tiny_model, negatives="none", max_steps=4, resume=True)
     res = train(small, cfg)
     assert res.refreshes == [] and res.after["step"] == 4
+    assert [h["step"] for h in res.history] == [0, 4]  # the start evaluation is not repeated on resume
     again = train(small, _cfg(tmp_path, tiny_model, negatives="none", max_steps=6, resume=True))
     assert again.after["step"] == 6
 

@@ -12,7 +12,7 @@ from negminer.service.errors import problem_responses
 from negminer.service.models import default_model
 from negminer.service.schemas import ListPage, Model
 
-router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(404))
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(404, 422))
 
 
 def _model(row: dict[str, Any]) -> Model:

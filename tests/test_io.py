@@ -1,0 +1,73 @@
+"""Atomic writes: files and folders appear whole or not at all, and a replaced folder never goes missing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from negminer import _io
+from negminer._io import atomic_dir, write_json
+
+
+def test_atomic_dir_replaces_and_cleans_up(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+    with atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary or old folder left
+
+
+def test_a_failed_write_leaves_the_old_folder(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("cut short")
+    assert (target / "a.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_readers_never_find_the_folder_missing(tmp_path: Path) -> None:
+    """While a writer replaces the folder 200 times, a reader always finds a complete one."""
+    probe_a, probe_b = tmp_path / "probe-a", tmp_path / "probe-b"
+    probe_a.mkdir(), probe_b.mkdir()
+    if not _io.exchange(probe_a, probe_b):
+        pytest.skip("this system cannot exchange paths atomically")
+    probe_a.rmdir(), probe_b.rmdir()
+    target = tmp_path / "index"
+    with atomic_dir(target) as tmp:
+        write_json(tmp / "meta.json", {"n": 0})
+    stop, seen, gaps = threading.Event(), [], []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                seen.append((target / "meta.json").read_text())
+            except FileNotFoundError:
+                gaps.append(1)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for n in range(1, 201):
+            with atomic_dir(target) as tmp:
+                write_json(tmp / "meta.json", {"n": n})
+    finally:
+        stop.set()
+        reader.join()
+    assert gaps == [] and seen
+    assert (target / "meta.json").read_text().strip().endswith("200\n}")
+
+
+def test_without_atomic_exchange_the_swap_still_completes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(_io, "exchange", lambda a, b: False)
+    target = tmp_path / "model"
+    for text in ("1", "2"):
+        with atomic_dir(target) as tmp:
+            (tmp / "x").write_text(text)
+    assert (target / "x").read_text() == "2" and [p.name for p in tmp_path.iterdir()] == ["model"]
