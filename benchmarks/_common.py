@@ -13,8 +13,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def machine() -> str:
     import torch
 
-    return (f"Python {sys.version.split()[0]}, torch {torch.__version__}, {os.cpu_count()} CPU cores, "
-            f"{platform.machine()}, CUDA {'yes' if torch.cuda.is_available() else 'no'}")
+    return (
+        f"Python {sys.version.split()[0]}, torch {torch.__version__}, {os.cpu_count()} CPU cores, "
+        f"{platform.machine()}, CUDA {'yes' if torch.cuda.is_available() else 'no'}"
+    )
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:

@@ -71,11 +71,18 @@ def evaluate(data: RetrievalData, hidden: list[set[int]], encoder: Encoder, num_
                 mined += 1
                 contaminated += bool(text_to_docs[res.doc_texts[n]] & hidden[q])
         r = res.report
-        rows.append([
-            name, round(contaminated / max(mined, 1), 4), contaminated, mined,
-            r.negative_scores.get("mean", float("nan")), round(r.queries_full / r.queries, 4),
-            r.queries_deepened, round(time.perf_counter() - t0, 2),
-        ])
+        rows.append(
+            [
+                name,
+                round(contaminated / max(mined, 1), 4),
+                contaminated,
+                mined,
+                r.negative_scores.get("mean", float("nan")),
+                round(r.queries_full / r.queries, 4),
+                r.queries_deepened,
+                round(time.perf_counter() - t0, 2),
+            ]
+        )
     return rows
 
 
@@ -87,16 +94,26 @@ def main() -> None:
     ap.add_argument("--json", default="runs/bench/false_negatives.json")
     args = ap.parse_args()
     encoder = Encoder(args.model, cache_dir=args.cache_dir, batch_size=64)
-    header = ["filter", "contamination", "hidden mined", "negatives", "hardness (mean neg score)", "full",
-              "deepened", "seconds"]
+    header = [
+        "filter",
+        "contamination",
+        "hidden mined",
+        "negatives",
+        "hardness (mean neg score)",
+        "full",
+        "deepened",
+        "seconds",
+    ]
     out = {"machine": machine(), "num_negatives": args.num_negatives, "cases": {}}
     print(f"# False-negative benchmark ({machine()})\n")
     for case, harsh in (("natural", False), ("harsh", True)):
         full = build_demo(None, harsh=harsh)
         data, hidden = hide_half(full)
         n_hidden = sum(len(h) for h in hidden)
-        print(f"## {case}: {len(data)} queries with >= 2 positives, {data.num_pairs} labeled + {n_hidden} hidden "
-              f"positives, corpus {len(data.corpus_texts)} documents, num_negatives={args.num_negatives}\n")
+        print(
+            f"## {case}: {len(data)} queries with >= 2 positives, {data.num_pairs} labeled + {n_hidden} hidden "
+            f"positives, corpus {len(data.corpus_texts)} documents, num_negatives={args.num_negatives}\n"
+        )
         rows = evaluate(data, hidden, encoder, args.num_negatives)
         print(markdown_table(header, rows) + "\n", flush=True)
         out["cases"][case] = {"queries": len(data), "hidden": n_hidden, "header": header, "rows": rows}

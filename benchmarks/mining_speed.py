@@ -46,8 +46,15 @@ def main() -> None:
 
         def st_run(label: str, cache: Path | None) -> float:
             t0 = time.perf_counter()
-            mine_hard_negatives(pairs, st_model, use_faiss=True, batch_size=args.batch_size, verbose=False,
-                                cache_folder=str(cache) if cache else None, **settings)
+            mine_hard_negatives(
+                pairs,
+                st_model,
+                use_faiss=True,
+                batch_size=args.batch_size,
+                verbose=False,
+                cache_folder=str(cache) if cache else None,
+                **settings,
+            )
             dt = time.perf_counter() - t0
             rows.append([label, round(dt, 2), "", "", "", ""])
             return dt
@@ -57,8 +64,9 @@ def main() -> None:
         st_cached = st_run("sentence-transformers, re-run with cache_folder", tmp / "st-cache")
 
         def ours(label: str) -> tuple[float, dict]:
-            enc = Encoder(model_path, device="cpu", batch_size=args.batch_size, cache_dir=tmp / "nm-cache",
-                          show_progress=False)
+            enc = Encoder(
+                model_path, device="cpu", batch_size=args.batch_size, cache_dir=tmp / "nm-cache", show_progress=False
+            )
             t0 = time.perf_counter()
             res = mine(data, enc, show_progress=False, **settings)
             dt = time.perf_counter() - t0
@@ -72,17 +80,28 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"# Mining speed ({machine()})\n")
-    print(f"{len(data)} queries, {len(data.corpus_texts)} documents (demo data), {settings}, "
-          f"batch size {args.batch_size}, exact FAISS search on CPU\n")
+    print(
+        f"{len(data)} queries, {len(data.corpus_texts)} documents (demo data), {settings}, "
+        f"batch size {args.batch_size}, exact FAISS search on CPU\n"
+    )
     print(markdown_table(["run", "total s", "encode s", "index s", "search s", "filter s"], rows))
     search_filter = t_cold["search"] + t_cold["filter"]
     print()
-    print(markdown_table(["check", "value", "target"], [
-        ["cold: negminer / sentence-transformers time", f"{cold / st_cold:.2f}x", "about 1x (encoding dominates)"],
-        ["warm re-run speed-up vs sentence-transformers re-run", f"{st_rerun / warm:.0f}x", ">= 20x"],
-        ["warm re-run speed-up vs sentence-transformers cache_folder", f"{st_cached / warm:.1f}x", "(info)"],
-        ["cold: (search + filter) / encode", f"{search_filter / t_cold['encode']:.2%}", "<= 10%"],
-    ]))
+    print(
+        markdown_table(
+            ["check", "value", "target"],
+            [
+                [
+                    "cold: negminer / sentence-transformers time",
+                    f"{cold / st_cold:.2f}x",
+                    "about 1x (encoding dominates)",
+                ],
+                ["warm re-run speed-up vs sentence-transformers re-run", f"{st_rerun / warm:.0f}x", ">= 20x"],
+                ["warm re-run speed-up vs sentence-transformers cache_folder", f"{st_cached / warm:.1f}x", "(info)"],
+                ["cold: (search + filter) / encode", f"{search_filter / t_cold['encode']:.2%}", "<= 10%"],
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,11 @@ def _port() -> int:
 
 def _stats(lat: list[float], batch: int) -> tuple[float, float, float]:
     a = np.array(lat) * 1000
-    return round(float(np.percentile(a, 50)), 2), round(float(np.percentile(a, 99)), 2), round(
-        batch * len(lat) / (a.sum() / 1000), 1)
+    return (
+        round(float(np.percentile(a, 50)), 2),
+        round(float(np.percentile(a, 99)), 2),
+        round(batch * len(lat) / (a.sum() / 1000), 1),
+    )
 
 
 def main() -> None:
@@ -61,12 +64,17 @@ def main() -> None:
     index = CorpusIndex(VectorIndex(args.dim).add(vecs), ids, "random", "random", texts=[""] * args.size)
     (data_dir / "indexes" / "big").mkdir(parents=True)
     IndexStore(data_dir / "indexes" / "big").publish(index)
-    (data_dir / "indexes" / "big" / "index.json").write_text(json.dumps({"name": "big", "model": "random",
-                                                                        "kind": "flat"}))
+    (data_dir / "indexes" / "big" / "index.json").write_text(
+        json.dumps({"name": "big", "model": "random", "kind": "flat"})
+    )
     port = _port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NEGMINER_CACHE_DIR": str(tmp / "cache"), "NEGMINER_DEVICE": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "negminer.cli", "serve", "--port", str(port), "--data-dir",
-                             str(data_dir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "negminer.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base, timeout=120)
     rows: list[list[object]] = []
@@ -147,18 +155,27 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"# Service latency ({machine()})\n")
-    print(f"{args.size:,} x {args.dim} flat index, top_k 10, {args.requests} sequential requests per row, uvicorn on "
-          "127.0.0.1, queries sent as vectors\n")
+    print(
+        f"{args.size:,} x {args.dim} flat index, top_k 10, {args.requests} sequential requests per row, uvicorn on "
+        "127.0.0.1, queries sent as vectors\n"
+    )
     print(markdown_table(["path", "p50 ms", "p99 ms", "queries/s", "HTTP overhead"], rows))
     ip, dp = _stats(idle, 1), _stats(during, 1)
     print()
-    print(markdown_table(["refresh", "value"], [
-        [f"re-encode {len(docs):,} documents (code, MiniLM) and swap", f"{refresh_s:.1f} s (server: "
-                                                                       f"{info['operation']['seconds']} s)"],
-        ["search p50 / p99 idle (text query, batch 1)", f"{ip[0]} / {ip[1]} ms"],
-        ["search p50 / p99 during the refresh", f"{dp[0]} / {dp[1]} ms ({len(during)} searches)"],
-        ["versions answering during the refresh", ", ".join(str(v) for v in sorted(versions))],
-    ]))
+    print(
+        markdown_table(
+            ["refresh", "value"],
+            [
+                [
+                    f"re-encode {len(docs):,} documents (code, MiniLM) and swap",
+                    f"{refresh_s:.1f} s (server: {info['operation']['seconds']} s)",
+                ],
+                ["search p50 / p99 idle (text query, batch 1)", f"{ip[0]} / {ip[1]} ms"],
+                ["search p50 / p99 during the refresh", f"{dp[0]} / {dp[1]} ms ({len(during)} searches)"],
+                ["versions answering during the refresh", ", ".join(str(v) for v in sorted(versions))],
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -65,12 +65,17 @@ def main() -> None:
                 elapsed += time.perf_counter() - t0
         return args.steps * b / elapsed
 
-    results = [("MultipleNegativesRankingLoss (sentence-transformers)",
-                run("mnrl", lambda m: MultipleNegativesRankingLoss(m, scale=20.0)))]
+    results = [
+        (
+            "MultipleNegativesRankingLoss (sentence-transformers)",
+            run("mnrl", lambda m: MultipleNegativesRankingLoss(m, scale=20.0)),
+        )
+    ]
     for name, cls in LOSSES.items():
         results.append((f"{cls.__name__}", run(name, lambda m, c=cls: c(m, temperature=0.05))))
-    results.append(("InfoNCELoss, GradCache mini_batch_size=4",
-                    run("cached", lambda m: LOSSES["infonce"](m, mini_batch_size=4))))
+    results.append(
+        ("InfoNCELoss, GradCache mini_batch_size=4", run("cached", lambda m: LOSSES["infonce"](m, mini_batch_size=4)))
+    )
     base = results[0][1]
     rows = [[name, round(v, 2), f"{v / base:.2f}x"] for name, v in results]
 
@@ -79,9 +84,14 @@ def main() -> None:
         ckpt = tmp / "ckpt"
         SentenceTransformer(default_model_path(), device="cpu").save(str(ckpt))
         train_data, _ = data.split(0.2)
-        src = LocalNegativeSource(train_data, MiningConfig(num_negatives=n, adaptive_margin=1.0),
-                                  cache_dir=tmp / "cache", device="cpu", max_seq_length=args.max_seq_length,
-                                  show_progress=False)
+        src = LocalNegativeSource(
+            train_data,
+            MiningConfig(num_negatives=n, adaptive_margin=1.0),
+            cache_dir=tmp / "cache",
+            device="cpu",
+            max_seq_length=args.max_seq_length,
+            show_progress=False,
+        )
         t0 = time.perf_counter()
         src.refresh(str(ckpt))
         cold = time.perf_counter() - t0
@@ -93,15 +103,24 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"# Training speed ({machine()})\n")
-    print(f"all-MiniLM-L6-v2, batch {b} x (query, positive, {n} negative), max_seq_length {args.max_seq_length}, "
-          f"{args.steps} timed steps (forward, backward, AdamW step) on identical batches\n")
+    print(
+        f"all-MiniLM-L6-v2, batch {b} x (query, positive, {n} negative), max_seq_length {args.max_seq_length}, "
+        f"{args.steps} timed steps (forward, backward, AdamW step) on identical batches\n"
+    )
     print(markdown_table(["loss", "examples/s", "vs MNRL"], rows))
     print()
-    print(markdown_table(["refresh", "seconds"], [
-        [f"new checkpoint: re-encode {len(result.doc_texts)} documents + {len(train_data)} queries, re-mine",
-         round(cold, 2)],
-        ["same checkpoint again (embedding cache)", round(warm, 2)],
-    ]))
+    print(
+        markdown_table(
+            ["refresh", "seconds"],
+            [
+                [
+                    f"new checkpoint: re-encode {len(result.doc_texts)} documents + {len(train_data)} queries, re-mine",
+                    round(cold, 2),
+                ],
+                ["same checkpoint again (embedding cache)", round(warm, 2)],
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

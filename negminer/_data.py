@@ -205,8 +205,9 @@ def load_corpus(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
         if not text.strip() and not title:
             raise DataError("empty text", file=path, line=lineno, field="text")
         if doc_id in seen:
-            raise DataError(f"duplicate document id {doc_id!r} (first on line {seen[doc_id]})",
-                            file=path, line=lineno, field="_id")
+            raise DataError(
+                f"duplicate document id {doc_id!r} (first on line {seen[doc_id]})", file=path, line=lineno, field="_id"
+            )
         seen[doc_id] = lineno
         ids.append(doc_id)
         texts.append(f"{title} {text}".strip() if title else text)
@@ -251,8 +252,11 @@ def load_beir(path: str | os.PathLike[str], split: str = "train") -> RetrievalDa
         if lineno == 1 and row[0].strip().lower() in ("query-id", "query_id", "qid"):
             continue
         if len(row) < 3:
-            raise DataError(f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}",
-                            file=qpath, line=lineno)
+            raise DataError(
+                f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}",
+                file=qpath,
+                line=lineno,
+            )
         qid, did, score_s = row[0].strip(), row[1].strip(), row[2].strip()
         try:
             score = float(score_s)
@@ -413,8 +417,9 @@ def _load_table(path: Path) -> RetrievalData:
     anchor = next((c for c in _QUERY_KEYS if c in cols), None)
     positive = "positive" if "positive" in cols else None
     try:
-        data = from_hf_dataset(Dataset(table), anchor_column=anchor and positive and anchor,
-                               positive_column=anchor and positive)
+        data = from_hf_dataset(
+            Dataset(table), anchor_column=anchor and positive and anchor, positive_column=anchor and positive
+        )
     except DataError as exc:  # row i is line i + 2 of a CSV (after its header), row i + 1 of a Parquet file
         line = None if exc.line is None else exc.line + (2 if path.suffix.lower() == ".csv" else 1)
         raise DataError(exc.message, file=str(path), line=line, field=exc.field) from None

@@ -22,8 +22,17 @@ from negminer._data import RetrievalData, _CorpusBuilder, _merge_queries
 __all__ = ["build_demo", "stdlib_functions"]
 
 _SKIP_DIRS = {
-    "site-packages", "dist-packages", "test", "tests", "idlelib", "turtledemo", "lib2to3", "ensurepip",
-    "__pycache__", "pydoc_data", "__phello__",
+    "site-packages",
+    "dist-packages",
+    "test",
+    "tests",
+    "idlelib",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "__pycache__",
+    "pydoc_data",
+    "__phello__",
 }
 
 

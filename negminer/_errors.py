@@ -85,8 +85,12 @@ class IndexFileError(NegminerError):
     """An index on disk that is missing, corrupted or does not match what the caller expects."""
 
 
-_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "greater than"),
-           "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "greater than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
 
 
 def error_message(error: dict[str, Any]) -> str:

@@ -26,5 +26,6 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     batch_size: int = Field(64, ge=1, description="texts per encoding batch")
     index_device: Literal["auto", "cpu", "gpu"] = Field("auto", description="FAISS device")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="the command line's "
-                                                                     "logging level")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="the command line's logging level"
+    )

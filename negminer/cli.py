@@ -31,18 +31,23 @@ from negminer._vocab import (  # noqa: E402
 from negminer.mining import MiningConfig  # noqa: E402
 from negminer.trainer import TrainConfig  # noqa: E402
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Mine hard negatives with false-negative filtering; index and search corpora.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Mine hard negatives with false-negative filtering; index and search corpora.",
+)
 index_app = typer.Typer(no_args_is_help=True, help="Build, inspect and search versioned corpus indexes.")
 app.add_typer(index_app, name="index")
+
 
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
 
-def _encoder(model: str | None, cache_dir: Path | None, batch_size: int | None, no_cache: bool,
-             max_seq_length: int | None = None) -> Any:
+def _encoder(
+    model: str | None, cache_dir: Path | None, batch_size: int | None, no_cache: bool, max_seq_length: int | None = None
+) -> Any:
     from negminer.index import Encoder
 
     s = Settings()
@@ -56,8 +61,9 @@ def _encoder(model: str | None, cache_dir: Path | None, batch_size: int | None, 
 
 
 ModelOpt = Annotated[str | None, typer.Option(help="model folder or name [default: bundled all-MiniLM-L6-v2]")]
-CacheOpt = Annotated[Path | None, typer.Option(help="embedding cache folder [default: $NEGMINER_CACHE_DIR or "
-                                                    "~/.cache/negminer]")]
+CacheOpt = Annotated[
+    Path | None, typer.Option(help="embedding cache folder [default: $NEGMINER_CACHE_DIR or ~/.cache/negminer]")
+]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="encode everything, read and write no cache")]
 BatchOpt = Annotated[int | None, typer.Option(help="texts per encoding batch [default: 64]")]
 
@@ -65,8 +71,9 @@ BatchOpt = Annotated[int | None, typer.Option(help="texts per encoding batch [de
 def _opt(config: type[BaseModel], name: str, *flags: str, help_prefix: str | None = None, **kw: Any) -> Any:
     """A typer option for field ``name`` of ``config``: its description and default as the help."""
     f = config.model_fields[name]
-    default = f.get_default(call_default_factory=True) if f.default is not PydanticUndefined or f.default_factory \
-        else None
+    default = (
+        f.get_default(call_default_factory=True) if f.default is not PydanticUndefined or f.default_factory else None
+    )
     if isinstance(default, BaseModel):
         default = None
     shown = getattr(default, "value", default)
@@ -132,10 +139,19 @@ def mine(
     from negminer.mining import mine as run_mine
 
     try:
-        config = _mining(no_margin, num_negatives=num_negatives, range_min=range_min, range_max=range_max,
-                         absolute_margin=absolute_margin, relative_margin=relative_margin,
-                         adaptive_margin=adaptive_margin, max_score=max_score, min_score=min_score,
-                         sampling_strategy=sampling_strategy, seed=seed)
+        config = _mining(
+            no_margin,
+            num_negatives=num_negatives,
+            range_min=range_min,
+            range_max=range_max,
+            absolute_margin=absolute_margin,
+            relative_margin=relative_margin,
+            adaptive_margin=adaptive_margin,
+            max_score=max_score,
+            min_score=min_score,
+            sampling_strategy=sampling_strategy,
+            seed=seed,
+        )
         ds = load_data(data, split=split, corpus=str(corpus) if corpus else None)
         enc = _encoder(model, cache_dir, batch_size, no_cache)
         teach = _encoder(teacher, cache_dir, batch_size, no_cache) if teacher else None
@@ -172,9 +188,11 @@ def demo(
         t0 = time.perf_counter()
         data = build_demo(max_docs, harsh=harsh)
         train_data, test = data.split(0.2)
-        typer.echo(f"demo data: {len(data):,} queries ({data.num_pairs:,} pairs), {len(data.corpus_ids):,} documents "
-                   f"from the Python {sys.version.split()[0]} standard library; train {len(train_data):,} / test "
-                   f"{len(test):,} queries ({time.perf_counter() - t0:.1f}s)")
+        typer.echo(
+            f"demo data: {len(data):,} queries ({data.num_pairs:,} pairs), {len(data.corpus_ids):,} documents "
+            f"from the Python {sys.version.split()[0]} standard library; train {len(train_data):,} / test "
+            f"{len(test):,} queries ({time.perf_counter() - t0:.1f}s)"
+        )
         settings = Settings()
         cache = cache_dir or settings.cache_dir
         enc = _encoder(model, cache, None, False, max_seq_length)
@@ -191,12 +209,24 @@ def demo(
             for n in ex["negatives"]:
                 typer.echo(f"  negative: {n['id']} ({n['score']:.3f})")
         if do_train:
-            typer.echo("\n== fine-tuning (InfoNCE, negatives refreshed every "
-                       f"{refresh_every} steps), evaluated on the test split")
-            cfg = TrainConfig(output_dir=str(output / "train"), model=model or settings.model,
-                              loss=LossName.infonce, negatives=NegativesMode.refresh, refresh_every=refresh_every,
-                              num_negatives=1, epochs=1, batch_size=16, learning_rate=5e-5,
-                              max_seq_length=max_seq_length, cache_dir=str(cache), device=settings.device)
+            typer.echo(
+                "\n== fine-tuning (InfoNCE, negatives refreshed every "
+                f"{refresh_every} steps), evaluated on the test split"
+            )
+            cfg = TrainConfig(
+                output_dir=str(output / "train"),
+                model=model or settings.model,
+                loss=LossName.infonce,
+                negatives=NegativesMode.refresh,
+                refresh_every=refresh_every,
+                num_negatives=1,
+                epochs=1,
+                batch_size=16,
+                learning_rate=5e-5,
+                max_seq_length=max_seq_length,
+                cache_dir=str(cache),
+                device=settings.device,
+            )
             res = train(train_data, cfg, validation=test)
             typer.echo(_before_after(res))
             written += [Path(res.model_path), output / "train" / "metrics.json", output / "train" / "metrics.png"]
@@ -220,12 +250,16 @@ def _examples(result: Any, n: int) -> list[dict[str, Any]]:
     out = []
     step = max(1, len(result) // n)
     for i in range(0, len(result), step)[:n]:
-        out.append({
-            "query": result.queries[i],
-            "positives": [{"id": result.doc_ids[p], "score": round(float(s), 4)}
-                          for p, s in zip(result.positives[i], result.positive_scores[i])],
-            "negatives": [{"id": d, "score": round(s, 4)} for d, s in result.negatives_of(i)],
-        })
+        out.append(
+            {
+                "query": result.queries[i],
+                "positives": [
+                    {"id": result.doc_ids[p], "score": round(float(s), 4)}
+                    for p, s in zip(result.positives[i], result.positive_scores[i])
+                ],
+                "negatives": [{"id": d, "score": round(s, 4)} for d, s in result.negatives_of(i)],
+            }
+        )
     return out
 
 
@@ -236,8 +270,9 @@ T = TrainConfig
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="BEIR folder, pairs .jsonl, or saved datasets.Dataset")],
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/train"),
-    validation: Annotated[Path | None, typer.Option(help="validation data [default: a share of --data by query, "
-                                                         "--validation-fraction]")] = None,
+    validation: Annotated[
+        Path | None, typer.Option(help="validation data [default: a share of --data by query, --validation-fraction]")
+    ] = None,
     split: Annotated[str, typer.Option(help="qrels split of a BEIR folder")] = "train",
     model: ModelOpt = None,
     loss: Annotated[LossName | None, _opt(T, "loss")] = None,
@@ -264,9 +299,14 @@ def train_cmd(
     seed: Annotated[int | None, _opt(T, "seed")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --output")] = False,
     cache_dir: CacheOpt = None,
-    index_url: Annotated[str | None, typer.Option(help="mine through the index service at this URL (model and "
-                                                       "--output inside its data dir; API key from "
-                                                       "$NEGMINER_API_KEY)")] = None,
+    index_url: Annotated[
+        str | None,
+        typer.Option(
+            help="mine through the index service at this URL (model and "
+            "--output inside its data dir; API key from "
+            "$NEGMINER_API_KEY)"
+        ),
+    ] = None,
     index_name: Annotated[str, typer.Option(help="index the service keeps for this run")] = "negminer-train",
 ) -> None:
     """Fine-tune a sentence-transformers model on (query, positives) data with mined or refreshed hard negatives.
@@ -279,16 +319,37 @@ def train_cmd(
     try:
         settings = Settings()
         cfg = TrainConfig(
-            output_dir=output, model=model or settings.model, cache_dir=cache_dir or settings.cache_dir,
-            device=settings.device, resume=resume,
-            mining=_mining(no_margin, absolute_margin=absolute_margin, relative_margin=relative_margin,
-                           adaptive_margin=adaptive_margin),
-            **_given(loss=loss, negatives=negatives, refresh_every=refresh_every, num_negatives=num_negatives,
-                     epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
-                     warmup_ratio=warmup_ratio, temperature=temperature, max_seq_length=max_seq_length,
-                     mini_batch_size=mini_batch_size, loss_filter=loss_filter, loss_filter_margin=loss_filter_margin,
-                     validation_fraction=validation_fraction, save_steps=save_steps, logging_steps=logging_steps,
-                     seed=seed),
+            output_dir=output,
+            model=model or settings.model,
+            cache_dir=cache_dir or settings.cache_dir,
+            device=settings.device,
+            resume=resume,
+            mining=_mining(
+                no_margin,
+                absolute_margin=absolute_margin,
+                relative_margin=relative_margin,
+                adaptive_margin=adaptive_margin,
+            ),
+            **_given(
+                loss=loss,
+                negatives=negatives,
+                refresh_every=refresh_every,
+                num_negatives=num_negatives,
+                epochs=epochs,
+                max_steps=max_steps,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                warmup_ratio=warmup_ratio,
+                temperature=temperature,
+                max_seq_length=max_seq_length,
+                mini_batch_size=mini_batch_size,
+                loss_filter=loss_filter,
+                loss_filter_margin=loss_filter_margin,
+                validation_fraction=validation_fraction,
+                save_steps=save_steps,
+                logging_steps=logging_steps,
+                seed=seed,
+            ),
         )
         source = None
         if index_url:
@@ -320,8 +381,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address [default: $NEGMINER_HOST or 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [default: $NEGMINER_PORT or 8000]")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="indexes live here [default: $NEGMINER_DATA_DIR]")] = None,
-    with_worker: Annotated[bool, typer.Option("--with-worker", help="also run a fine-tuning worker in this "
-                                              "process (the embedded single-machine setup)")] = False,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker", help="also run a fine-tuning worker in this process (the embedded single-machine setup)"
+        ),
+    ] = False,
 ) -> None:
     """Run the REST service (FastAPI on uvicorn). Settings also come from NEGMINER_* environment variables."""
     import uvicorn
@@ -329,17 +394,21 @@ def serve(
     from negminer.service import create_app
 
     settings = _service_settings(host=host, port=port, data_dir=data_dir)
-    uvicorn.run(create_app(settings, with_worker=with_worker), host=settings.host, port=settings.port,
-                log_level="info")
+    uvicorn.run(create_app(settings, with_worker=with_worker), host=settings.host, port=settings.port, log_level="info")
 
 
 @app.command()
 def worker(
     data_dir: Annotated[Path | None, typer.Option(help="the service's data dir [default: $NEGMINER_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="job database [default: $NEGMINER_DATABASE_URL or "
-                                                     "SQLite in the data dir]")] = None,
-    api_url: Annotated[str | None, typer.Option(help="the service, for jobs that mine from an index "
-                                                "[default: $NEGMINER_API_URL or http://HOST:PORT]")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="job database [default: $NEGMINER_DATABASE_URL or SQLite in the data dir]")
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="the service, for jobs that mine from an index [default: $NEGMINER_API_URL or http://HOST:PORT]"
+        ),
+    ] = None,
 ) -> None:
     """Run fine-tuning jobs from the job database, one at a time, until stopped (SIGTERM / Ctrl-C queue the running
     job again; it resumes from its last checkpoint)."""
@@ -432,8 +501,7 @@ def index_search(
 def main() -> None:
     """The ``negminer`` command: logging set up (warnings, or info with ``NEGMINER_LOG_LEVEL=INFO``), then the
     command line."""
-    logging.basicConfig(level=Settings().log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=Settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app()
 
 

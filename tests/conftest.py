@@ -22,15 +22,22 @@ def make_tiny_model(path: Path, seed: int, hidden: int = 32) -> Path:
     from negminer.index import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=2 * hidden, max_position_embeddings=128)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(seed)
     raw = path.parent / f"{path.name}-bert"
     BertModel(cfg).save_pretrained(raw)
     tok.save_pretrained(raw)
     word = Transformer(str(raw), max_seq_length=64)
-    model = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), "mean"), Normalize()],
-                                device="cpu")
+    model = SentenceTransformer(
+        modules=[word, Pooling(word.get_embedding_dimension(), "mean"), Normalize()], device="cpu"
+    )
     model.save(str(path))
     return path
 
@@ -86,16 +93,23 @@ def write_jsonl(path: Path, rows: list[dict] | list[str]) -> Path:
 def beir_dir(tmp_path: Path) -> Path:
     root = tmp_path / "beir"
     (root / "qrels").mkdir(parents=True)
-    write_jsonl(root / "corpus.jsonl", [
-        {"_id": "d1", "title": "Paris", "text": "Paris is the capital of France."},
-        {"_id": "d2", "title": "", "text": "Berlin is the capital of Germany."},
-        {"_id": "d3", "text": "The Seine flows through Paris."},
-        {"_id": "d4", "text": "Bread is baked in ovens."},
-    ])
-    write_jsonl(root / "queries.jsonl", [
-        {"_id": "q1", "text": "capital of France"},
-        {"_id": "q2", "text": "capital of Germany"},
-    ])
+    write_jsonl(
+        root / "corpus.jsonl",
+        [
+            {"_id": "d1", "title": "Paris", "text": "Paris is the capital of France."},
+            {"_id": "d2", "title": "", "text": "Berlin is the capital of Germany."},
+            {"_id": "d3", "text": "The Seine flows through Paris."},
+            {"_id": "d4", "text": "Bread is baked in ovens."},
+        ],
+    )
+    write_jsonl(
+        root / "queries.jsonl",
+        [
+            {"_id": "q1", "text": "capital of France"},
+            {"_id": "q2", "text": "capital of Germany"},
+        ],
+    )
     (root / "qrels" / "train.tsv").write_text(
-        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td3\t1\nq2\td2\t1\nq2\td4\t0\n", encoding="utf-8")
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td3\t1\nq2\td2\t1\nq2\td4\t0\n", encoding="utf-8"
+    )
     return root

@@ -14,17 +14,34 @@ runner = CliRunner()
 
 
 def _pairs(tmp_path: Path) -> Path:
-    rows = [{"query": f"how to sort item {i}", "positive": f"def sort_{i}(items):\n    return sorted(items)"}
-            for i in range(12)]
+    rows = [
+        {"query": f"how to sort item {i}", "positive": f"def sort_{i}(items):\n    return sorted(items)"}
+        for i in range(12)
+    ]
     rows.append({"query": "how to sort item 0", "positive": "def order(items):\n    return sorted(items)"})
     return write_jsonl(tmp_path / "pairs.jsonl", rows)
 
 
 def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
     out = tmp_path / "out"
-    res = runner.invoke(app, ["mine", str(_pairs(tmp_path)), "-o", str(out), "--model", str(lexical_model),
-                              "--cache-dir", str(tmp_path / "cache"), "--num-negatives", "2",
-                              "--output-format", "n-tuple", "--output-scores"])
+    res = runner.invoke(
+        app,
+        [
+            "mine",
+            str(_pairs(tmp_path)),
+            "-o",
+            str(out),
+            "--model",
+            str(lexical_model),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--num-negatives",
+            "2",
+            "--output-format",
+            "n-tuple",
+            "--output-scores",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "12 queries" in res.output and "adaptive_margin" in res.output
     report = json.loads((out / "report.json").read_text())
@@ -32,8 +49,20 @@ def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
     rows = [json.loads(line) for line in (out / "negatives.jsonl").read_text().splitlines()]
     assert rows and set(rows[0]) == {"anchor", "positive", "negative_1", "negative_2", "scores"}
     assert (out / "negatives.parquet").exists() and (out / "scores.png").exists()
-    again = runner.invoke(app, ["mine", str(_pairs(tmp_path)), "-o", str(out), "--model", str(lexical_model),
-                                "--cache-dir", str(tmp_path / "cache"), "--no-margin"])
+    again = runner.invoke(
+        app,
+        [
+            "mine",
+            str(_pairs(tmp_path)),
+            "-o",
+            str(out),
+            "--model",
+            str(lexical_model),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-margin",
+        ],
+    )
     assert again.exit_code == 0 and "0 texts encoded" in again.output
 
 
@@ -48,8 +77,9 @@ def test_bad_input_exits_2_with_location(tmp_path: Path, lexical_model: Path) ->
 
 
 def test_index_build_info_search(tmp_path: Path, lexical_model: Path) -> None:
-    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "text": f"document about topic {i}"}
-                                                     for i in range(20)])
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "text": f"document about topic {i}"} for i in range(20)]
+    )
     store = tmp_path / "store"
     args = ["--model", str(lexical_model), "--cache-dir", str(tmp_path / "cache")]
     res = runner.invoke(app, ["index", "build", str(corpus), "-o", str(store), *args])
@@ -63,8 +93,14 @@ def test_index_build_info_search(tmp_path: Path, lexical_model: Path) -> None:
 
 
 def test_help_on_every_command() -> None:
-    for cmd in (["--help"], ["mine", "--help"], ["demo", "--help"], ["index", "build", "--help"],
-                ["index", "search", "--help"], ["index", "info", "--help"]):
+    for cmd in (
+        ["--help"],
+        ["mine", "--help"],
+        ["demo", "--help"],
+        ["index", "build", "--help"],
+        ["index", "search", "--help"],
+        ["index", "info", "--help"],
+    ):
         res = runner.invoke(app, cmd)
         assert res.exit_code == 0 and "Usage" in res.output
 
@@ -73,13 +109,35 @@ def test_train_command(tmp_path: Path, tiny_model: Path) -> None:
     from negminer import build_demo
 
     data = build_demo(120)
-    rows = [{"query": q, "positives": [data.corpus_texts[d] for d in pos]} for q, pos in zip(data.queries,
-                                                                                        data.positives)]
+    rows = [
+        {"query": q, "positives": [data.corpus_texts[d] for d in pos]} for q, pos in zip(data.queries, data.positives)
+    ]
     pairs = write_jsonl(tmp_path / "pairs.jsonl", rows)
     out = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--data", str(pairs), "-o", str(out), "--model", str(tiny_model),
-                              "--loss", "dcl", "--negatives", "mined", "--max-steps", "3", "--batch-size", "4",
-                              "--num-negatives", "1", "--cache-dir", str(tmp_path / "cache")])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(pairs),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--loss",
+            "dcl",
+            "--negatives",
+            "mined",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--num-negatives",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "zero-shot" in res.output and "step 3" in res.output
     assert (out / "model" / "modules.json").exists() and (out / "metrics.png").exists()

@@ -23,12 +23,15 @@ def test_load_data_detects_layouts(beir_dir: Path, tmp_path: Path) -> None:
 
 
 def test_pairs_merge_repeated_queries_and_positives_lists(tmp_path: Path) -> None:
-    p = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"query": "q one", "positive": "doc a"},
-        {"anchor": "q two", "positives": ["doc b", "doc c"]},
-        {"query": "q one", "positive": "doc c"},
-        {"query": "q one", "positive": "doc a"},
-    ])
+    p = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"query": "q one", "positive": "doc a"},
+            {"anchor": "q two", "positives": ["doc b", "doc c"]},
+            {"query": "q one", "positive": "doc c"},
+            {"query": "q one", "positive": "doc a"},
+        ],
+    )
     data = load_pairs(p)
     assert data.queries == ["q one", "q two"]
     texts = [[data.corpus_texts[d] for d in pos] for pos in data.positives]

@@ -37,8 +37,11 @@ def test_dockerfile_one_file_for_both_variants() -> None:
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     first_from = next(i for i, ln in enumerate(lines) if ln.startswith("FROM"))
     assert any(ln.startswith("ARG BASE_IMAGE=") for ln in lines[:first_from])
-    assert re.findall(r"^FROM (\S+) AS (\w+)", text, re.M) == [("${BASE_IMAGE}", "base"), ("base", "deps"),
-                                                               ("base", "runtime")]
+    assert re.findall(r"^FROM (\S+) AS (\w+)", text, re.M) == [
+        ("${BASE_IMAGE}", "base"),
+        ("base", "deps"),
+        ("base", "runtime"),
+    ]
     assert "ARG VARIANT=cpu" in text and "faiss" not in text.split("AS runtime")[1]  # packages only in deps
     runtime = text.split("AS runtime")[1]
     assert re.search(r"^USER 10001", runtime, re.M) and 'VOLUME ["/data"]' in runtime
@@ -46,4 +49,4 @@ def test_dockerfile_one_file_for_both_variants() -> None:
     assert "curl" not in health and "urllib" in health
     assert "HF_HUB_OFFLINE=1" in runtime and "NEGMINER_DATA_DIR=/data" in runtime
     ignore = (DOCKER.parent / ".dockerignore").read_text().split()
-    assert ignore[ignore.index("*") + 1:][:4] == ["!pyproject.toml", "!README.md", "!negminer/", "!docker/wheels/"]
+    assert ignore[ignore.index("*") + 1 :][:4] == ["!pyproject.toml", "!README.md", "!negminer/", "!docker/wheels/"]

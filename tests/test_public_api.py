@@ -9,30 +9,89 @@ import negminer.trainer.losses
 
 
 def test_top_level_api() -> None:
-    assert sorted(negminer.__all__) == sorted([
-        "ConfigError", "DataError", "Encoder", "IndexFileError", "MiningConfig", "MiningResult", "ModelError",
-        "NegminerError", "RetrievalData", "__version__", "build_demo", "from_hf_dataset", "load_beir", "load_corpus",
-        "load_data", "load_pairs", "mine",
-    ])
+    assert sorted(negminer.__all__) == sorted(
+        [
+            "ConfigError",
+            "DataError",
+            "Encoder",
+            "IndexFileError",
+            "MiningConfig",
+            "MiningResult",
+            "ModelError",
+            "NegminerError",
+            "RetrievalData",
+            "__version__",
+            "build_demo",
+            "from_hf_dataset",
+            "load_beir",
+            "load_corpus",
+            "load_data",
+            "load_pairs",
+            "mine",
+        ]
+    )
 
 
 def test_subpackage_apis() -> None:
-    assert sorted(negminer.index.__all__) == sorted([
-        "CorpusIndex", "EmbeddingCache", "EncodeStats", "Encoder", "IndexStore", "VectorIndex", "build_index",
-        "default_model_path", "faiss_available", "faiss_gpu_count", "fingerprint_model",
-    ])
+    assert sorted(negminer.index.__all__) == sorted(
+        [
+            "CorpusIndex",
+            "EmbeddingCache",
+            "EncodeStats",
+            "Encoder",
+            "IndexStore",
+            "VectorIndex",
+            "build_index",
+            "default_model_path",
+            "faiss_available",
+            "faiss_gpu_count",
+            "fingerprint_model",
+        ]
+    )
     assert "mine" in negminer.mining.__all__ and "adaptive_thresholds" in negminer.mining.__all__
-    assert sorted(negminer.trainer.__all__) == sorted([
-        "LOSSES", "NEGATIVE_MODES", "DCLLoss", "DecoupledSoftmaxLoss", "FalseNegativeFilter", "InfoNCELoss",
-        "LocalNegativeSource", "NegativeSource", "NegativeSourceFactory", "NegativesUpdate", "TrainConfig",
-        "TrainHyperparameters", "TrainListener", "TrainResult", "CheckpointEvent", "EvaluationEvent", "LogEvent",
-        "RefreshEvent", "ResumeEvent", "evaluate", "last_checkpoint", "retrieval_metrics", "train",
-    ])
+    assert sorted(negminer.trainer.__all__) == sorted(
+        [
+            "LOSSES",
+            "NEGATIVE_MODES",
+            "DCLLoss",
+            "DecoupledSoftmaxLoss",
+            "FalseNegativeFilter",
+            "InfoNCELoss",
+            "LocalNegativeSource",
+            "NegativeSource",
+            "NegativeSourceFactory",
+            "NegativesUpdate",
+            "TrainConfig",
+            "TrainHyperparameters",
+            "TrainListener",
+            "TrainResult",
+            "CheckpointEvent",
+            "EvaluationEvent",
+            "LogEvent",
+            "RefreshEvent",
+            "ResumeEvent",
+            "evaluate",
+            "last_checkpoint",
+            "retrieval_metrics",
+            "train",
+        ]
+    )
     assert set(negminer.trainer.losses.LOSSES) == {"infonce", "decoupled", "dcl"}
-    assert sorted(negminer.service.__all__) == sorted([
-        "HttpNegativeSource", "IndexBusy", "IndexExists", "IndexNotFound", "IndexNotReady", "IndexRegistry",
-        "JobStore", "ServiceError", "ServiceSettings", "Worker", "create_app",
-    ])
+    assert sorted(negminer.service.__all__) == sorted(
+        [
+            "HttpNegativeSource",
+            "IndexBusy",
+            "IndexExists",
+            "IndexNotFound",
+            "IndexNotReady",
+            "IndexRegistry",
+            "JobStore",
+            "ServiceError",
+            "ServiceSettings",
+            "Worker",
+            "create_app",
+        ]
+    )
     for mod in (negminer, negminer.index, negminer.mining, negminer.trainer, negminer.service):
         for name in mod.__all__:
             assert hasattr(mod, name), name
@@ -97,8 +156,9 @@ def test_layers_hold() -> None:
 def test_the_layer_test_sees_violations(tmp_path) -> None:
     """The checker itself: an upward import, a private module and a private name are caught."""
     bad = tmp_path / "bad.py"
-    bad.write_text("from negminer.service import x\nfrom negminer.index._encoder import E\n"
-                   "from negminer._data import _private\n")
+    bad.write_text(
+        "from negminer.service import x\nfrom negminer.index._encoder import E\nfrom negminer._data import _private\n"
+    )
     found = _imports(bad)
     assert ("negminer.service", ["x"]) in found and ("negminer.index._encoder", ["E"]) in found
     assert LAYERS.index(_layer("negminer.service.app")) > LAYERS.index(_layer("negminer.trainer._train"))
@@ -108,8 +168,17 @@ def test_the_layer_test_sees_violations(tmp_path) -> None:
 def test_error_hierarchy() -> None:
     import negminer.service as svc
 
-    for exc in (negminer.DataError, negminer.ConfigError, negminer.ModelError, negminer.IndexFileError,
-                svc.IndexNotFound, svc.IndexExists, svc.IndexBusy, svc.IndexNotReady, svc.ServiceError):
+    for exc in (
+        negminer.DataError,
+        negminer.ConfigError,
+        negminer.ModelError,
+        negminer.IndexFileError,
+        svc.IndexNotFound,
+        svc.IndexExists,
+        svc.IndexBusy,
+        svc.IndexNotReady,
+        svc.ServiceError,
+    ):
         assert issubclass(exc, negminer.NegminerError)
     assert not issubclass(svc.IndexNotReady, negminer.IndexFileError)
     assert issubclass(negminer.DataError, ValueError)

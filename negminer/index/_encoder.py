@@ -42,8 +42,10 @@ def default_model_path() -> str:
 def _fingerprint_dir(path: Path) -> str:
     h = hashlib.sha256(b"negminer-model-dir-v1")
     files = sorted(
-        p for p in path.rglob("*")
-        if p.is_file() and not p.name.endswith(_SKIP_SUFFIXES)
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and not p.name.endswith(_SKIP_SUFFIXES)
         and not any(part.startswith(".") for part in p.relative_to(path).parts)
         and "checkpoint-" not in str(p.relative_to(path))
     )
@@ -186,8 +188,9 @@ class Encoder:
 
         local = Path(ref).exists()
         if local and not (Path(ref) / "modules.json").exists() and not (Path(ref) / "config.json").exists():
-            raise ModelError(f"{ref}: not a sentence-transformers or transformers model folder "
-                             "(no modules.json or config.json)")
+            raise ModelError(
+                f"{ref}: not a sentence-transformers or transformers model folder (no modules.json or config.json)"
+            )
         try:
             model = SentenceTransformer(ref, device=self.device, local_files_only=local)
         except Exception as exc:  # noqa: BLE001 - any load failure becomes one clear error
@@ -259,7 +262,7 @@ class Encoder:
             fn = model.encode_query if kind == "query" else model.encode_document
             blocks = []
             for start in range(0, len(missing), self.block_size):
-                rows = missing[start: start + self.block_size]
+                rows = missing[start : start + self.block_size]
                 todo = [texts[i] for i in rows]
                 vecs = fn(
                     todo,
@@ -280,8 +283,16 @@ class Encoder:
         self.stats.cached += int(found.sum())
         self.stats.encoded += len(missing)
         self.stats.encode_seconds += seconds
-        self.stats.calls.append({"kind": kind, "texts": n, "cached": int(found.sum()), "encoded": len(missing),
-                                 "seconds": round(seconds, 3), "desc": desc})
+        self.stats.calls.append(
+            {
+                "kind": kind,
+                "texts": n,
+                "cached": int(found.sum()),
+                "encoded": len(missing),
+                "seconds": round(seconds, 3),
+                "desc": desc,
+            }
+        )
         if cached_vecs is None and new_vecs is None:
             return np.zeros((0, self.dim), dtype=np.float32)
         some = cached_vecs if cached_vecs is not None else new_vecs

@@ -82,8 +82,12 @@ class CorpusIndex:
                 "model": self.model,
                 "model_fingerprint": self.fingerprint,
                 **{k: v for k, v in self.index.describe().items() if k != "device"},
-                "options": {"nlist": self.index.nlist, "nprobe": self.index.nprobe, "hnsw_m": self.index.hnsw_m,
-                            "ef_search": self.index.ef_search},
+                "options": {
+                    "nlist": self.index.nlist,
+                    "nprobe": self.index.nprobe,
+                    "hnsw_m": self.index.hnsw_m,
+                    "ef_search": self.index.ef_search,
+                },
                 "files": files,
                 "extra": self.meta,
             }
@@ -126,7 +130,11 @@ class CorpusIndex:
         vec_name = "vectors.npy" if meta["backend"] == "numpy" else "vectors.faiss"
         opts = meta.get("options", {})
         index = VectorIndex.read(
-            path / vec_name, backend=meta["backend"], kind=meta["kind"], dim=int(meta["dim"]), device=device,
+            path / vec_name,
+            backend=meta["backend"],
+            kind=meta["kind"],
+            dim=int(meta["dim"]),
+            device=device,
             **({k: v for k, v in opts.items() if v is not None} if meta["backend"] == "faiss" else {}),
         )
         try:
@@ -140,8 +148,9 @@ class CorpusIndex:
             texts = json.loads((path / "texts.json").read_text(encoding="utf-8"))
             if len(texts) != len(doc_ids):
                 raise IndexFileError(f"{path}: {len(texts)} texts for {len(doc_ids)} ids")
-        return cls(index, doc_ids, meta["model_fingerprint"], meta["model"], meta.get("version"),
-                   meta.get("extra", {}), texts)
+        return cls(
+            index, doc_ids, meta["model_fingerprint"], meta["model"], meta.get("version"), meta.get("extra", {}), texts
+        )
 
 
 def build_index(
@@ -164,12 +173,14 @@ def build_index(
         raise ConfigError(f"{len(doc_ids)} doc ids for {len(texts)} texts")
     if len(set(doc_ids)) != len(doc_ids):
         raise ConfigError("doc ids must be unique")
-    vectors = encoder.encode(texts, kind="document", prompt=prompt, prompt_name=prompt_name, desc="corpus",
-                             progress=progress)
+    vectors = encoder.encode(
+        texts, kind="document", prompt=prompt, prompt_name=prompt_name, desc="corpus", progress=progress
+    )
     index = VectorIndex(vectors.shape[1], kind=kind, backend=backend, device=device, **options)  # type: ignore[arg-type]
     index.add(vectors)
-    return CorpusIndex(index, list(doc_ids), encoder.fingerprint, encoder.name, texts=list(texts) if keep_texts
-                       else None)
+    return CorpusIndex(
+        index, list(doc_ids), encoder.fingerprint, encoder.name, texts=list(texts) if keep_texts else None
+    )
 
 
 _VERSION_RE = re.compile(r"^v(\d{6})$")
@@ -236,5 +247,3 @@ class IndexStore:
         loaded = CorpusIndex.load(path, **kw)
         loaded.version = version
         return loaded
-
-

@@ -139,8 +139,13 @@ class VectorIndex:
 
     def describe(self) -> dict[str, Any]:
         """Backend, kind, device and size, for reports."""
-        return {"backend": self.backend, "kind": self.kind, "device": self.device, "dim": self.dim,
-                "ntotal": self.ntotal}
+        return {
+            "backend": self.backend,
+            "kind": self.kind,
+            "device": self.device,
+            "dim": self.dim,
+            "ntotal": self.ntotal,
+        }
 
     def _check(self, vectors: np.ndarray, what: str) -> np.ndarray:
         arr = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -232,8 +237,16 @@ class VectorIndex:
             _faiss().write_index(self._cpu_index, str(path))
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str], *, backend: str, kind: Kind, dim: int,
-             device: Device = "auto", **options: Any) -> VectorIndex:
+    def read(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        backend: str,
+        kind: Kind,
+        dim: int,
+        device: Device = "auto",
+        **options: Any,
+    ) -> VectorIndex:
         """Read what :meth:`write` wrote."""
         if backend == "numpy":
             index = cls(dim, kind="flat", backend="numpy")

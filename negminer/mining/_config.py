@@ -26,7 +26,8 @@ class MiningConfig(BaseModel):
     num_negatives: int = Field(3, ge=1, description="negatives per query")
     range_min: int = Field(0, ge=0, description="skip this many top candidates (ranks counted after filtering)")
     range_max: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description="last rank (exclusive) a negative may have; default range_min + num_negatives + max_positives, "
         "or range_min + 10 * num_negatives + max_positives when a margin or max_score is set",
     )
@@ -35,7 +36,8 @@ class MiningConfig(BaseModel):
         None, ge=0.0, description="drop a candidate if score > pos - |pos| * margin (0.05: NV-Retriever's 95%)"
     )
     adaptive_margin: float | None = Field(
-        None, ge=0.0,
+        None,
+        ge=0.0,
         description="drop a candidate above a per-query threshold: quantile of the positive scores minus this many "
         "standard deviations of the query's top candidate scores",
     )
@@ -43,8 +45,9 @@ class MiningConfig(BaseModel):
     adaptive_window: int = Field(30, ge=2, description="top candidates whose spread scales the adaptive margin")
     max_score: float | None = Field(None, description="drop a candidate scoring above this")
     min_score: float | None = Field(None, description="drop a candidate scoring below this")
-    sampling_strategy: SamplingStrategy = Field(SamplingStrategy.top, description="top: the best-ranked negatives "
-                                                "of the window; random: drawn from it (seeded)")
+    sampling_strategy: SamplingStrategy = Field(
+        SamplingStrategy.top, description="top: the best-ranked negatives of the window; random: drawn from it (seeded)"
+    )
     seed: int = Field(42, description="seed of random sampling")
     deepen: bool | None = Field(
         None,
@@ -64,9 +67,7 @@ class MiningConfig(BaseModel):
     def _check_window(self) -> MiningConfig:
         if self.range_max is not None:
             if self.range_min >= self.range_max:
-                raise ValueError(
-                    f"range_min ({self.range_min}) must be smaller than range_max ({self.range_max})"
-                )
+                raise ValueError(f"range_min ({self.range_min}) must be smaller than range_max ({self.range_max})")
             if self.num_negatives > self.range_max - self.range_min:
                 raise ValueError(
                     f"num_negatives ({self.num_negatives}) does not fit the window range_max - range_min "
@@ -84,8 +85,9 @@ class MiningConfig(BaseModel):
     @property
     def uses_filters(self) -> bool:
         """True when a margin or max_score may remove candidates (widens the default window, as in ST)."""
-        return any(v is not None for v in (self.absolute_margin, self.relative_margin, self.adaptive_margin,
-                                           self.max_score))
+        return any(
+            v is not None for v in (self.absolute_margin, self.relative_margin, self.adaptive_margin, self.max_score)
+        )
 
     def resolved_range_max(self, max_positives: int) -> int:
         """``range_max``, or sentence-transformers' default for it."""

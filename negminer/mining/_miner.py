@@ -71,8 +71,13 @@ class MiningResult:
         ``labeled-list``), with the same row order and rules: an n-tuple row needs a full set of negatives."""
         from negminer.mining._output import to_columns
 
-        return to_columns(self, output_format, output_scores=output_scores, anchor_column=anchor_column,
-                          positive_column=positive_column)
+        return to_columns(
+            self,
+            output_format,
+            output_scores=output_scores,
+            anchor_column=anchor_column,
+            positive_column=positive_column,
+        )
 
     def to_dataset(self, output_format: str = "triplet", **kw: Any) -> Any:
         """A ``datasets.Dataset`` that sentence-transformers' trainer takes as is."""
@@ -105,9 +110,17 @@ class _Chunk:
 
 
 class _Miner:
-    def __init__(self, cfg: MiningConfig, index: VectorIndex, q_vecs: np.ndarray, doc_vecs: np.ndarray,
-                 queries: Sequence[str], doc_texts: Sequence[str], positives: list[list[int]],
-                 teacher: Teacher | None) -> None:
+    def __init__(
+        self,
+        cfg: MiningConfig,
+        index: VectorIndex,
+        q_vecs: np.ndarray,
+        doc_vecs: np.ndarray,
+        queries: Sequence[str],
+        doc_texts: Sequence[str],
+        positives: list[list[int]],
+        teacher: Teacher | None,
+    ) -> None:
         self.cfg = cfg
         self.index = index
         self.q_vecs = q_vecs
@@ -156,8 +169,13 @@ class _Miner:
         if cfg.relative_margin is not None:
             masks.append(("relative_margin", lambda s: F.relative_margin_mask(s, pos_ref, cfg.relative_margin)))
         if cfg.adaptive_margin is not None:
-            thresholds = F.adaptive_thresholds(scores, pos_scores, margin=cfg.adaptive_margin,
-                                               quantile=cfg.adaptive_quantile, window=cfg.adaptive_window)
+            thresholds = F.adaptive_thresholds(
+                scores,
+                pos_scores,
+                margin=cfg.adaptive_margin,
+                quantile=cfg.adaptive_quantile,
+                window=cfg.adaptive_window,
+            )
             masks.append(("adaptive_margin", lambda s: F.threshold_mask(s, thresholds)))
         if cfg.max_score is not None:
             masks.append(("max_score", lambda s: F.max_score_mask(s, cfg.max_score)))
@@ -168,22 +186,43 @@ class _Miner:
             removed[:, RULES.index(name)] = m.sum(axis=1)
             removed_masks[name] = m
             scores[m] = -np.inf
-        cols = F.select_negatives(scores, range_min=cfg.range_min, range_max=self.range_max,
-                                  num_negatives=cfg.num_negatives, sampling_strategy=cfg.sampling_strategy,
-                                  rng=self.rng)
+        cols = F.select_negatives(
+            scores,
+            range_min=cfg.range_min,
+            range_max=self.range_max,
+            num_negatives=cfg.num_negatives,
+            sampling_strategy=cfg.sampling_strategy,
+            rng=self.rng,
+        )
         safe = np.maximum(cols, 0)
         negatives = np.where(cols >= 0, np.take_along_axis(rows, safe, axis=1), -1)
         neg_scores = np.where(cols >= 0, np.take_along_axis(scores, safe, axis=1), np.nan).astype(np.float32)
         self.timing["filter"] += time.perf_counter() - t1
-        return _Chunk(negatives, neg_scores, [pos_scores[i, : len(p)] for i, p in enumerate(pos_lists)],
-                      removed, masked, candidates, np.full(n, depth), before_filters, removed_masks)
+        return _Chunk(
+            negatives,
+            neg_scores,
+            [pos_scores[i, : len(p)] for i, p in enumerate(pos_lists)],
+            removed,
+            masked,
+            candidates,
+            np.full(n, depth),
+            before_filters,
+            removed_masks,
+        )
 
-    def _rescore(self, qidx: np.ndarray, scores: np.ndarray, rows: np.ndarray, pos_scores: np.ndarray,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _rescore(
+        self,
+        qidx: np.ndarray,
+        scores: np.ndarray,
+        rows: np.ndarray,
+        pos_scores: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         assert self.teacher is not None
         queries = [self.queries[q] for q in qidx]
-        docs = [[self.doc_texts[r] for r in row if r >= 0] + [self.doc_texts[p] for p in self.positives[q]]
-                for q, row in zip(qidx, rows)]
+        docs = [
+            [self.doc_texts[r] for r in row if r >= 0] + [self.doc_texts[p] for p in self.positives[q]]
+            for q, row in zip(qidx, rows)
+        ]
         rescored = self.teacher.score(queries, docs)
         new_scores = np.full_like(scores, -np.inf)
         new_rows = np.full_like(rows, -1)
@@ -191,7 +230,7 @@ class _Miner:
         for i, row in enumerate(rows):
             valid = row[row >= 0]
             s = np.asarray(rescored[i], dtype=np.float32)
-            cand, pos = s[: len(valid)], s[len(valid):]
+            cand, pos = s[: len(valid)], s[len(valid) :]
             order = np.argsort(-cand, kind="stable")
             new_scores[i, : len(valid)] = cand[order]
             new_rows[i, : len(valid)] = valid[order]
@@ -233,10 +272,12 @@ def mine(
 
     t0 = time.perf_counter()
     stats_before = (encoder.stats.cached, encoder.stats.encoded)
-    doc_vecs = encoder.encode(doc_texts, kind="document", prompt=cfg.corpus_prompt,
-                              prompt_name=cfg.corpus_prompt_name, desc="corpus")
-    q_vecs = encoder.encode(list(data.queries), kind="query", prompt=cfg.query_prompt,
-                            prompt_name=cfg.query_prompt_name, desc="queries")
+    doc_vecs = encoder.encode(
+        doc_texts, kind="document", prompt=cfg.corpus_prompt, prompt_name=cfg.corpus_prompt_name, desc="corpus"
+    )
+    q_vecs = encoder.encode(
+        list(data.queries), kind="query", prompt=cfg.query_prompt, prompt_name=cfg.query_prompt_name, desc="queries"
+    )
     t_encode = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -292,18 +333,42 @@ def mine(
     bar.close()
 
     report = MiningReport.build(
-        cfg=cfg, data_source=data.source, positives=positives, pos_scores=pos_scores, negatives=negatives,
-        neg_scores=neg_scores, removed=removed, rules=RULES, masked=masked, candidates=candidates,
-        depth_used=depth_used, depth0=depth0, range_max=miner.range_max, corpus_size=len(doc_texts),
+        cfg=cfg,
+        data_source=data.source,
+        positives=positives,
+        pos_scores=pos_scores,
+        negatives=negatives,
+        neg_scores=neg_scores,
+        removed=removed,
+        rules=RULES,
+        masked=masked,
+        candidates=candidates,
+        depth_used=depth_used,
+        depth0=depth0,
+        range_max=miner.range_max,
+        corpus_size=len(doc_texts),
         corpus_rows=len(data.corpus_texts),
         timings={"encode": t_encode, "index": t_index, **miner.timing, "total": time.perf_counter() - t_start},
-        encoder={"model": encoder.name, "fingerprint": encoder.fingerprint,
-                 "cached": encoder.stats.cached - stats_before[0], "encoded": encoder.stats.encoded - stats_before[1]},
-        index=index.describe(), teacher=getattr(teach, "name", None),
+        encoder={
+            "model": encoder.name,
+            "fingerprint": encoder.fingerprint,
+            "cached": encoder.stats.cached - stats_before[0],
+            "encoded": encoder.stats.encoded - stats_before[1],
+        },
+        index=index.describe(),
+        teacher=getattr(teach, "name", None),
     )
     return MiningResult(
-        queries=list(data.queries), query_ids=list(data.query_ids), doc_ids=doc_ids, doc_texts=doc_texts,
-        positives=positives, positive_scores=pos_scores, negatives=negatives, negative_scores=neg_scores,
-        config=cfg, report=report, search_depth=depth_used,
+        queries=list(data.queries),
+        query_ids=list(data.query_ids),
+        doc_ids=doc_ids,
+        doc_texts=doc_texts,
+        positives=positives,
+        positive_scores=pos_scores,
+        negatives=negatives,
+        negative_scores=neg_scores,
+        config=cfg,
+        report=report,
+        search_depth=depth_used,
         removed_scores={k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in removed_scores.items()},
     )

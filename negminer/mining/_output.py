@@ -19,8 +19,9 @@ __all__ = ["to_columns", "write_rows", "OUTPUT_FORMATS"]
 OUTPUT_FORMATS = values(OutputFormat)
 
 
-def to_columns(res: MiningResult, output_format: str, *, output_scores: bool, anchor_column: str,
-               positive_column: str) -> dict[str, list[Any]]:
+def to_columns(
+    res: MiningResult, output_format: str, *, output_scores: bool, anchor_column: str, positive_column: str
+) -> dict[str, list[Any]]:
     """Build columns like ``mine_hard_negatives`` does for the same format (row order included)."""
     if output_format not in OUTPUT_FORMATS:
         raise ConfigError(f"must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}", param="output_format")
@@ -80,8 +81,9 @@ def to_columns(res: MiningResult, output_format: str, *, output_scores: bool, an
             for p, ps in zip(res.positives[qi], res.positive_scores[qi]):
                 cols[A].append(q)
                 cols[P].append([texts[p]] + [texts[n] for n, _ in negs])
-                cols[label].append([float(ps)] + [float(s) for _, s in negs] if output_scores
-                                   else [1] + [0] * len(negs))
+                cols[label].append(
+                    [float(ps)] + [float(s) for _, s in negs] if output_scores else [1] + [0] * len(negs)
+                )
     return cols
 
 

@@ -19,9 +19,16 @@ def _stats(x: np.ndarray) -> dict[str, float | int]:
     if x.size == 0:
         return {"count": 0}
     q = np.quantile(x, [0.25, 0.5, 0.75])
-    return {"count": int(x.size), "mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4),
-            "min": round(float(x.min()), 4), "p25": round(float(q[0]), 4), "median": round(float(q[1]), 4),
-            "p75": round(float(q[2]), 4), "max": round(float(x.max()), 4)}
+    return {
+        "count": int(x.size),
+        "mean": round(float(x.mean()), 4),
+        "std": round(float(x.std()), 4),
+        "min": round(float(x.min()), 4),
+        "p25": round(float(q[0]), 4),
+        "median": round(float(q[1]), 4),
+        "p75": round(float(q[2]), 4),
+        "max": round(float(x.max()), 4),
+    }
 
 
 @dataclass
@@ -60,11 +67,29 @@ class MiningReport:
     _neg: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, *, cfg: Any, data_source: str, positives: list[list[int]], pos_scores: list[np.ndarray],
-              negatives: np.ndarray, neg_scores: np.ndarray, removed: np.ndarray, rules: tuple[str, ...],
-              masked: np.ndarray, candidates: np.ndarray, depth_used: np.ndarray, depth0: int, range_max: int,
-              corpus_size: int, corpus_rows: int, timings: dict[str, float], encoder: dict[str, Any],
-              index: dict[str, Any], teacher: str | None) -> MiningReport:
+    def build(
+        cls,
+        *,
+        cfg: Any,
+        data_source: str,
+        positives: list[list[int]],
+        pos_scores: list[np.ndarray],
+        negatives: np.ndarray,
+        neg_scores: np.ndarray,
+        removed: np.ndarray,
+        rules: tuple[str, ...],
+        masked: np.ndarray,
+        candidates: np.ndarray,
+        depth_used: np.ndarray,
+        depth0: int,
+        range_max: int,
+        corpus_size: int,
+        corpus_rows: int,
+        timings: dict[str, float],
+        encoder: dict[str, Any],
+        index: dict[str, Any],
+        teacher: str | None,
+    ) -> MiningReport:
         got = (negatives >= 0).sum(axis=1)
         multi = np.array([len(p) > 1 for p in positives])
         short = got < cfg.num_negatives
@@ -73,19 +98,38 @@ class MiningReport:
         pos_all = np.concatenate(pos_scores) if pos_scores else np.zeros(0, np.float32)
         neg_all = neg_scores[np.isfinite(neg_scores)]
         return cls(
-            queries=len(positives), pairs=int(sum(len(p) for p in positives)), corpus_size=corpus_size,
-            corpus_rows=corpus_rows, max_positives=max(len(p) for p in positives),
-            num_negatives=cfg.num_negatives, range_max=range_max, search_depth=depth0,
-            queries_deepened=int((depth_used > depth0).sum()), mean_search_depth=round(float(depth_used.mean()), 2),
-            candidates=total_candidates, positives_masked=int(masked.sum()), removed=removed_by_rule,
-            removed_share={r: round(v / total_candidates, 4) if total_candidates else 0.0
-                           for r, v in removed_by_rule.items()},
-            negatives=int(got.sum()), queries_full=int((~short).sum()), queries_short=int(short.sum()),
+            queries=len(positives),
+            pairs=int(sum(len(p) for p in positives)),
+            corpus_size=corpus_size,
+            corpus_rows=corpus_rows,
+            max_positives=max(len(p) for p in positives),
+            num_negatives=cfg.num_negatives,
+            range_max=range_max,
+            search_depth=depth0,
+            queries_deepened=int((depth_used > depth0).sum()),
+            mean_search_depth=round(float(depth_used.mean()), 2),
+            candidates=total_candidates,
+            positives_masked=int(masked.sum()),
+            removed=removed_by_rule,
+            removed_share={
+                r: round(v / total_candidates, 4) if total_candidates else 0.0 for r, v in removed_by_rule.items()
+            },
+            negatives=int(got.sum()),
+            queries_full=int((~short).sum()),
+            queries_short=int(short.sum()),
             queries_without_negatives=int((got == 0).sum()),
-            queries_short_multi_positive=int((short & multi).sum()), queries_multi_positive=int(multi.sum()),
-            positive_scores=_stats(pos_all), negative_scores=_stats(neg_all),
-            timings={k: round(v, 3) for k, v in timings.items()}, encoder=encoder, index=index, teacher=teacher,
-            source=data_source, config=cfg.model_dump(), _pos=pos_all, _neg=neg_all,
+            queries_short_multi_positive=int((short & multi).sum()),
+            queries_multi_positive=int(multi.sum()),
+            positive_scores=_stats(pos_all),
+            negative_scores=_stats(neg_all),
+            timings={k: round(v, 3) for k, v in timings.items()},
+            encoder=encoder,
+            index=index,
+            teacher=teacher,
+            source=data_source,
+            config=cfg.model_dump(),
+            _pos=pos_all,
+            _neg=neg_all,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -55,11 +55,16 @@ class CrossEncoderTeacher:
 
     def score(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[np.ndarray]:
         pairs = [(q, d) for q, row in zip(queries, docs) for d in row]
-        flat = np.asarray(self.cross_encoder.predict(pairs, batch_size=self.batch_size, show_progress_bar=False),
-                          dtype=np.float32) if pairs else np.zeros(0, dtype=np.float32)
+        flat = (
+            np.asarray(
+                self.cross_encoder.predict(pairs, batch_size=self.batch_size, show_progress_bar=False), dtype=np.float32
+            )
+            if pairs
+            else np.zeros(0, dtype=np.float32)
+        )
         out, start = [], 0
         for row in docs:
-            out.append(flat[start: start + len(row)])
+            out.append(flat[start : start + len(row)])
             start += len(row)
         return out
 

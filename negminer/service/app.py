@@ -26,8 +26,13 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
     settings = settings or ServiceSettings()
 
     def encoder_factory(model: str) -> Encoder:
-        return Encoder(model, device=settings.device, batch_size=settings.batch_size,
-                       cache_dir=settings.cache_dir, show_progress=False)
+        return Encoder(
+            model,
+            device=settings.device,
+            batch_size=settings.batch_size,
+            cache_dir=settings.cache_dir,
+            show_progress=False,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,8 +74,9 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
         length = request.headers.get("content-length")
         limit = settings.max_upload_bytes if request.url.path == "/v1/files" else settings.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
-            return errors.problem(413, f"request body over {limit} bytes",
-                                  code="payload_too_large", instance=request.url.path)
+            return errors.problem(
+                413, f"request body over {limit} bytes", code="payload_too_large", instance=request.url.path
+            )
         return await call_next(request)
 
     app.include_router(health.router)

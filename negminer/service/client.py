@@ -50,9 +50,19 @@ class HttpNegativeSource:
     blocks on the service's encoding. ``close()`` deletes the index when ``delete_on_close``.
     """
 
-    def __init__(self, url: str, index: str, data: RetrievalData, config: MiningConfig, *,
-                 api_key: SecretStr | str | None = None, timeout: float = 600.0, batch: int = 256,
-                 from_index: str | None = None, delete_on_close: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        index: str,
+        data: RetrievalData,
+        config: MiningConfig,
+        *,
+        api_key: SecretStr | str | None = None,
+        timeout: float = 600.0,
+        batch: int = 256,
+        from_index: str | None = None,
+        delete_on_close: bool = False,
+    ) -> None:
         _, self.texts, doc_of = data.dedup_corpus()
         self.queries = list(data.queries)
         self.positive_ids = [[str(r) for r in sorted({doc_of[d] for d in pos})] for pos in data.positives]
@@ -74,8 +84,9 @@ class HttpNegativeSource:
         return lambda data, config: cls(url, index, data, config, **kw)
 
     # -- HTTP ------------------------------------------------------------------------------------------------------
-    def _send(self, method: str, path: str, model: type[M] | None, body: BaseModel | None = None,
-              ok_missing: bool = False) -> M | None:
+    def _send(
+        self, method: str, path: str, model: type[M] | None, body: BaseModel | None = None, ok_missing: bool = False
+    ) -> M | None:
         """Send ``body``; parse the answer as ``model``. A 404 is None when ``ok_missing``; other errors raise."""
         content = body.model_dump(mode="json", exclude_unset=True) if body is not None else None
         r = self.client.request(method, path, json=content)
@@ -88,15 +99,17 @@ class HttpNegativeSource:
                 detail = problem.detail
             except (ValueError, ValidationError):
                 detail = r.text
-            raise ServiceError(f"index service: {method} {path} -> {r.status_code}: {detail}",
-                               status=r.status_code, problem=problem)
+            raise ServiceError(
+                f"index service: {method} {path} -> {r.status_code}: {detail}", status=r.status_code, problem=problem
+            )
         if model is None:
             return None
         try:
             return model.model_validate(r.json())
         except (ValueError, ValidationError) as exc:
-            raise ServiceError(f"index service: {method} {path}: unexpected answer ({exc})",
-                               status=r.status_code) from None
+            raise ServiceError(
+                f"index service: {method} {path}: unexpected answer ({exc})", status=r.status_code
+            ) from None
 
     def info(self) -> IndexInfo | None:
         """The index's status, or None when it does not exist."""
@@ -147,8 +160,9 @@ class HttpNegativeSource:
                 else:
                     negatives.append([int(n.id) for n in res.negatives])
             queries_short += int(answer.report.get("queries_short", 0))
-        return NegativesUpdate(version, negatives, {"queries_short": queries_short},
-                               texts=list(row_of) if self.from_index else None)
+        return NegativesUpdate(
+            version, negatives, {"queries_short": queries_short}, texts=list(row_of) if self.from_index else None
+        )
 
     def close(self) -> None:
         """Delete the index if this source owns it; close the HTTP client."""

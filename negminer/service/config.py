@@ -11,8 +11,20 @@ from negminer._settings import Settings
 
 __all__ = ["ServiceSettings"]
 
-_PLACEHOLDERS = {"changeme", "change-me", "changethis", "secret", "password", "placeholder", "apikey", "api-key",
-                 "xxx", "test", "none", "null"}
+_PLACEHOLDERS = {
+    "changeme",
+    "change-me",
+    "changethis",
+    "secret",
+    "password",
+    "placeholder",
+    "apikey",
+    "api-key",
+    "xxx",
+    "test",
+    "none",
+    "null",
+}
 
 
 class ServiceSettings(Settings):
@@ -29,12 +41,17 @@ class ServiceSettings(Settings):
     max_top_k: int = Field(1000, ge=1, description="largest top_k")
     max_documents: int = Field(100_000, ge=1, description="documents per index creation request")
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file upload (POST /v1/files)")
-    database_url: str | None = Field(None, description="job database; default: SQLite at DATA_DIR/negminer.db; "
-                                     "postgresql+psycopg://... when several workers share the queue")
-    api_url: str | None = Field(None, description="where a worker reaches the service (jobs that mine from an "
-                                "index); default: http://HOST:PORT")
-    job_lease_seconds: float = Field(60.0, ge=1.0, description="a job whose worker is silent this long is resumed "
-                                     "by another worker")
+    database_url: str | None = Field(
+        None,
+        description="job database; default: SQLite at DATA_DIR/negminer.db; "
+        "postgresql+psycopg://... when several workers share the queue",
+    )
+    api_url: str | None = Field(
+        None, description="where a worker reaches the service (jobs that mine from an index); default: http://HOST:PORT"
+    )
+    job_lease_seconds: float = Field(
+        60.0, ge=1.0, description="a job whose worker is silent this long is resumed by another worker"
+    )
     job_max_attempts: int = Field(3, ge=1, description="claims of one job before it fails as worker_lost")
     worker_poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for queued jobs")
     cancel_grace_seconds: float = Field(10.0, ge=0, description="a cancelled job still running after this is killed")

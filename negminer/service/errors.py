@@ -29,13 +29,33 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": Problem, "content": {PROBLEM: {}}, "description": HTTPStatus(s).phrase} for s in statuses}
 
 
-def problem(status: int, detail: str, *, code: str, param: str | None = None, instance: str | None = None,
-            line: int | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    code: str,
+    param: str | None = None,
+    instance: str | None = None,
+    line: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """A :class:`Problem` answer (``line`` only when an uploaded file's line is at fault)."""
-    body = Problem(type=f"https://negminer.dev/problems/{code}", title=HTTPStatus(status).phrase, status=status,
-                   detail=detail, instance=instance, code=code, param=param, line=line)
-    return JSONResponse(body.model_dump(exclude=None if line is not None else {"line"}), status_code=status,
-                        media_type=PROBLEM, headers=headers)
+    body = Problem(
+        type=f"https://negminer.dev/problems/{code}",
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=instance,
+        code=code,
+        param=param,
+        line=line,
+    )
+    return JSONResponse(
+        body.model_dump(exclude=None if line is not None else {"line"}),
+        status_code=status,
+        media_type=PROBLEM,
+        headers=headers,
+    )
 
 
 # NegminerError subclasses -> (HTTP status, problem code); the most specific class that matches wins.
@@ -77,11 +97,20 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-                413: "payload_too_large"}.get(
-            exc.status_code, "http_error")
-        return problem(exc.status_code, str(exc.detail), code=code, instance=request.url.path,
-                       headers=getattr(exc, "headers", None))
+        code = {
+            401: "unauthorized",
+            404: "not_found",
+            405: "method_not_allowed",
+            409: "conflict",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
+        return problem(
+            exc.status_code,
+            str(exc.detail),
+            code=code,
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(NegminerError)
     async def _negminer(request: Request, exc: NegminerError) -> JSONResponse:

@@ -14,8 +14,9 @@ from negminer.service.schemas import MineQuery, MineRequest, MineResponse, MineR
 __all__ = ["mine_index", "mine_snapshot"]
 
 
-def mine_snapshot(snapshot: Snapshot, registry: IndexRegistry, queries: list[MineQuery],
-                  options: dict[str, Any]) -> MiningResult:
+def mine_snapshot(
+    snapshot: Snapshot, registry: IndexRegistry, queries: list[MineQuery], options: dict[str, Any]
+) -> MiningResult:
     """Mine negatives for ``queries`` from the snapshot's corpus with the index's model.
 
     A query's positives are document ids of the index or extra texts (added to the candidates as positives)."""
@@ -35,8 +36,14 @@ def mine_snapshot(snapshot: Snapshot, registry: IndexRegistry, queries: list[Min
         if not rows:
             raise ConfigError("needs positive_ids or positives", param=f"queries[{qi}]")
         positives.append(rows)
-    data = RetrievalData(ids, corpus, [f"q{i}" for i in range(len(queries))], [q.query for q in queries],
-                         positives, source=f"index:{snapshot.name}")
+    data = RetrievalData(
+        ids,
+        corpus,
+        [f"q{i}" for i in range(len(queries))],
+        [q.query for q in queries],
+        positives,
+        source=f"index:{snapshot.name}",
+    )
     return mine(data, registry.encoder(snapshot.model), show_progress=False, **options)
 
 
@@ -47,10 +54,14 @@ def mine_index(registry: IndexRegistry, name: str, body: MineRequest) -> MineRes
     results = []
     for i, q in enumerate(res.queries):
         rows = [int(r) for r in res.negatives[i] if r >= 0]
-        negatives = [Negative(id=d, score=s, text=res.doc_texts[r] if body.return_text else None)
-                     for (d, s), r in zip(res.negatives_of(i), rows)]
-        results.append(MineResult(query=q, negatives=negatives,
-                                  positive_scores=[float(x) for x in res.positive_scores[i]]))
+        negatives = [
+            Negative(id=d, score=s, text=res.doc_texts[r] if body.return_text else None)
+            for (d, s), r in zip(res.negatives_of(i), rows)
+        ]
+        results.append(
+            MineResult(query=q, negatives=negatives, positive_scores=[float(x) for x in res.positive_scores[i]])
+        )
     rows_out = res.rows(body.output_format, output_scores=body.output_scores) if body.output_format else None
-    return MineResponse(index=name, version=snapshot.version, results=results, report=res.report.to_dict(),
-                        rows=rows_out)
+    return MineResponse(
+        index=name, version=snapshot.version, results=results, report=res.report.to_dict(), rows=rows_out
+    )

@@ -29,8 +29,9 @@ def bad_param(param: str, why: str, where: str = "body") -> RequestValidationErr
     return RequestValidationError([{"loc": (where, *param.split(".")), "msg": why, "type": "value_error"}])
 
 
-def list_page(fetch: Callable[[], tuple[list[dict[str, Any]], bool]], convert: Callable[[dict[str, Any]], T],
-              unknown: str) -> ListPage[T]:
+def list_page(
+    fetch: Callable[[], tuple[list[dict[str, Any]], bool]], convert: Callable[[dict[str, Any]], T], unknown: str
+) -> ListPage[T]:
     """One page from the store (``{object: "list", data, has_more}``); an unknown ``after`` cursor is a 422."""
     try:
         rows, more = fetch()

@@ -86,11 +86,18 @@ class IndexState:
     def info(self) -> IndexInfo:
         with self.lock:
             cur = self.current
-            return IndexInfo(name=self.name, status=self.status, version=cur.version if cur else None,
-                             size=len(cur) if cur else 0, model=self.model,
-                             model_fingerprint=cur.fingerprint if cur else None, kind=IndexKind(self.kind),
-                             error=self.error, build_seconds=self.build_seconds,
-                             operation=self.operation.model_copy() if self.operation else None)
+            return IndexInfo(
+                name=self.name,
+                status=self.status,
+                version=cur.version if cur else None,
+                size=len(cur) if cur else 0,
+                model=self.model,
+                model_fingerprint=cur.fingerprint if cur else None,
+                kind=IndexKind(self.kind),
+                error=self.error,
+                build_seconds=self.build_seconds,
+                operation=self.operation.model_copy() if self.operation else None,
+            )
 
 
 @dataclass(frozen=True)
@@ -153,8 +160,9 @@ class IndexRegistry:
             return self._encoders[model]
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
-    def create(self, name: str, model: str, doc_ids: list[str], texts: list[str], *, kind: str = "flat",
-               wait: bool = False) -> IndexState:
+    def create(
+        self, name: str, model: str, doc_ids: list[str], texts: list[str], *, kind: str = "flat", wait: bool = False
+    ) -> IndexState:
         """Start building index ``name`` in the background (``wait=True`` builds in this thread)."""
         if not NAME_RE.match(name):
             raise ConfigError(f"must match {NAME_RE.pattern}, got {name!r}", param="name")
@@ -193,8 +201,9 @@ class IndexRegistry:
         self._rebuild(state, OperationType.refresh, model, list(snap.index.doc_ids), list(snap.texts), wait=wait)
         return state
 
-    def _rebuild(self, state: IndexState, op: OperationType, model: str, doc_ids: list[str], texts: list[str], *,
-                 wait: bool) -> None:
+    def _rebuild(
+        self, state: IndexState, op: OperationType, model: str, doc_ids: list[str], texts: list[str], *, wait: bool
+    ) -> None:
         with state.lock:
             if state.operation and state.operation.status == OperationStatus.running:
                 raise IndexBusy(state.name, state.operation.type)
@@ -206,12 +215,14 @@ class IndexRegistry:
         def run() -> None:
             t0 = time.perf_counter()
             try:
+
                 def progress(done: int, total: int) -> None:
                     with state.lock:
                         operation.encoded, operation.to_encode = done, total
 
-                index = build_index(self.encoder(model), doc_ids, texts, kind=state.kind, keep_texts=True,
-                                    progress=progress)
+                index = build_index(
+                    self.encoder(model), doc_ids, texts, kind=state.kind, keep_texts=True, progress=progress
+                )
                 if not (d / "index.json").exists():
                     with atomic_open(d / "index.json") as fh:
                         json.dump({"name": state.name, "model": model, "kind": state.kind}, fh)
@@ -268,8 +279,13 @@ class IndexRegistry:
             raise IndexNotReady(name, state.status, state.error)
         return Snapshot(name, current, texts, model)
 
-    def search(self, name: str, queries: list[str] | None, top_k: int, vectors: np.ndarray | None = None,
-               ) -> tuple[int | None, list[list[tuple[str, float, str]]]]:
+    def search(
+        self,
+        name: str,
+        queries: list[str] | None,
+        top_k: int,
+        vectors: np.ndarray | None = None,
+    ) -> tuple[int | None, list[list[tuple[str, float, str]]]]:
         """(version that answered, per query [(id, score, text)]) from the current version of ``name``.
 
         Give query texts (encoded with the index's model) or query vectors."""
@@ -279,12 +295,14 @@ class IndexRegistry:
             vecs = self.encoder(snap.model).encode(list(queries or []), kind="query", desc="queries")
         else:
             if vectors.ndim != 2 or vectors.shape[1] != current.index.dim:
-                raise ConfigError(f"expected rows of {current.index.dim} floats, got shape {tuple(vectors.shape)}",
-                                  param="vectors")
+                raise ConfigError(
+                    f"expected rows of {current.index.dim} floats, got shape {tuple(vectors.shape)}", param="vectors"
+                )
             vecs = vectors.astype(np.float32)
         scores, rows = current.search(vecs, top_k)
         out = []
         for sc, rw in zip(scores, rows):
-            out.append([(current.doc_ids[r], float(s), snap.texts[r]) for s, r in zip(sc, rw)
-                        if r >= 0 and np.isfinite(s)])
+            out.append(
+                [(current.doc_ids[r], float(s), snap.texts[r]) for s, r in zip(sc, rw) if r >= 0 and np.isfinite(s)]
+            )
         return current.version, out

@@ -118,8 +118,11 @@ class Document(_Request):
 
 class CreateIndex(_Request):
     name: str = Field(pattern=NAME_PATTERN)
-    model: str | None = Field(None, description="a registered model name (GET /v1/models) or a model folder inside "
-                              "the data dir; default: the service's model (from_index: that index's model)")
+    model: str | None = Field(
+        None,
+        description="a registered model name (GET /v1/models) or a model folder inside "
+        "the data dir; default: the service's model (from_index: that index's model)",
+    )
     documents: list[Document] | None = Field(None, min_length=1, description="inline documents, or corpus_file")
     corpus_file: str | None = Field(None, description="a corpus.jsonl (_id, title, text) inside the data dir")
     from_index: str | None = Field(None, description="copy the documents of this index (its current version)")
@@ -131,8 +134,10 @@ class AddDocuments(_Request):
 
 
 class RefreshRequest(_Request):
-    model: str = Field(min_length=1, description="a registered model name (a fine-tuned model or checkpoint) or a "
-                       "model folder inside the data dir")
+    model: str = Field(
+        min_length=1,
+        description="a registered model name (a fine-tuned model or checkpoint) or a model folder inside the data dir",
+    )
 
 
 class Operation(_Response):
@@ -220,8 +225,9 @@ class MineResponse(_Response):
     version: int | None
     results: list[MineResult]
     report: dict[str, Any] = Field(description="the filter report (negminer.mining.MiningReport.to_dict())")
-    rows: dict[str, list[Any]] | None = Field(None, description="sentence-transformers' columns (column name -> "
-                                              "values), with output_format")
+    rows: dict[str, list[Any]] | None = Field(
+        None, description="sentence-transformers' columns (column name -> values), with output_format"
+    )
 
 
 # -- embeddings --------------------------------------------------------------------------------------------------
@@ -269,7 +275,8 @@ class CreateJob(_Request):
     index: str | None = Field(None, description="mine (and refresh) negatives from a copy of this index's corpus")
     hyperparameters: TrainHyperparameters = Field(
         default_factory=TrainHyperparameters,
-        description="training options; unset ones take the trainer's defaults (the job shows the effective ones)")
+        description="training options; unset ones take the trainer's defaults (the job shows the effective ones)",
+    )
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
     metadata: dict[str, str] | None = Field(None, max_length=16)

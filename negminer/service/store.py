@@ -32,7 +32,8 @@ S = JobStatus
 _meta = sa.MetaData()
 
 files = sa.Table(
-    "files", _meta,
+    "files",
+    _meta,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
     sa.Column("created_at", sa.Integer, nullable=False),
@@ -45,7 +46,8 @@ files = sa.Table(
 )
 
 jobs = sa.Table(
-    "jobs", _meta,
+    "jobs",
+    _meta,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
     sa.Column("created_at", sa.Integer, nullable=False),
@@ -71,7 +73,8 @@ jobs = sa.Table(
 )
 
 events = sa.Table(
-    "events", _meta,
+    "events",
+    _meta,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
     sa.Column("job_id", sa.String(64), nullable=False, index=True),
@@ -83,7 +86,8 @@ events = sa.Table(
 )
 
 checkpoints = sa.Table(
-    "checkpoints", _meta,
+    "checkpoints",
+    _meta,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
     sa.Column("job_id", sa.String(64), nullable=False, index=True),
@@ -94,7 +98,8 @@ checkpoints = sa.Table(
 )
 
 models = sa.Table(
-    "models", _meta,
+    "models",
+    _meta,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(512), unique=True, nullable=False),
     sa.Column("created_at", sa.Integer, nullable=False),
@@ -151,11 +156,22 @@ class JobStore:
             yield conn
 
     # -- files ----------------------------------------------------------------------------------------------
-    def add_file(self, *, id: str, filename: str, purpose: str, nbytes: int, path: str, sha256: str,
-                 info: dict[str, Any]) -> dict[str, Any]:
+    def add_file(
+        self, *, id: str, filename: str, purpose: str, nbytes: int, path: str, sha256: str, info: dict[str, Any]
+    ) -> dict[str, Any]:
         with self._tx() as c:
-            c.execute(files.insert().values(id=id, created_at=_now(), filename=filename, purpose=purpose,
-                                            bytes=nbytes, path=path, sha256=sha256, info=info))
+            c.execute(
+                files.insert().values(
+                    id=id,
+                    created_at=_now(),
+                    filename=filename,
+                    purpose=purpose,
+                    bytes=nbytes,
+                    path=path,
+                    sha256=sha256,
+                    info=info,
+                )
+            )
         return self.get_file(id) or {}
 
     def get_file(self, file_id: str) -> dict[str, Any] | None:
@@ -173,16 +189,29 @@ class JobStore:
     def file_in_use(self, file_id: str) -> str | None:
         """The id of an unfinished job reading this file, if any."""
         with self.engine.connect() as c:
-            return c.execute(sa.select(jobs.c.id).where(
-                sa.or_(jobs.c.training_file == file_id, jobs.c.validation_file == file_id),
-                jobs.c.status.not_in(TERMINAL)).limit(1)).scalar()
+            return c.execute(
+                sa.select(jobs.c.id)
+                .where(
+                    sa.or_(jobs.c.training_file == file_id, jobs.c.validation_file == file_id),
+                    jobs.c.status.not_in(TERMINAL),
+                )
+                .limit(1)
+            ).scalar()
 
     # -- jobs -----------------------------------------------------------------------------------------------
     def create_job(self, **values: Any) -> dict[str, Any]:
         job_id = new_id("ftjob")
         with self._tx() as c:
-            c.execute(jobs.insert().values(id=job_id, created_at=_now(), status=S.validating_files, attempts=0,
-                                           cancel_requested=False, **values))
+            c.execute(
+                jobs.insert().values(
+                    id=job_id,
+                    created_at=_now(),
+                    status=S.validating_files,
+                    attempts=0,
+                    cancel_requested=False,
+                    **values,
+                )
+            )
         return self.get_job(job_id) or {}
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
@@ -193,8 +222,15 @@ class JobStore:
     def list_jobs(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
         return self._page(jobs, None, after, limit, descending=True)
 
-    def set_status(self, job_id: str, status: str, *, expect: tuple[str, ...] | None = None,
-                   worker_id: str | None = None, **values: Any) -> bool:
+    def set_status(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        expect: tuple[str, ...] | None = None,
+        worker_id: str | None = None,
+        **values: Any,
+    ) -> bool:
         """Move a job to ``status`` if it is in one of ``expect`` (and held by ``worker_id``, when given)."""
         q = jobs.update().where(jobs.c.id == job_id)
         if expect is not None:
@@ -218,8 +254,11 @@ class JobStore:
             if job["status"] in TERMINAL:
                 return dict(job)
             if job["status"] in (S.validating_files, S.queued) or (job["lease_until"] or 0) < now:
-                c.execute(jobs.update().where(jobs.c.id == job_id).values(
-                    status=S.cancelled, finished_at=_now(), lease_until=None, cancel_requested=True))
+                c.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id)
+                    .values(status=S.cancelled, finished_at=_now(), lease_until=None, cancel_requested=True)
+                )
                 self._event(c, job_id, EventLevel.info, "Job cancelled")
             elif not job["cancel_requested"]:
                 c.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
@@ -233,10 +272,14 @@ class JobStore:
         while True:
             now = time.time()
             with self._tx() as c:
-                q = (sa.select(jobs)
-                     .where(sa.or_(jobs.c.status == S.queued,
-                                   sa.and_(jobs.c.status == S.running, jobs.c.lease_until < now)))
-                     .order_by(jobs.c.seq).limit(1))
+                q = (
+                    sa.select(jobs)
+                    .where(
+                        sa.or_(jobs.c.status == S.queued, sa.and_(jobs.c.status == S.running, jobs.c.lease_until < now))
+                    )
+                    .order_by(jobs.c.seq)
+                    .limit(1)
+                )
                 if not self.is_sqlite:
                     q = q.with_for_update(skip_locked=True)
                 job = c.execute(q).mappings().first()
@@ -244,25 +287,44 @@ class JobStore:
                     return None
                 job_id, lost = job["id"], job["status"] == S.running
                 if lost and job["cancel_requested"]:
-                    c.execute(jobs.update().where(jobs.c.id == job_id).values(
-                        status=S.cancelled, finished_at=_now(), lease_until=None))
+                    c.execute(
+                        jobs.update()
+                        .where(jobs.c.id == job_id)
+                        .values(status=S.cancelled, finished_at=_now(), lease_until=None)
+                    )
                     self._event(c, job_id, EventLevel.info, "Job cancelled (its worker had stopped)")
                     continue
                 if lost and job["attempts"] >= max_attempts:
-                    error: dict[str, Any] = {"code": "worker_lost", "param": None,
-                             "message": f"the job's worker stopped {job['attempts']} times (last: "
-                                        f"{job['worker_id']}); giving up after {max_attempts} attempts"}
-                    c.execute(jobs.update().where(jobs.c.id == job_id).values(
-                        status=S.failed, finished_at=_now(), lease_until=None, error=error))
+                    error: dict[str, Any] = {
+                        "code": "worker_lost",
+                        "param": None,
+                        "message": f"the job's worker stopped {job['attempts']} times (last: "
+                        f"{job['worker_id']}); giving up after {max_attempts} attempts",
+                    }
+                    c.execute(
+                        jobs.update()
+                        .where(jobs.c.id == job_id)
+                        .values(status=S.failed, finished_at=_now(), lease_until=None, error=error)
+                    )
                     self._event(c, job_id, EventLevel.error, error["message"])
                     continue
                 attempt = job["attempts"] + 1
-                c.execute(jobs.update().where(jobs.c.id == job_id).values(
-                    status=S.running, worker_id=worker_id, lease_until=now + lease_seconds, attempts=attempt,
-                    started_at=job["started_at"] or _now()))
+                c.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id)
+                    .values(
+                        status=S.running,
+                        worker_id=worker_id,
+                        lease_until=now + lease_seconds,
+                        attempts=attempt,
+                        started_at=job["started_at"] or _now(),
+                    )
+                )
                 if lost:
-                    msg = (f"Worker {job['worker_id']} stopped responding; resuming on {worker_id} "
-                           f"(attempt {attempt} of {max_attempts})")
+                    msg = (
+                        f"Worker {job['worker_id']} stopped responding; resuming on {worker_id} "
+                        f"(attempt {attempt} of {max_attempts})"
+                    )
                     self._event(c, job_id, EventLevel.warn, msg)
                 else:
                     self._event(c, job_id, EventLevel.info, f"Fine-tuning job started on {worker_id}")
@@ -271,45 +333,83 @@ class JobStore:
     def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> tuple[bool, bool]:
         """Extend the lease; (still ours, cancel requested). Not ours any more means: stop at once."""
         with self._tx() as c:
-            n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.worker_id == worker_id,
-                                              jobs.c.status == S.running)
-                          .values(lease_until=time.time() + lease_seconds)).rowcount
+            n = c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.worker_id == worker_id, jobs.c.status == S.running)
+                .values(lease_until=time.time() + lease_seconds)
+            ).rowcount
             cancel = c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
         return n > 0, bool(cancel)
 
     def release(self, job_id: str, worker_id: str, message: str) -> bool:
         """Give a running job back to the queue (a worker shutting down); the claim is not counted."""
         with self._tx() as c:
-            n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.worker_id == worker_id,
-                                              jobs.c.status == S.running)
-                          .values(status=S.queued, lease_until=None, worker_id=None,
-                                  attempts=jobs.c.attempts - 1)).rowcount
+            n = c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.worker_id == worker_id, jobs.c.status == S.running)
+                .values(status=S.queued, lease_until=None, worker_id=None, attempts=jobs.c.attempts - 1)
+            ).rowcount
             if n:
                 self._event(c, job_id, EventLevel.warn, message)
         return n > 0
 
     # -- events ---------------------------------------------------------------------------------------------
-    def _event(self, c: Connection, job_id: str, level: str, message: str, type: str = EventType.message,
-               data: dict[str, Any] | None = None) -> None:
-        c.execute(events.insert().values(id=new_id("ftevent"), job_id=job_id, created_at=_now(), level=level,
-                                         message=message, type=type, data=data))
+    def _event(
+        self,
+        c: Connection,
+        job_id: str,
+        level: str,
+        message: str,
+        type: str = EventType.message,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        c.execute(
+            events.insert().values(
+                id=new_id("ftevent"),
+                job_id=job_id,
+                created_at=_now(),
+                level=level,
+                message=message,
+                type=type,
+                data=data,
+            )
+        )
 
-    def add_event(self, job_id: str, message: str, *, level: str = EventLevel.info, type: str = EventType.message,
-                  data: dict[str, Any] | None = None) -> None:
+    def add_event(
+        self,
+        job_id: str,
+        message: str,
+        *,
+        level: str = EventLevel.info,
+        type: str = EventType.message,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         with self._tx() as c:
             self._event(c, job_id, level, message, type, data)
 
-    def list_events(self, job_id: str, after: str | None, limit: int, *, descending: bool = True,
-                    ) -> tuple[list[dict[str, Any]], bool]:
+    def list_events(
+        self,
+        job_id: str,
+        after: str | None,
+        limit: int,
+        *,
+        descending: bool = True,
+    ) -> tuple[list[dict[str, Any]], bool]:
         return self._page(events, events.c.job_id == job_id, after, limit, descending=descending)
 
     # -- checkpoints and models -----------------------------------------------------------------------------
     def add_checkpoint(self, job_id: str, step: int, model: str, path: str, metrics: dict[str, Any]) -> None:
         with self._tx() as c:
-            c.execute(models.insert().values(name=model, created_at=_now(), path=path, job_id=job_id,
-                                             kind=ModelKind.checkpoint))
-            c.execute(checkpoints.insert().values(id=new_id("ftckpt"), job_id=job_id, created_at=_now(), step=step,
-                                                  model=model, metrics=metrics))
+            c.execute(
+                models.insert().values(
+                    name=model, created_at=_now(), path=path, job_id=job_id, kind=ModelKind.checkpoint
+                )
+            )
+            c.execute(
+                checkpoints.insert().values(
+                    id=new_id("ftckpt"), job_id=job_id, created_at=_now(), step=step, model=model, metrics=metrics
+                )
+            )
 
     def list_checkpoints(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
         return self._page(checkpoints, checkpoints.c.job_id == job_id, after, limit, descending=True)
@@ -334,8 +434,15 @@ class JobStore:
             return [dict(r) for r in c.execute(sa.select(models).order_by(models.c.seq)).mappings()]
 
     # -- pagination -----------------------------------------------------------------------------------------
-    def _page(self, table: sa.Table, where: Any, after: str | None, limit: int, *, descending: bool,
-              ) -> tuple[list[dict[str, Any]], bool]:
+    def _page(
+        self,
+        table: sa.Table,
+        where: Any,
+        after: str | None,
+        limit: int,
+        *,
+        descending: bool,
+    ) -> tuple[list[dict[str, Any]], bool]:
         """One page after the row with id ``after`` (newest first when ``descending``), and whether more follow.
 
         An unknown ``after`` raises KeyError."""

@@ -53,6 +53,7 @@ __all__ = ["Worker", "model_name"]
 
 logger = logging.getLogger("negminer.worker")
 
+
 def model_name(base: str, suffix: str | None, job_id: str) -> str:
     """OpenAI-style name of a fine-tuned model: ``ft:<base>:<suffix>:<job id>`` (no suffix: ``ft:<base>:<job>``)."""
     if base.startswith("ft:"):
@@ -111,8 +112,12 @@ class Worker:
                 break
             if self._stop.is_set():
                 _kill(proc)
-                self.store.release(job_id, self.id, f"Worker {self.id} is shutting down; the job is queued again "
-                                                    "and will resume from its last checkpoint")
+                self.store.release(
+                    job_id,
+                    self.id,
+                    f"Worker {self.id} is shutting down; the job is queued again "
+                    "and will resume from its last checkpoint",
+                )
                 outcome = "released"
                 break
             if time.monotonic() - last_renew >= renew_every:
@@ -132,8 +137,9 @@ class Worker:
             if cancel_seen is not None and time.monotonic() - cancel_seen > s.cancel_grace_seconds:
                 _kill(proc)
                 if self.store.set_status(job_id, S.cancelled, expect=(S.running,), worker_id=self.id):
-                    self.store.add_event(job_id, f"Job cancelled (stopped after {s.cancel_grace_seconds:g} s); "
-                                                 "its checkpoints are kept")
+                    self.store.add_event(
+                        job_id, f"Job cancelled (stopped after {s.cancel_grace_seconds:g} s); its checkpoints are kept"
+                    )
                 outcome = "cancelled"
                 break
         proc.join()
@@ -142,10 +148,16 @@ class Worker:
         job = self.store.get_job(job_id)
         if job and job["status"] == S.running and job["worker_id"] == self.id:  # the child died without a word
             code = proc.exitcode
-            how = (f"was killed by signal {-code}" + (" (out of memory?)" if code == -signal.SIGKILL else "")
-                   if code and code < 0 else f"exited with code {code} (the worker's log has its output)")
-            error: dict[str, Any] = {"code": "training_process_died", "param": None,
-                                     "message": f"the training process {how}"}
+            how = (
+                f"was killed by signal {-code}" + (" (out of memory?)" if code == -signal.SIGKILL else "")
+                if code and code < 0
+                else f"exited with code {code} (the worker's log has its output)"
+            )
+            error: dict[str, Any] = {
+                "code": "training_process_died",
+                "param": None,
+                "message": f"the training process {how}",
+            }
             if job["cancel_requested"]:
                 self.store.set_status(job_id, S.cancelled, expect=(S.running,), worker_id=self.id)
             else:
@@ -220,8 +232,14 @@ class _JobRun(TrainListener):
         self.last_eval: dict[str, Any] = {}
         self._checked = 0.0
 
-    def event(self, message: str, *, level: str = EventLevel.info, type: str = EventType.message,
-              data: dict[str, Any] | None = None) -> None:
+    def event(
+        self,
+        message: str,
+        *,
+        level: str = EventLevel.info,
+        type: str = EventType.message,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self.store.add_event(self.job_id, message, level=level, type=type, data=data)
 
     def load(self, file_id: str, param: str) -> Any:
@@ -231,37 +249,62 @@ class _JobRun(TrainListener):
                 raise DataError(f"file {file_id} is gone")
             return load_data(row["path"])
         except DataError as exc:
-            raise DataError(exc.message, file=row["filename"] if row else file_id, line=exc.line, field=exc.field,
-                            param=param) from None
+            raise DataError(
+                exc.message, file=row["filename"] if row else file_id, line=exc.line, field=exc.field, param=param
+            ) from None
 
     def run(self) -> None:
         job = self.job
         data = self.load(job["training_file"], "training_file")
         validation = self.load(job["validation_file"], "validation_file") if job["validation_file"] else None
-        cfg = TrainConfig(output_dir=str(self.out), model=job["model_path"], resume="auto", seed=job["seed"],
-                          show_progress=False, cache_dir=str(self.s.cache_dir), device=self.s.device,
-                          encode_batch_size=self.s.batch_size, **job["hyperparameters"])
+        cfg = TrainConfig(
+            output_dir=str(self.out),
+            model=job["model_path"],
+            resume="auto",
+            seed=job["seed"],
+            show_progress=False,
+            cache_dir=str(self.s.cache_dir),
+            device=self.s.device,
+            encode_batch_size=self.s.batch_size,
+            **job["hyperparameters"],
+        )
         source = None  # mined in the training process, unless the job mines from an index of the service
         if job["index"]:
-            source = HttpNegativeSource.factory(self.s.service_url, self.job_id, api_key=self.s.api_key,
-                                                from_index=job["index"], delete_on_close=True)
-        self.event(f"Training on {len(data)} queries ({data.num_pairs} pairs), {len(data.corpus_texts)} documents"
-                   + (f"; validating on {len(validation)} queries" if validation is not None else ""))
+            source = HttpNegativeSource.factory(
+                self.s.service_url, self.job_id, api_key=self.s.api_key, from_index=job["index"], delete_on_close=True
+            )
+        self.event(
+            f"Training on {len(data)} queries ({data.num_pairs} pairs), {len(data.corpus_texts)} documents"
+            + (f"; validating on {len(validation)} queries" if validation is not None else "")
+        )
         result = train(data, cfg, validation=validation, source=source, listener=self)
         if result.stopped:
-            if self.store.set_status(self.job_id, S.cancelled, expect=(S.running,), worker_id=self.worker_id,
-                                     trained_steps=result.steps):
+            if self.store.set_status(
+                self.job_id, S.cancelled, expect=(S.running,), worker_id=self.worker_id, trained_steps=result.steps
+            ):
                 self.event(f"Job cancelled at step {result.steps}; its checkpoints are kept")
             return
         final = self.models_dir / "final"
         _link_model(Path(result.model_path), final)
         self.store.register_model(self.name, str(final), self.job_id)
         after = result.after
-        self.event(f"New fine-tuned model created: {self.name}", type=EventType.metrics,
-                   data={"step": result.steps, "fine_tuned_model": self.name,
-                         **{k: after[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in after}})
-        if self.store.set_status(self.job_id, S.succeeded, expect=(S.running,), worker_id=self.worker_id,
-                                 fine_tuned_model=self.name, trained_steps=result.steps):
+        self.event(
+            f"New fine-tuned model created: {self.name}",
+            type=EventType.metrics,
+            data={
+                "step": result.steps,
+                "fine_tuned_model": self.name,
+                **{k: after[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in after},
+            },
+        )
+        if self.store.set_status(
+            self.job_id,
+            S.succeeded,
+            expect=(S.running,),
+            worker_id=self.worker_id,
+            fine_tuned_model=self.name,
+            trained_steps=result.steps,
+        ):
             self.event("The job has successfully completed")
 
     def should_stop(self) -> bool:
@@ -278,22 +321,39 @@ class _JobRun(TrainListener):
 
     def on_log(self, event: LogEvent) -> None:
         self.last_log = {"train_loss": event.loss, "learning_rate": event.learning_rate}
-        self.event(f"Step {event.step}: training loss={event.loss:.4f}", type=EventType.metrics,
-                   data={"step": event.step, "train_loss": event.loss, "learning_rate": event.learning_rate,
-                         "epoch": event.epoch})
+        self.event(
+            f"Step {event.step}: training loss={event.loss:.4f}",
+            type=EventType.metrics,
+            data={
+                "step": event.step,
+                "train_loss": event.loss,
+                "learning_rate": event.learning_rate,
+                "epoch": event.epoch,
+            },
+        )
 
     def on_evaluation(self, event: EvaluationEvent) -> None:
-        scores: dict[str, float] = {k: event.metrics[k] for k in ("ndcg@10", "recall@100", "mrr@10")
-                                    if k in event.metrics}
+        scores: dict[str, float] = {
+            k: event.metrics[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in event.metrics
+        }
         self.last_eval = {"step": event.step, **scores}
-        self.event(f"Step {event.step} ({event.event}): " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()),
-                   type=EventType.metrics, data={"step": event.step, "evaluation": event.event, **scores})
+        self.event(
+            f"Step {event.step} ({event.event}): " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()),
+            type=EventType.metrics,
+            data={"step": event.step, "evaluation": event.event, **scores},
+        )
 
     def on_refresh(self, event: RefreshEvent) -> None:
-        self.event(f"Step {event.step}: hard negatives refreshed (index version {event.version})",
-                   type=EventType.metrics,
-                   data={"step": event.step, "refresh_version": event.version, "queries_short": event.queries_short,
-                         "filled_randomly": event.filled_randomly})
+        self.event(
+            f"Step {event.step}: hard negatives refreshed (index version {event.version})",
+            type=EventType.metrics,
+            data={
+                "step": event.step,
+                "refresh_version": event.version,
+                "queries_short": event.queries_short,
+                "filled_randomly": event.filled_randomly,
+            },
+        )
 
     def on_checkpoint(self, event: CheckpointEvent) -> None:
         self.checkpoint(event.step, Path(event.path))
@@ -302,8 +362,18 @@ class _JobRun(TrainListener):
         """Register a complete trainer checkpoint as a model (hard links: the trainer may rotate its copy)."""
         name = f"{self.name}:ckpt-step-{step}"
         dest = self.models_dir / f"checkpoint-step-{step}"
-        _link_model(path, dest, skip={"optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt",
-                                      "trainer_state.json", "training_args.bin"})
+        _link_model(
+            path,
+            dest,
+            skip={
+                "optimizer.pt",
+                "scheduler.pt",
+                "rng_state.pth",
+                "scaler.pt",
+                "trainer_state.json",
+                "training_args.bin",
+            },
+        )
         self.store.drop_checkpoint(self.job_id, name)  # a resumed run may save the same step again
         scores = {k: v for k, v in self.last_eval.items() if k != "step"} if self.last_eval.get("step") == step else {}
         self.store.add_checkpoint(self.job_id, step, name, str(dest), {"step": step, **self.last_log, **scores})
@@ -327,5 +397,6 @@ def _link_model(src: Path, dest: Path, skip: set[str] | None = None) -> None:
             shutil.copy2(s, d)
 
     with atomic_dir(dest) as tmp:
-        shutil.copytree(src, tmp, copy_function=link, ignore=lambda _d, names: [n for n in names if n in skip],
-                        dirs_exist_ok=True)
+        shutil.copytree(
+            src, tmp, copy_function=link, ignore=lambda _d, names: [n for n in names if n in skip], dirs_exist_ok=True
+        )

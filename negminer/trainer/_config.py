@@ -56,21 +56,28 @@ class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
     """The training recipe. Invalid values raise :class:`~negminer.ConfigError` naming the field (the REST API
     answers 422 naming ``hyperparameters.<field>``)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True,
-                              populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True, populate_by_name=True
+    )
 
     loss: LossName = Field(LossName.infonce, description="infonce, decoupled (DEXML) or dcl")
     temperature: float = Field(0.05, gt=0, description="s = cos / temperature")
-    negatives: NegativesMode = Field(NegativesMode.mined, description="none (in-batch only), mined (once, before "
-                                     "training) or refresh (re-mined every refresh_every steps)")
+    negatives: NegativesMode = Field(
+        NegativesMode.mined,
+        description="none (in-batch only), mined (once, before "
+        "training) or refresh (re-mined every refresh_every steps)",
+    )
     refresh_every: int = Field(50, ge=1, description="steps between refreshes of the negatives")
     num_negatives: int = Field(3, ge=1, description="hard negatives per example")
-    mining: MiningConfig = Field(default_factory=MiningConfig.recommended,
-                                 description="mining options (default: the recommended filter, adaptive_margin 1.0); "
-                                 "num_negatives is the training option's")
+    mining: MiningConfig = Field(
+        default_factory=MiningConfig.recommended,
+        description="mining options (default: the recommended filter, adaptive_margin 1.0); "
+        "num_negatives is the training option's",
+    )
     max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
-    epochs: float = Field(1.0, validation_alias=AliasChoices("epochs", "n_epochs"),
-                          description="passes over the (query, positive) pairs")
+    epochs: float = Field(
+        1.0, validation_alias=AliasChoices("epochs", "n_epochs"), description="passes over the (query, positive) pairs"
+    )
     batch_size: int = Field(16, ge=2, description="examples per step")
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
     warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of the steps over which the learning rate rises")
@@ -78,8 +85,9 @@ class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
     max_seq_length: int | None = Field(None, ge=8, description="tokens per text (default: the model's)")
     loss_filter: LossFilterRule | None = Field(None, description="in-loss false-negative masking rule")
     loss_filter_margin: float = Field(0.05, description="margin of loss_filter")
-    validation_fraction: float = Field(0.2, gt=0, lt=1, description="queries held out for evaluation when no "
-                                       "validation data is given")
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=1, description="queries held out for evaluation when no validation data is given"
+    )
     save_steps: int | None = Field(None, ge=1, description="steps between checkpoints (default: refresh_every)")
     logging_steps: int = Field(10, ge=1, description="steps between loss logs")
 
@@ -114,8 +122,9 @@ class TrainConfig(TrainHyperparameters):
     output_dir: PathStr = Field("runs/train", description="output folder (model, checkpoints, metrics)")
     model: PathStr | None = Field(None, description="model folder or name (default: bundled all-MiniLM-L6-v2)")
     seed: int = Field(42, description="seed of the data order, sampling and initialization")
-    resume: bool | Literal["auto"] = Field(False, description="true: continue from the last complete checkpoint "
-                                           "(required); auto: if there is one")
+    resume: bool | Literal["auto"] = Field(
+        False, description="true: continue from the last complete checkpoint (required); auto: if there is one"
+    )
     save_total_limit: int = Field(2, ge=1, description="trainer checkpoints kept on disk")
     cache_dir: PathStr | None = Field(None, description="embedding cache (default: $NEGMINER_CACHE_DIR)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")

@@ -56,9 +56,17 @@ NegativeSourceFactory = Callable[[RetrievalData, MiningConfig], NegativeSource]
 class LocalNegativeSource:
     """Mines in this process, through the embedding cache (an unchanged model costs nothing)."""
 
-    def __init__(self, data: RetrievalData, config: MiningConfig, *, cache_dir: str | os.PathLike[str] | None = None,
-                 device: str = "auto", batch_size: int = 64, max_seq_length: int | None = None,
-                 show_progress: bool = True) -> None:
+    def __init__(
+        self,
+        data: RetrievalData,
+        config: MiningConfig,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        batch_size: int = 64,
+        max_seq_length: int | None = None,
+        show_progress: bool = True,
+    ) -> None:
         self.data = data
         self.config = config
         self.cache_dir = cache_dir
@@ -71,8 +79,14 @@ class LocalNegativeSource:
         self.last_encoder: Encoder | None = None
 
     def encoder(self, checkpoint: str) -> Encoder:
-        return Encoder(checkpoint, device=self.device, batch_size=self.batch_size, cache_dir=self.cache_dir,
-                       max_seq_length=self.max_seq_length, show_progress=self.show_progress)
+        return Encoder(
+            checkpoint,
+            device=self.device,
+            batch_size=self.batch_size,
+            cache_dir=self.cache_dir,
+            max_seq_length=self.max_seq_length,
+            show_progress=self.show_progress,
+        )
 
     def refresh(self, checkpoint: str) -> None:
         self.last_encoder = self.encoder(checkpoint)

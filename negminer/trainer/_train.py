@@ -215,8 +215,10 @@ class NegativeTable:
 def last_checkpoint(checkpoints: str | os.PathLike[str]) -> Path | None:
     """The newest *complete* trainer checkpoint under ``checkpoints`` (its ``trainer_state.json``, written last,
     parses), or None. A checkpoint cut short by a killed process is skipped."""
-    found = sorted(Path(checkpoints).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-                   if p.name.split("-")[-1].isdigit() else -1)
+    found = sorted(
+        Path(checkpoints).glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
+    )
     for path in reversed(found):
         try:
             json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
@@ -224,7 +226,6 @@ def last_checkpoint(checkpoints: str | os.PathLike[str]) -> Path | None:
         except (OSError, ValueError):
             logger.warning("skipping incomplete checkpoint %s", path)
     return None
-
 
 
 def _plot(history: list[dict[str, Any]], path: Path) -> None:
@@ -278,12 +279,20 @@ class _Run:
 
     def encoder(self, path: str) -> Encoder:
         cfg = self.cfg
-        return Encoder(path, device=cfg.device, batch_size=cfg.encode_batch_size, cache_dir=self.cache_dir,
-                       max_seq_length=cfg.max_seq_length, show_progress=cfg.show_progress)
+        return Encoder(
+            path,
+            device=cfg.device,
+            batch_size=cfg.encode_batch_size,
+            cache_dir=self.cache_dir,
+            max_seq_length=cfg.max_seq_length,
+            show_progress=cfg.show_progress,
+        )
 
     def save_metrics(self) -> None:
-        write_json(self.out / "metrics.json", {"history": self.history, "refreshes": self.refreshes,
-                                               "config": self.cfg.model_dump(mode="json")})
+        write_json(
+            self.out / "metrics.json",
+            {"history": self.history, "refreshes": self.refreshes, "config": self.cfg.model_dump(mode="json")},
+        )
 
     def evaluate(self, step: int, event: str, model_path: str) -> None:
         """Evaluate the model in ``model_path`` on the validation data; record and announce it."""
@@ -302,8 +311,13 @@ class _Run:
         if ready is None:
             return False
         self.table.update(ready)
-        done = RefreshEvent(step, ready.version, round(time.perf_counter() - self.refresh_started, 2),
-                            ready.report.get("queries_short"), self.table.filled)
+        done = RefreshEvent(
+            step,
+            ready.version,
+            round(time.perf_counter() - self.refresh_started, 2),
+            ready.report.get("queries_short"),
+            self.table.filled,
+        )
         self.refreshes.append(asdict(done))
         self.refresh_started = None
         self.listener.on_refresh(done)
@@ -323,13 +337,24 @@ class _ObserveCallback(TrainerCallback):
     def __init__(self, run: _Run) -> None:
         self.run = run
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, Any] | None = None, **kw: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> None:
         logs = logs or {}
         if "loss" in logs:
-            self.run.listener.on_log(LogEvent(state.global_step, float(logs["loss"]),
-                                              float(logs.get("learning_rate", 0.0)),
-                                              round(float(logs.get("epoch") or 0.0), 4)))
+            self.run.listener.on_log(
+                LogEvent(
+                    state.global_step,
+                    float(logs["loss"]),
+                    float(logs.get("learning_rate", 0.0)),
+                    round(float(logs.get("epoch") or 0.0), 4),
+                )
+            )
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         step = state.global_step
@@ -343,8 +368,7 @@ class _RefreshCallback(TrainerCallback):
         self.run = run
         self.model = model
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    **kw: Any) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         run, step = self.run, state.global_step
         if step < state.max_steps and run.listener.should_stop():
             run.stopped_at = step
@@ -364,14 +388,20 @@ class _RefreshCallback(TrainerCallback):
 
 
 # -- the pieces of train() ------------------------------------------------------------------------------------------
-def _splits(data: RetrievalData, cfg: TrainConfig, validation: RetrievalData | None,
-            ) -> tuple[RetrievalData, RetrievalData]:
+def _splits(
+    data: RetrievalData,
+    cfg: TrainConfig,
+    validation: RetrievalData | None,
+) -> tuple[RetrievalData, RetrievalData]:
     if len(data) == 0:
         raise DataError("no training queries", file=data.source)
     train_data, val_data = (data, validation) if validation is not None else data.split(cfg.validation_fraction)
     if len(train_data) == 0 or len(val_data) == 0:
-        raise DataError(f"train/validation split left {len(train_data)}/{len(val_data)} queries: need more data "
-                        "or a validation set", file=data.source)
+        raise DataError(
+            f"train/validation split left {len(train_data)}/{len(val_data)} queries: need more data "
+            "or a validation set",
+            file=data.source,
+        )
     return train_data, val_data
 
 
@@ -391,23 +421,32 @@ def _earlier_metrics(out: Path, step: int) -> tuple[list[dict[str, Any]], list[d
     """What an interrupted run measured up to the checkpoint it resumes from."""
     try:
         old = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-        return ([h for h in old.get("history", []) if h["step"] <= step],
-                [r for r in old.get("refreshes", []) if r["step"] <= step])
+        return (
+            [h for h in old.get("history", []) if h["step"] <= step],
+            [r for r in old.get("refreshes", []) if r["step"] <= step],
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return [], []
 
 
-def _source(given: NegativeSource | NegativeSourceFactory | None, train_data: RetrievalData,
-            run: _Run) -> tuple[NegativeSource, bool]:
+def _source(
+    given: NegativeSource | NegativeSourceFactory | None, train_data: RetrievalData, run: _Run
+) -> tuple[NegativeSource, bool]:
     """(the run's negative source, whether the run owns it and closes it at the end)."""
     cfg = run.cfg
     if isinstance(given, NegativeSource):
         return given, False
     if given is not None:
         return given(train_data, cfg.mining_config()), True
-    return LocalNegativeSource(train_data, cfg.mining_config(), cache_dir=run.cache_dir, device=cfg.device,
-                               batch_size=cfg.encode_batch_size, max_seq_length=cfg.max_seq_length,
-                               show_progress=cfg.show_progress), True
+    return LocalNegativeSource(
+        train_data,
+        cfg.mining_config(),
+        cache_dir=run.cache_dir,
+        device=cfg.device,
+        batch_size=cfg.encode_batch_size,
+        max_seq_length=cfg.max_seq_length,
+        show_progress=cfg.show_progress,
+    ), True
 
 
 def _training_args(cfg: TrainConfig, ckpt_dir: Path) -> Any:
@@ -415,12 +454,21 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path) -> Any:
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
     return SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio,
-        seed=cfg.seed, logging_steps=cfg.logging_steps, save_strategy="steps",
-        save_steps=cfg.save_steps or cfg.refresh_every, save_total_limit=cfg.save_total_limit, report_to=[],
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio,
+        seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps or cfg.refresh_every,
+        save_total_limit=cfg.save_total_limit,
+        report_to=[],
         remove_unused_columns=False,
-        use_cpu=cfg.device == "cpu" or not torch.cuda.is_available(), disable_tqdm=not cfg.show_progress,
+        use_cpu=cfg.device == "cpu" or not torch.cuda.is_available(),
+        disable_tqdm=not cfg.show_progress,
     )
 
 
@@ -471,11 +519,20 @@ def train(
         dataset = Dataset.from_dict({"row": list(range(len(run.table.rows)))})
         dataset.set_transform(run.table.transform)
         fn_filter = FalseNegativeFilter(cfg.loss_filter, cfg.loss_filter_margin) if cfg.loss_filter else None
-        loss = LOSSES[cfg.loss](model, temperature=cfg.temperature, mini_batch_size=cfg.mini_batch_size,
-                                false_negative_filter=fn_filter, positives=run.table.known_positives)
-        trainer = SentenceTransformerTrainer(model=model, args=_training_args(cfg, run.ckpt_dir),
-                                             train_dataset=dataset, loss=loss,
-                                             callbacks=[_RefreshCallback(run, model), _ObserveCallback(run)])
+        loss = LOSSES[cfg.loss](
+            model,
+            temperature=cfg.temperature,
+            mini_batch_size=cfg.mini_batch_size,
+            false_negative_filter=fn_filter,
+            positives=run.table.known_positives,
+        )
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=_training_args(cfg, run.ckpt_dir),
+            train_dataset=dataset,
+            loss=loss,
+            callbacks=[_RefreshCallback(run, model), _ObserveCallback(run)],
+        )
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         close = getattr(run.source, "close", None)

@@ -94,13 +94,26 @@ def test_select_negatives_short_rows_padded() -> None:
 
 def test_select_negatives_random_is_seeded_and_sorted() -> None:
     scores = np.array([np.linspace(0.9, 0.1, 9)], dtype=np.float32)
-    a = select_negatives(scores, range_min=0, range_max=9, num_negatives=3, sampling_strategy="random",
-                         rng=np.random.default_rng(7))
-    b = select_negatives(scores, range_min=0, range_max=9, num_negatives=3, sampling_strategy="random",
-                         rng=np.random.default_rng(7))
+    a = select_negatives(
+        scores, range_min=0, range_max=9, num_negatives=3, sampling_strategy="random", rng=np.random.default_rng(7)
+    )
+    b = select_negatives(
+        scores, range_min=0, range_max=9, num_negatives=3, sampling_strategy="random", rng=np.random.default_rng(7)
+    )
     assert a.tolist() == b.tolist()
     assert a[0].tolist() == sorted(a[0].tolist())  # columns in score order
     assert len(set(a[0].tolist())) == 3
-    many = {tuple(select_negatives(scores, range_min=0, range_max=9, num_negatives=3, sampling_strategy="random",
-                                   rng=np.random.default_rng(s))[0]) for s in range(20)}
+    many = {
+        tuple(
+            select_negatives(
+                scores,
+                range_min=0,
+                range_max=9,
+                num_negatives=3,
+                sampling_strategy="random",
+                rng=np.random.default_rng(s),
+            )[0]
+        )
+        for s in range(20)
+    }
     assert len(many) > 5

@@ -27,8 +27,9 @@ def test_positives_are_never_negatives(demo_small, encoder: Encoder) -> None:
 
 
 def test_duplicate_texts_count_as_positive(encoder: Encoder) -> None:
-    data = RetrievalData(["a", "b", "c", "d"], ["same text", "same text", "other text", "third text"],
-                         ["q"], ["same text"], [[0]])
+    data = RetrievalData(
+        ["a", "b", "c", "d"], ["same text", "same text", "other text", "third text"], ["q"], ["same text"], [[0]]
+    )
     res = mine(data, encoder, num_negatives=3, show_progress=False)
     assert res.doc_texts == ["same text", "other text", "third text"]  # de-duplicated by text
     negs = [res.doc_texts[n] for n in res.negatives[0] if n >= 0]
@@ -37,8 +38,9 @@ def test_duplicate_texts_count_as_positive(encoder: Encoder) -> None:
 
 def test_filters_remove_and_report_counts(demo_small, encoder: Encoder) -> None:
     plain = mine(demo_small, encoder, num_negatives=3, range_max=40, show_progress=False)
-    filt = mine(demo_small, encoder, num_negatives=3, range_max=40, relative_margin=0.02, max_score=0.99,
-                show_progress=False)
+    filt = mine(
+        demo_small, encoder, num_negatives=3, range_max=40, relative_margin=0.02, max_score=0.99, show_progress=False
+    )
     r = filt.report
     assert set(r.removed) == {"relative_margin", "max_score"}
     assert r.removed["relative_margin"] > 0
@@ -161,8 +163,9 @@ def test_cross_encoder_teacher(demo_small, encoder: Encoder, tiny_model: Path) -
     """A real (randomly initialized) CrossEncoder re-scores candidates and positives."""
     from sentence_transformers import CrossEncoder
 
-    ce = CrossEncoder(str(tiny_model.parent / f"{tiny_model.name}-bert"), num_labels=1, device="cpu",
-                      local_files_only=True)
+    ce = CrossEncoder(
+        str(tiny_model.parent / f"{tiny_model.name}-bert"), num_labels=1, device="cpu", local_files_only=True
+    )
     small = demo_small.subset(range(10))
     res = mine(small, encoder, teacher=ce, absolute_margin=0.0, num_negatives=2, show_progress=False)
     assert res.report.teacher.startswith("cross-encoder:")
@@ -180,14 +183,25 @@ def test_dataset_trains_with_sentence_transformers_as_is(demo_small, tiny_model:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-    res = mine(demo_small.subset(range(16)), Encoder(tiny_model, device="cpu", show_progress=False),
-               num_negatives=2, show_progress=False)
+    res = mine(
+        demo_small.subset(range(16)),
+        Encoder(tiny_model, device="cpu", show_progress=False),
+        num_negatives=2,
+        show_progress=False,
+    )
     ds = res.to_dataset("n-tuple")
     model = SentenceTransformer(str(tiny_model), device="cpu")
     before = next(model.parameters()).detach().clone()
-    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4,
-                                               report_to=[], save_strategy="no", use_cpu=True)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds,
-                                         loss=MultipleNegativesRankingLoss(model))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=ds, loss=MultipleNegativesRankingLoss(model)
+    )
     trainer.train()
     assert not np.allclose(before.numpy(), next(model.parameters()).detach().numpy())

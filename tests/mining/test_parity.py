@@ -43,8 +43,16 @@ def _compare(data, model_path: str, **settings) -> float:
     encoder = Encoder(model_path, device="cpu", batch_size=32, show_progress=False)
     ours = mine(data, encoder, show_progress=False, **settings).to_dataset("triplet", output_scores=True)
     st_model = SentenceTransformer(model_path, device="cpu")
-    theirs = mine_hard_negatives(data.to_pairs_dataset(), st_model, output_format="triplet", output_scores=True,
-                                 use_faiss=True, verbose=False, batch_size=32, **settings)
+    theirs = mine_hard_negatives(
+        data.to_pairs_dataset(),
+        st_model,
+        output_format="triplet",
+        output_scores=True,
+        use_faiss=True,
+        verbose=False,
+        batch_size=32,
+        **settings,
+    )
     assert len(ours) > 0.3 * data.num_pairs  # the comparison is not vacuous
     return _agreement(data, ours, theirs)
 

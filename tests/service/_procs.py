@@ -20,18 +20,42 @@ def free_port() -> int:
 
 def service_env(tmp_path: Path, model: Path, port: int, **extra: str) -> dict[str, str]:
     """Environment of a test service: its model, cache, data dir and port, short job leases."""
-    return {**os.environ, "NEGMINER_MODEL": str(model), "NEGMINER_CACHE_DIR": str(tmp_path / "cache"),
-            "NEGMINER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "NEGMINER_DATA_DIR": str(tmp_path / "data"),
-            "NEGMINER_PORT": str(port), "NEGMINER_JOB_LEASE_SECONDS": "3", "NEGMINER_WORKER_POLL_SECONDS": "0.2",
-            "NEGMINER_CANCEL_GRACE_SECONDS": "10", **extra}
+    return {
+        **os.environ,
+        "NEGMINER_MODEL": str(model),
+        "NEGMINER_CACHE_DIR": str(tmp_path / "cache"),
+        "NEGMINER_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "NEGMINER_DATA_DIR": str(tmp_path / "data"),
+        "NEGMINER_PORT": str(port),
+        "NEGMINER_JOB_LEASE_SECONDS": "3",
+        "NEGMINER_WORKER_POLL_SECONDS": "0.2",
+        "NEGMINER_CANCEL_GRACE_SECONDS": "10",
+        **extra,
+    }
 
 
 def start_server(tmp_path: Path, model: Path, port: int, *args: str, **env: str) -> subprocess.Popen:
     """``negminer serve`` (plus ``args``), returned once ``/readyz`` answers 200."""
     with open(tmp_path / f"serve-{port}.log", "ab") as log:  # the child keeps its own copy of the file
-        proc = subprocess.Popen([sys.executable, "-m", "negminer.cli", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port), "--data-dir", str(tmp_path / "data"), *args],
-                                env=service_env(tmp_path, model, port, **env), stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "negminer.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                *args,
+            ],
+            env=service_env(tmp_path, model, port, **env),
+            stdout=log,
+            stderr=log,
+        )
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -46,8 +70,12 @@ def start_server(tmp_path: Path, model: Path, port: int, *args: str, **env: str)
 def start_worker(tmp_path: Path, model: Path, port: int, **env: str) -> subprocess.Popen:
     """``negminer worker`` on the same data dir; its log goes to ``tmp_path/worker-<pid>.log``."""
     with open(tmp_path / f"worker-{time.monotonic_ns()}.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "negminer.cli", "worker"],
-                                env=service_env(tmp_path, model, port, **env), stdout=log, stderr=log)
+        return subprocess.Popen(
+            [sys.executable, "-m", "negminer.cli", "worker"],
+            env=service_env(tmp_path, model, port, **env),
+            stdout=log,
+            stderr=log,
+        )
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -14,8 +14,9 @@ DOCS = [{"id": f"d{i}", "text": f"document about topic number {i} and its detail
 
 
 def _client(tmp_path: Path, model: Path, **kw) -> TestClient:
-    settings = ServiceSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", model=str(model),
-                               device="cpu", **kw)
+    settings = ServiceSettings(
+        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", model=str(model), device="cpu", **kw
+    )
     return TestClient(create_app(settings))
 
 
@@ -56,18 +57,24 @@ def test_errors_are_problem_json_with_the_field(tmp_path: Path, lexical_model: P
         _create(c)
         cases = [
             (c.get("/v1/indexes/nope"), 404, "index_not_found", "name"),
-            (c.post("/v1/indexes/docs/search", json={"queries": ["q"], "top_k": 51}), 422, "invalid_request",
-             "top_k"),
+            (c.post("/v1/indexes/docs/search", json={"queries": ["q"], "top_k": 51}), 422, "invalid_request", "top_k"),
             (c.post("/v1/indexes/docs/search", json={"queries": ["q"] * 5}), 422, "invalid_request", "queries"),
             (c.post("/v1/indexes/docs/search", json={"top_k": 3}), 422, "invalid_request", "queries"),
-            (c.post("/v1/indexes", json={"name": "Bad Name!", "documents": DOCS[:1]}), 422, "invalid_request",
-             "name"),
+            (c.post("/v1/indexes", json={"name": "Bad Name!", "documents": DOCS[:1]}), 422, "invalid_request", "name"),
             (c.post("/v1/indexes", json={"name": "docs", "documents": DOCS[:1]}), 409, "index_exists", "name"),
-            (c.post("/v1/indexes", json={"name": "x", "documents": [{"id": "a", "text": ""}]}), 422,
-             "invalid_request", "documents.0.text"),
+            (
+                c.post("/v1/indexes", json={"name": "x", "documents": [{"id": "a", "text": ""}]}),
+                422,
+                "invalid_request",
+                "documents.0.text",
+            ),
             (c.post("/v1/indexes", json={"name": "big", "documents": DOCS * 4}), 413, "payload_too_large", None),
-            (c.post("/v1/indexes/docs/search", content=b"{not json", headers={"content-type": "application/json"}),
-             422, "invalid_request", None),
+            (
+                c.post("/v1/indexes/docs/search", content=b"{not json", headers={"content-type": "application/json"}),
+                422,
+                "invalid_request",
+                None,
+            ),
         ]
         for r, status, code, param in cases:
             assert r.status_code == status, r.text
@@ -112,14 +119,23 @@ def test_documents_refresh_and_version_swap(tmp_path: Path, lexical_model: Path,
 
     with _client(tmp_path, lexical_model) as c:
         _create(c)
-        r = c.post("/v1/indexes/docs/documents", json={"documents": [
-            {"id": "d3", "text": "replaced text about bananas"}, {"id": "new", "text": "a brand new document"}]})
+        r = c.post(
+            "/v1/indexes/docs/documents",
+            json={
+                "documents": [
+                    {"id": "d3", "text": "replaced text about bananas"},
+                    {"id": "new", "text": "a brand new document"},
+                ]
+            },
+        )
         assert r.status_code == 202
         c.app.state.registry.wait()
         info = c.get("/v1/indexes/docs").json()
         assert info["version"] == 2 and info["size"] == 31 and info["operation"]["type"] == "documents"
-        hit = c.post("/v1/indexes/docs/search", json={"queries": ["replaced text about bananas"], "top_k": 1,
-                                                       "return_text": True}).json()
+        hit = c.post(
+            "/v1/indexes/docs/search",
+            json={"queries": ["replaced text about bananas"], "top_k": 1, "return_text": True},
+        ).json()
         assert hit["version"] == 2 and hit["results"][0][0]["id"] == "d3"
         # refresh with another checkpoint inside the data dir; paths outside it are refused
         ckpt = tmp_path / "data" / "ckpt"
@@ -158,15 +174,18 @@ def test_mine_over_http_equals_in_process(tmp_path: Path, lexical_model: Path) -
         _create(c)
         queries = [{"query": f"topic number {i}", "positive_ids": [f"d{i}"]} for i in range(8)]
         options = {"num_negatives": 3, "relative_margin": 0.05, "range_max": 20}
-        r = c.post("/v1/indexes/docs/mine", json={"queries": queries, "options": options,
-                                                  "output_format": "triplet"})
+        r = c.post("/v1/indexes/docs/mine", json={"queries": queries, "options": options, "output_format": "triplet"})
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["version"] == 1 and "relative_margin" in body["report"]["removed"]
-        data = RetrievalData([d["id"] for d in DOCS], [d["text"] for d in DOCS], [f"q{i}" for i in range(8)],
-                             [q["query"] for q in queries], [[i] for i in range(8)])
-        local = mine(data, Encoder(lexical_model, device="cpu", show_progress=False), show_progress=False,
-                     **options)
+        data = RetrievalData(
+            [d["id"] for d in DOCS],
+            [d["text"] for d in DOCS],
+            [f"q{i}" for i in range(8)],
+            [q["query"] for q in queries],
+            [[i] for i in range(8)],
+        )
+        local = mine(data, Encoder(lexical_model, device="cpu", show_progress=False), show_progress=False, **options)
         for i, res in enumerate(body["results"]):
             assert [n["id"] for n in res["negatives"]] == [d for d, _ in local.negatives_of(i)]
         assert len(body["rows"]["negative"]) == sum(len(local.negatives_of(i)) for i in range(8))

@@ -12,13 +12,16 @@ from fastapi.testclient import TestClient
 
 from negminer.service import ServiceSettings, create_app
 
-PAIRS = [{"query": f"how to read file number {i}", "positive": f"def read_{i}(path): return open(path).read()"}
-         for i in range(12)]
+PAIRS = [
+    {"query": f"how to read file number {i}", "positive": f"def read_{i}(path): return open(path).read()"}
+    for i in range(12)
+]
 
 
 def _client(tmp_path: Path, model: Path, **kw: Any) -> TestClient:
-    settings = ServiceSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", model=str(model),
-                               device="cpu", **kw)
+    settings = ServiceSettings(
+        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", model=str(model), device="cpu", **kw
+    )
     return TestClient(create_app(settings))
 
 
@@ -56,13 +59,17 @@ def test_files_upload_list_get_delete(tmp_path: Path, lexical_model: Path) -> No
         assert not list((tmp_path / "data" / "files").glob(f"{g['id']}*"))
 
 
-@pytest.mark.parametrize("rows, name, line, param, words", [
-    (PAIRS[:3] + [{"query": "q"}], "train.jsonl", 4, "positive", "missing"),
-    (PAIRS[:2] + ['{"query": "q", "positive": '], "train.jsonl", 3, None, "JSON"),
-    (PAIRS[:1] + [{"query": "", "positive": "p"}], "train.jsonl", 2, "query", "empty"),
-])
-def test_a_bad_file_is_refused_with_its_line_and_field(tmp_path: Path, lexical_model: Path, rows: list[Any],
-                                                       name: str, line: int, param: str | None, words: str) -> None:
+@pytest.mark.parametrize(
+    "rows, name, line, param, words",
+    [
+        (PAIRS[:3] + [{"query": "q"}], "train.jsonl", 4, "positive", "missing"),
+        (PAIRS[:2] + ['{"query": "q", "positive": '], "train.jsonl", 3, None, "JSON"),
+        (PAIRS[:1] + [{"query": "", "positive": "p"}], "train.jsonl", 2, "query", "empty"),
+    ],
+)
+def test_a_bad_file_is_refused_with_its_line_and_field(
+    tmp_path: Path, lexical_model: Path, rows: list[Any], name: str, line: int, param: str | None, words: str
+) -> None:
     with _client(tmp_path, lexical_model) as c:
         body = _problem(_upload(c, _jsonl(rows), name), 422, param)
         assert body["line"] == line and body["detail"].startswith(f"{name}:{line}:") and words in body["detail"]
@@ -87,8 +94,15 @@ def test_jobs_create_list_paginate_cancel_and_events(tmp_path: Path, lexical_mod
         fid = _upload(c, _jsonl(PAIRS)).json()["id"]
         ids = []
         for i in range(5):
-            r = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "suffix": f"s{i}", "seed": i,
-                                                     "hyperparameters": {"n_epochs": 2, "batch_size": 4}})
+            r = c.post(
+                "/v1/fine_tuning/jobs",
+                json={
+                    "training_file": fid,
+                    "suffix": f"s{i}",
+                    "seed": i,
+                    "hyperparameters": {"n_epochs": 2, "batch_size": 4},
+                },
+            )
             assert r.status_code == 200, r.text
             job = r.json()
             ids.append(job["id"])
@@ -113,31 +127,45 @@ def test_jobs_create_list_paginate_cancel_and_events(tmp_path: Path, lexical_mod
         assert [e["message"] for e in events][-1].startswith("Validating training file")
         oldest = c.get(f"/v1/fine_tuning/jobs/{ids[0]}/events", params={"order": "asc", "limit": 1}).json()
         assert oldest["has_more"] and oldest["data"][0]["id"] == events[-1]["id"]
-        assert c.get(f"/v1/fine_tuning/jobs/{ids[0]}/checkpoints").json() == {"object": "list", "data": [],
-                                                                              "has_more": False}
+        assert c.get(f"/v1/fine_tuning/jobs/{ids[0]}/checkpoints").json() == {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+        }
         _problem(c.delete(f"/v1/files/{fid}"), 409, None)  # queued jobs still read it
 
 
-@pytest.mark.parametrize("body, status, param", [
-    ({}, 422, "training_file"),
-    ({"training_file": "file-nope"}, 422, "training_file"),
-    ({"training_file": "FILE", "validation_file": "file-nope"}, 422, "validation_file"),
-    ({"training_file": "FILE", "model": "ft:nope:ftjob-1"}, 422, "model"),
-    ({"training_file": "FILE", "model": "../../etc"}, 422, "model"),
-    ({"training_file": "FILE", "index": "nope"}, 422, "index"),
-    ({"training_file": "FILE", "hyperparameters": {"loss": "mse"}}, 422, "hyperparameters.loss"),
-    ({"training_file": "FILE", "hyperparameters": {"batch_size": 1}}, 422, "hyperparameters.batch_size"),
-    ({"training_file": "FILE", "hyperparameters": {"lr": 0.1}}, 422, "hyperparameters.lr"),
-    ({"training_file": "FILE", "hyperparameters": {"mining": {"adaptive_quantile": 2}}}, 422,
-     "hyperparameters.mining.adaptive_quantile"),
-    ({"training_file": "FILE", "hyperparameters": {"mining": {"margin": 0.1}}}, 422, "hyperparameters.mining.margin"),
-    ({"training_file": "FILE", "hyperparameters": {"epochs": 0}}, 422, "hyperparameters.epochs"),
-    ({"training_file": "FILE", "suffix": "has space"}, 422, "suffix"),
-    ({"training_file": "FILE", "seed": -1}, 422, "seed"),
-    ({"training_file": "FILE", "extra": 1}, 422, "extra"),
-])
-def test_bad_job_requests_name_the_field(tmp_path: Path, lexical_model: Path, body: dict[str, Any], status: int,
-                                         param: str) -> None:
+@pytest.mark.parametrize(
+    "body, status, param",
+    [
+        ({}, 422, "training_file"),
+        ({"training_file": "file-nope"}, 422, "training_file"),
+        ({"training_file": "FILE", "validation_file": "file-nope"}, 422, "validation_file"),
+        ({"training_file": "FILE", "model": "ft:nope:ftjob-1"}, 422, "model"),
+        ({"training_file": "FILE", "model": "../../etc"}, 422, "model"),
+        ({"training_file": "FILE", "index": "nope"}, 422, "index"),
+        ({"training_file": "FILE", "hyperparameters": {"loss": "mse"}}, 422, "hyperparameters.loss"),
+        ({"training_file": "FILE", "hyperparameters": {"batch_size": 1}}, 422, "hyperparameters.batch_size"),
+        ({"training_file": "FILE", "hyperparameters": {"lr": 0.1}}, 422, "hyperparameters.lr"),
+        (
+            {"training_file": "FILE", "hyperparameters": {"mining": {"adaptive_quantile": 2}}},
+            422,
+            "hyperparameters.mining.adaptive_quantile",
+        ),
+        (
+            {"training_file": "FILE", "hyperparameters": {"mining": {"margin": 0.1}}},
+            422,
+            "hyperparameters.mining.margin",
+        ),
+        ({"training_file": "FILE", "hyperparameters": {"epochs": 0}}, 422, "hyperparameters.epochs"),
+        ({"training_file": "FILE", "suffix": "has space"}, 422, "suffix"),
+        ({"training_file": "FILE", "seed": -1}, 422, "seed"),
+        ({"training_file": "FILE", "extra": 1}, 422, "extra"),
+    ],
+)
+def test_bad_job_requests_name_the_field(
+    tmp_path: Path, lexical_model: Path, body: dict[str, Any], status: int, param: str
+) -> None:
     with _client(tmp_path, lexical_model) as c:
         fid = _upload(c, _jsonl(PAIRS)).json()["id"]
         body = {k: (fid if v == "FILE" else v) for k, v in body.items()}

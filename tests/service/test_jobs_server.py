@@ -97,10 +97,26 @@ def test_upload_train_follow_and_refresh_an_index(tmp_path: Path, demo_data: Any
     api.ok("POST", "/v1/indexes", json={"name": "code", "documents": docs})
     _wait(lambda: api.ok("GET", "/v1/indexes/code")["status"] == "ready", 60, "the index")
     file_id = api.upload(_training_file(tmp_path, demo_data))
-    job = api.ok("POST", "/v1/fine_tuning/jobs", json={
-        "training_file": file_id, "index": "code", "suffix": "demo", "seed": 7, "metadata": {"team": "ir"},
-        "hyperparameters": {"max_steps": 40, "batch_size": 4, "learning_rate": 0.01, "negatives": "refresh",
-                            "refresh_every": 20, "save_steps": 20, "num_negatives": 2}})
+    job = api.ok(
+        "POST",
+        "/v1/fine_tuning/jobs",
+        json={
+            "training_file": file_id,
+            "index": "code",
+            "suffix": "demo",
+            "seed": 7,
+            "metadata": {"team": "ir"},
+            "hyperparameters": {
+                "max_steps": 40,
+                "batch_size": 4,
+                "learning_rate": 0.01,
+                "negatives": "refresh",
+                "refresh_every": 20,
+                "save_steps": 20,
+                "num_negatives": 2,
+            },
+        },
+    )
     assert job["object"] == "fine_tuning.job" and job["status"] == "queued" and job["metadata"] == {"team": "ir"}
     done = api.finished(job["id"])
     assert done["status"] == "succeeded", done
@@ -135,9 +151,14 @@ def test_upload_train_follow_and_refresh_an_index(tmp_path: Path, demo_data: Any
 def test_cancel_a_running_job_keeps_its_checkpoints(tmp_path: Path, demo_data: Any, server_with_worker: Api) -> None:
     api = server_with_worker
     file_id = api.upload(_training_file(tmp_path, demo_data))
-    job = api.ok("POST", "/v1/fine_tuning/jobs", json={
-        "training_file": file_id, "hyperparameters": {"max_steps": 5000, "batch_size": 4, "save_steps": 10,
-                                                      "num_negatives": 1}})
+    job = api.ok(
+        "POST",
+        "/v1/fine_tuning/jobs",
+        json={
+            "training_file": file_id,
+            "hyperparameters": {"max_steps": 5000, "batch_size": 4, "save_steps": 10, "num_negatives": 1},
+        },
+    )
     _wait(lambda: api.checkpoints(job["id"]), 120, "a first checkpoint")
     t0 = time.time()
     api.ok("POST", f"/v1/fine_tuning/jobs/{job['id']}/cancel")
@@ -151,18 +172,30 @@ def test_cancel_a_running_job_keeps_its_checkpoints(tmp_path: Path, demo_data: A
     assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")
 
 
-def test_worker_killed_mid_job_is_resumed_from_its_checkpoint(tmp_path: Path, lexical_model: Path,
-                                                              demo_data: Any) -> None:
+def test_worker_killed_mid_job_is_resumed_from_its_checkpoint(
+    tmp_path: Path, lexical_model: Path, demo_data: Any
+) -> None:
     port = free_port()
     server = start_server(tmp_path, lexical_model, port)
     workers = [start_worker(tmp_path, lexical_model, port)]
     api = Api(port)
     try:
         file_id = api.upload(_training_file(tmp_path, demo_data))
-        job = api.ok("POST", "/v1/fine_tuning/jobs", json={
-            "training_file": file_id, "hyperparameters": {"max_steps": 400, "batch_size": 4, "save_steps": 20,
-                                                          "num_negatives": 1, "negatives": "refresh",
-                                                          "refresh_every": 100}})
+        job = api.ok(
+            "POST",
+            "/v1/fine_tuning/jobs",
+            json={
+                "training_file": file_id,
+                "hyperparameters": {
+                    "max_steps": 400,
+                    "batch_size": 4,
+                    "save_steps": 20,
+                    "num_negatives": 1,
+                    "negatives": "refresh",
+                    "refresh_every": 100,
+                },
+            },
+        )
         seen = _wait(lambda: api.checkpoints(job["id"]), 120, "a first checkpoint")
         os.kill(workers[0].pid, signal.SIGKILL)
         workers[0].wait()
@@ -178,9 +211,9 @@ def test_worker_killed_mid_job_is_resumed_from_its_checkpoint(tmp_path: Path, le
         assert done["attempts"] == 2 and done["trained_steps"] == 400
         after = api.events(job["id"])
         assert after[: len(before)] == before  # nothing recorded before the kill is lost
-        later = [e["message"] for e in after[len(before):]]
+        later = [e["message"] for e in after[len(before) :]]
         assert any("stopped responding" in m for m in later)
-        resumed = [e["data"]["step"] for e in after[len(before):] if e["message"].startswith("Resuming from")]
+        resumed = [e["data"]["step"] for e in after[len(before) :] if e["message"].startswith("Resuming from")]
         assert resumed and resumed[0] >= seen[0]["step_number"]
         starts = [e for e in after if (e["data"] or {}).get("evaluation") == "start"]
         assert len(starts) == 1  # the resumed run did not start over

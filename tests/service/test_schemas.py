@@ -16,8 +16,9 @@ from negminer.service.schemas import Operation
 
 
 def _app(tmp_path: Path, model: Path):
-    return create_app(ServiceSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", model=str(model),
-                                      device="cpu"))
+    return create_app(
+        ServiceSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", model=str(model), device="cpu")
+    )
 
 
 def test_every_route_says_what_it_answers(tmp_path: Path, lexical_model: Path) -> None:
@@ -39,23 +40,38 @@ def test_every_route_says_what_it_answers(tmp_path: Path, lexical_model: Path) -
                 assert "application/problem+json" in op["responses"][c]["content"], (path, c)
     assert missing == []
     components = spec["components"]["schemas"]
-    for name in ("IndexInfo", "Operation", "SearchResponse", "MineResponse", "Job", "Event", "Checkpoint",
-                 "FileObject", "Model", "Problem", "TrainHyperparameters", "MiningConfig"):
+    for name in (
+        "IndexInfo",
+        "Operation",
+        "SearchResponse",
+        "MineResponse",
+        "Job",
+        "Event",
+        "Checkpoint",
+        "FileObject",
+        "Model",
+        "Problem",
+        "TrainHyperparameters",
+        "MiningConfig",
+    ):
         assert name in components, name
     assert components["Job"]["properties"]["status"]["$ref"].endswith("/JobStatus")
 
 
-@pytest.mark.parametrize("exc, status, code", [
-    (IndexNotFound("x"), 404, "index_not_found"),
-    (IndexExists("x"), 409, "index_exists"),
-    (IndexBusy("x", "refresh"), 409, "index_busy"),
-    (IndexNotReady("x", "building"), 409, "index_not_ready"),
-    (IndexFileError("corrupted"), 409, "index_file_error"),
-    (DataError("empty", file="f", line=2, field="text"), 422, "invalid_data"),
-    (ConfigError("bad", param="top_k"), 422, "invalid_request"),
-    (ModelError("no model"), 422, "invalid_model"),
-    (NegminerError("other"), 400, "bad_request"),
-])
+@pytest.mark.parametrize(
+    "exc, status, code",
+    [
+        (IndexNotFound("x"), 404, "index_not_found"),
+        (IndexExists("x"), 409, "index_exists"),
+        (IndexBusy("x", "refresh"), 409, "index_busy"),
+        (IndexNotReady("x", "building"), 409, "index_not_ready"),
+        (IndexFileError("corrupted"), 409, "index_file_error"),
+        (DataError("empty", file="f", line=2, field="text"), 422, "invalid_data"),
+        (ConfigError("bad", param="top_k"), 422, "invalid_request"),
+        (ModelError("no model"), 422, "invalid_model"),
+        (NegminerError("other"), 400, "bad_request"),
+    ],
+)
 def test_errors_map_by_type(exc: NegminerError, status: int, code: str) -> None:
     assert status_of(exc) == (status, code)
 

@@ -52,9 +52,18 @@ def test_trainer_refreshes_through_the_service(tmp_path: Path, lexical_model: Pa
     proc = start_server(tmp_path, lexical_model, port)
     try:
         data = build_demo(120)
-        cfg = TrainConfig(output_dir=str(tmp_path / "data" / "runs" / "t"), model=str(model), negatives="refresh",
-                          refresh_every=2, max_steps=5, batch_size=4, num_negatives=2, device="cpu",
-                          cache_dir=str(tmp_path / "cache"), show_progress=False)
+        cfg = TrainConfig(
+            output_dir=str(tmp_path / "data" / "runs" / "t"),
+            model=str(model),
+            negatives="refresh",
+            refresh_every=2,
+            max_steps=5,
+            batch_size=4,
+            num_negatives=2,
+            device="cpu",
+            cache_dir=str(tmp_path / "cache"),
+            show_progress=False,
+        )
         res = train(data, cfg, source=HttpNegativeSource.factory(base, "train-run"))
         info = httpx.get(f"{base}/v1/indexes/train-run").json()
     finally:

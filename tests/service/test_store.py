@@ -38,26 +38,46 @@ def postgres_url() -> Iterator[str]:
     bindir = _postgres_bin()
     if bindir is None:
         pytest.skip("PostgreSQL server not installed (initdb not found)")
-    if os.geteuid() == 0 and (shutil.which("runuser") is None or subprocess.run(
-            ["id", "postgres"], capture_output=True).returncode != 0):
+    if os.geteuid() == 0 and (
+        shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True).returncode != 0
+    ):
         pytest.skip("running as root without a postgres user")
     root = Path(tempfile.mkdtemp(prefix="negminer-pg-"))  # directly in /tmp: the postgres user must reach it
     data = root / "data"
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "negminer", "--auth=trust", "-E",
-                                 "UTF8"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "negminer", "--auth=trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = root / "pg.log"
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
-                                 f"-p {port} -k {root} -h 127.0.0.1", "start"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-w",
+                "-o",
+                f"-p {port} -k {root} -h 127.0.0.1",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://negminer@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

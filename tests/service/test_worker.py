@@ -18,14 +18,22 @@ pytestmark = pytest.mark.slow  # workers spawn a training process per job
 
 
 def _setup(tmp_path: Path, model: Path) -> tuple[ServiceSettings, TestClient]:
-    settings = ServiceSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", model=str(model),
-                               device="cpu", job_lease_seconds=5, worker_poll_seconds=0.2)
+    settings = ServiceSettings(
+        data_dir=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        model=str(model),
+        device="cpu",
+        job_lease_seconds=5,
+        worker_poll_seconds=0.2,
+    )
     return settings, TestClient(create_app(settings))
 
 
 def _file(c: TestClient, data: Any) -> str:
-    rows = "".join(json.dumps({"query": q, "positive": data.corpus_texts[p[0]]}) + "\n"
-                   for q, p in zip(data.queries, data.positives))
+    rows = "".join(
+        json.dumps({"query": q, "positive": data.corpus_texts[p[0]]}) + "\n"
+        for q, p in zip(data.queries, data.positives)
+    )
     return c.post("/v1/files", files={"file": ("train.jsonl", rows.encode())}).json()["id"]
 
 
@@ -46,13 +54,19 @@ def test_a_job_whose_file_is_gone_fails_with_the_reason(tmp_path: Path, lexical_
         assert Worker(settings).run_once() is None  # a failed job is not retried
 
 
-def test_a_stopped_worker_requeues_its_job_and_the_next_one_resumes(tmp_path: Path, lexical_model: Path,
-                                                                    demo_small: Any) -> None:
+def test_a_stopped_worker_requeues_its_job_and_the_next_one_resumes(
+    tmp_path: Path, lexical_model: Path, demo_small: Any
+) -> None:
     settings, c = _setup(tmp_path, lexical_model)
     with c:
         fid = _file(c, demo_small)
-        job = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": {
-            "max_steps": 300, "batch_size": 4, "save_steps": 10, "num_negatives": 1}}).json()
+        job = c.post(
+            "/v1/fine_tuning/jobs",
+            json={
+                "training_file": fid,
+                "hyperparameters": {"max_steps": 300, "batch_size": 4, "save_steps": 10, "num_negatives": 1},
+            },
+        ).json()
         w = Worker(settings)
         th = threading.Thread(target=w.run_forever)
         th.start()
@@ -68,7 +82,11 @@ def test_a_stopped_worker_requeues_its_job_and_the_next_one_resumes(tmp_path: Pa
         assert Worker(settings).run_once() == job["id"]
         done = c.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
         assert done["status"] == "succeeded" and done["trained_steps"] == 300 and done["attempts"] == 1
-        messages = [e["message"] for e in c.get(f"/v1/fine_tuning/jobs/{job['id']}/events",
-                                                params={"limit": 1000, "order": "asc"}).json()["data"]]
+        messages = [
+            e["message"]
+            for e in c.get(f"/v1/fine_tuning/jobs/{job['id']}/events", params={"limit": 1000, "order": "asc"}).json()[
+                "data"
+            ]
+        ]
         assert any("shutting down" in m for m in messages)
         assert any(m.startswith("Resuming from checkpoint") for m in messages)

@@ -14,8 +14,15 @@ from negminer.trainer.losses import LOSSES, DCLLoss, DecoupledSoftmaxLoss, False
 TAU = 0.1
 
 
-def _slow(name: str, q: torch.Tensor, cols: list[torch.Tensor], q_ids: list[int], col_ids: list[list[int]],
-          known: dict[int, set[int]], fn_margin: float | None = None) -> torch.Tensor:
+def _slow(
+    name: str,
+    q: torch.Tensor,
+    cols: list[torch.Tensor],
+    q_ids: list[int],
+    col_ids: list[list[int]],
+    known: dict[int, set[int]],
+    fn_margin: float | None = None,
+) -> torch.Tensor:
     """Loops and explicit sums, straight from the formulas in the loss docstrings."""
     docs = [(col_ids[c][r], cols[c][r]) for c in range(len(cols)) for r in range(len(q_ids))]
     first: dict[int, torch.Tensor] = {}
@@ -132,8 +139,11 @@ def test_infonce_equals_sentence_transformers_mnrl(st_model) -> None:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     st_model.eval()
-    cols = [[f"query number {i}" for i in range(6)], [f"document {i} text" for i in range(6)],
-            [f"another negative {i}" for i in range(6)]]
+    cols = [
+        [f"query number {i}" for i in range(6)],
+        [f"document {i} text" for i in range(6)],
+        [f"another negative {i}" for i in range(6)],
+    ]
     ours = InfoNCELoss(st_model, temperature=0.05)(_features(st_model, cols), None)
     theirs = MultipleNegativesRankingLoss(st_model, scale=20.0)(_features(st_model, cols), None)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
@@ -148,15 +158,19 @@ def test_repeated_texts_detected_from_token_ids(st_model) -> None:
     assert q_keys[0] == q_keys[1] != q_keys[2]
     assert doc_keys[1][0] == doc_keys[0][1]  # "doc two" twice
     with_ids = InfoNCELoss(st_model, temperature=0.05)(
-        _features(st_model, cols), torch.tensor([[1, 10, 11], [1, 11, 12], [2, 13, 14]]))
+        _features(st_model, cols), torch.tensor([[1, 10, 11], [1, 11, 12], [2, 13, 14]])
+    )
     assert value.item() == pytest.approx(with_ids.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["infonce", "decoupled", "dcl"])
 def test_gradcache_matches_plain_forward(st_model, name: str) -> None:
     st_model.eval()  # dropout draws differ between one merged forward and mini-batches; GradCache replays its own
-    cols = [[f"query {i} about sorting" for i in range(6)], [f"def sort_{i}(x): return x" for i in range(6)],
-            [f"unrelated text {i}" for i in range(6)]]
+    cols = [
+        [f"query {i} about sorting" for i in range(6)],
+        [f"def sort_{i}(x): return x" for i in range(6)],
+        [f"unrelated text {i}" for i in range(6)],
+    ]
 
     def grads(loss_obj):
         st_model.zero_grad()
@@ -187,8 +201,11 @@ def test_guide_model_decides_the_masking(st_model, tiny_teacher: Path) -> None:
 
     st_model.eval()
     guide = SentenceTransformer(str(tiny_teacher), device="cpu")
-    cols = [[f"query {i} about files" for i in range(5)], [f"def read_{i}(path): ..." for i in range(5)],
-            [f"def write_{i}(path): ..." for i in range(5)]]
+    cols = [
+        [f"query {i} about files" for i in range(5)],
+        [f"def read_{i}(path): ..." for i in range(5)],
+        [f"def write_{i}(path): ..." for i in range(5)],
+    ]
     feats = _features(st_model, cols)
     flt = FalseNegativeFilter("absolute", margin=0.0, guide=guide)
     loss = InfoNCELoss(st_model, false_negative_filter=flt)

@@ -45,8 +45,14 @@ class FalseNegativeFilter:
             None uses the current model's (detached) scores.
     """
 
-    def __init__(self, rule: LossFilterRule | str = LossFilterRule.relative, margin: float = 0.05,
-                 guide: nn.Module | None = None, quantile: float = 0.5, window: int = 30) -> None:
+    def __init__(
+        self,
+        rule: LossFilterRule | str = LossFilterRule.relative,
+        margin: float = 0.05,
+        guide: nn.Module | None = None,
+        quantile: float = 0.5,
+        window: int = 30,
+    ) -> None:
         if rule not in values(LossFilterRule):
             raise ConfigError(f"must be one of {', '.join(values(LossFilterRule))}, got {rule!r}", param="rule")
         self.rule = LossFilterRule(rule)
@@ -60,8 +66,13 @@ class FalseNegativeFilter:
                 p.requires_grad_(False)
 
     def config(self) -> dict[str, Any]:
-        return {"rule": self.rule, "margin": self.margin, "guide": self.guide is not None,
-                "quantile": self.quantile, "window": self.window}
+        return {
+            "rule": self.rule,
+            "margin": self.margin,
+            "guide": self.guide is not None,
+            "quantile": self.quantile,
+            "window": self.window,
+        }
 
     def removed(self, scores: np.ndarray, positive: np.ndarray, alive: np.ndarray) -> np.ndarray:
         """Boolean (U, D) mask of the alive non-positive candidates to drop, from raw cosine ``scores``."""
@@ -76,8 +87,9 @@ class FalseNegativeFilter:
         if self.rule == "relative":
             return filters.relative_margin_mask(cand, filters.positive_reference(pos), self.margin)
         ordered = -np.sort(-cand, axis=1)
-        thresholds = filters.adaptive_thresholds(ordered, pos, margin=self.margin, quantile=self.quantile,
-                                                 window=self.window)
+        thresholds = filters.adaptive_thresholds(
+            ordered, pos, margin=self.margin, quantile=self.quantile, window=self.window
+        )
         return filters.threshold_mask(cand, thresholds)
 
 
@@ -89,11 +101,15 @@ def _row_hashes(features: Mapping[str, Tensor]) -> Tensor:
         rows = [ids[i][mask[i]] for i in range(ids.size(0))]
     elif "offsets" in features and ids.dim() == 1:  # EmbeddingBag-style input (StaticEmbedding)
         offs = features["offsets"].tolist() + [ids.numel()]
-        rows = [ids[offs[i]: offs[i + 1]] for i in range(len(offs) - 1)]
+        rows = [ids[offs[i] : offs[i + 1]] for i in range(len(offs) - 1)]
     else:
         rows = list(ids)
-    out = [int.from_bytes(hashlib.blake2b(r.detach().cpu().numpy().tobytes(), digest_size=8).digest(), "little",
-                          signed=True) for r in rows]
+    out = [
+        int.from_bytes(
+            hashlib.blake2b(r.detach().cpu().numpy().tobytes(), digest_size=8).digest(), "little", signed=True
+        )
+        for r in rows
+    ]
     return torch.tensor(out, dtype=torch.long)
 
 
@@ -155,8 +171,9 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         reps = embed_columns(self.model, features)
         return self.loss_from_embeddings(reps[0], reps[1:])
 
-    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *,
-                       with_backward: bool = False) -> Tensor:
+    def calculate_loss(
+        self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
+    ) -> Tensor:
         """GradCache hook: the loss from mini-batch embeddings (see ``CachedLossMixin``)."""
         queries = torch.cat(reps[0])
         docs = [torch.cat(col) for col in reps[1:]]
@@ -181,8 +198,7 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         if not (dist.is_available() and dist.is_initialized()):
             return docs, doc_keys
         device = docs[0].device
-        return ([all_gather_with_grad(d) for d in docs],
-                [all_gather(k.to(device)).cpu() for k in doc_keys])
+        return ([all_gather_with_grad(d) for d in docs], [all_gather(k.to(device)).cpu() for k in doc_keys])
 
     def loss_from_embeddings(self, queries: Tensor, docs: list[Tensor]) -> Tensor:
         """The loss of a batch from its embeddings: queries (B, dim), one (B, dim) tensor per document column."""
@@ -194,7 +210,7 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         d_key = torch.cat(doc_keys)
         n_docs = d_key.numel()
         # positives of column 1 are this device's rows; with gathering they sit at offset rank * B
-        pos_key = doc_keys[0][self._rank_offset(queries.size(0), doc_keys[0].numel()):][: queries.size(0)]
+        pos_key = doc_keys[0][self._rank_offset(queries.size(0), doc_keys[0].numel()) :][: queries.size(0)]
 
         groups, group_of_row = torch.unique(q_keys, return_inverse=True)
         first_row = torch.full((len(groups),), queries.size(0), dtype=torch.long)
@@ -216,8 +232,7 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         cos = q_all[first_row.to(q_all.device)] @ d_all.T  # (U, D)
         if self.false_negative_filter is not None:
             guide_cos = self._guide_scores(first_row, cos)
-            drop = torch.from_numpy(self.false_negative_filter.removed(
-                guide_cos, positive.numpy(), alive.numpy()))
+            drop = torch.from_numpy(self.false_negative_filter.removed(guide_cos, positive.numpy(), alive.numpy()))
             self.last_masked = int(drop.sum())
             alive &= ~drop
         device = cos.device
@@ -251,7 +266,8 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         return {
             "temperature": self.temperature,
             "mini_batch_size": self.mini_batch_size,
-            "false_negative_filter": None if self.false_negative_filter is None
+            "false_negative_filter": None
+            if self.false_negative_filter is None
             else self.false_negative_filter.config(),
             "gather_across_devices": self.gather_across_devices,
         }

@@ -22,13 +22,20 @@ FORMATS = {".jsonl": "pairs-jsonl", ".json": "pairs-jsonl", ".parquet": "parquet
 
 
 def file_object(row: dict[str, Any]) -> FileObject:
-    return FileObject(id=row["id"], bytes=row["bytes"], created_at=row["created_at"], filename=row["filename"],
-                      purpose=row["purpose"], **row["info"])
+    return FileObject(
+        id=row["id"],
+        bytes=row["bytes"],
+        created_at=row["created_at"],
+        filename=row["filename"],
+        purpose=row["purpose"],
+        **row["info"],
+    )
 
 
 @router.post("", response_model=FileObject)
-def upload_file(file: UploadFile, settings: SettingsDep, store: StoreDep,
-                purpose: Annotated[str, Form()] = "fine-tune") -> FileObject:
+def upload_file(
+    file: UploadFile, settings: SettingsDep, store: StoreDep, purpose: Annotated[str, Form()] = "fine-tune"
+) -> FileObject:
     """Upload training or validation data: pairs JSONL (``query``/``anchor`` with ``positive`` or
     ``positives``), or Parquet / CSV with ``anchor`` and ``positive`` columns. The whole file is checked before it
     is kept; a bad one is refused with its line and field."""
@@ -60,15 +67,24 @@ def upload_file(file: UploadFile, settings: SettingsDep, store: StoreDep,
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-    info = {"format": FORMATS[ext], "queries": len(data), "pairs": data.num_pairs,
-            "documents": len(data.corpus_texts)}
-    return file_object(store.add_file(id=file_id, filename=filename, purpose=purpose, nbytes=size, path=str(dest),
-                                      sha256=digest.hexdigest(), info=info))
+    info = {"format": FORMATS[ext], "queries": len(data), "pairs": data.num_pairs, "documents": len(data.corpus_texts)}
+    return file_object(
+        store.add_file(
+            id=file_id,
+            filename=filename,
+            purpose=purpose,
+            nbytes=size,
+            path=str(dest),
+            sha256=digest.hexdigest(),
+            info=info,
+        )
+    )
 
 
 @router.get("", response_model=ListPage[FileObject])
-def list_files(store: StoreDep, after: str | None = None,
-               limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> ListPage[FileObject]:
+def list_files(
+    store: StoreDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 100
+) -> ListPage[FileObject]:
     return list_page(lambda: store.list_files(after, limit), file_object, f"file {after!r}")
 
 

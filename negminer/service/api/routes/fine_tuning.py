@@ -20,23 +20,47 @@ router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], response
 
 def job_object(row: dict[str, Any]) -> Job:
     return Job(
-        id=row["id"], created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
-        model=row["model"], fine_tuned_model=row["fine_tuned_model"], training_file=row["training_file"],
-        validation_file=row["validation_file"], index=row["index"], hyperparameters=row["hyperparameters"],
-        status=row["status"], error=row["error"], metadata=row["job_metadata"], seed=row["seed"],
-        suffix=row["suffix"], trained_steps=row["trained_steps"], attempts=row["attempts"],
+        id=row["id"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        model=row["model"],
+        fine_tuned_model=row["fine_tuned_model"],
+        training_file=row["training_file"],
+        validation_file=row["validation_file"],
+        index=row["index"],
+        hyperparameters=row["hyperparameters"],
+        status=row["status"],
+        error=row["error"],
+        metadata=row["job_metadata"],
+        seed=row["seed"],
+        suffix=row["suffix"],
+        trained_steps=row["trained_steps"],
+        attempts=row["attempts"],
         cancel_requested=bool(row["cancel_requested"]),
     )
 
 
 def event_object(row: dict[str, Any]) -> Event:
-    return Event(id=row["id"], created_at=row["created_at"], level=row["level"], message=row["message"],
-                 type=row["type"], data=row["data"])
+    return Event(
+        id=row["id"],
+        created_at=row["created_at"],
+        level=row["level"],
+        message=row["message"],
+        type=row["type"],
+        data=row["data"],
+    )
 
 
 def checkpoint_object(row: dict[str, Any]) -> Checkpoint:
-    return Checkpoint(id=row["id"], created_at=row["created_at"], fine_tuned_model_checkpoint=row["model"],
-                      fine_tuning_job_id=row["job_id"], step_number=row["step"], metrics=row["metrics"])
+    return Checkpoint(
+        id=row["id"],
+        created_at=row["created_at"],
+        fine_tuned_model_checkpoint=row["model"],
+        fine_tuning_job_id=row["job_id"],
+        step_number=row["step"],
+        metrics=row["metrics"],
+    )
 
 
 def _job(store: JobStore, job_id: str) -> dict[str, Any]:
@@ -67,19 +91,31 @@ def create_job(body: CreateJob, store: StoreDep, settings: SettingsDep, registry
             raise bad_param("index", f"no index {body.index!r}") from None
     effective = body.hyperparameters.model_dump(mode="json")  # every option, defaults included
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    row = store.create_job(model=body.model or default_model(settings)[0], model_path=model_path,
-                           training_file=body.training_file, validation_file=body.validation_file, index=body.index,
-                           hyperparameters=effective, seed=seed, suffix=body.suffix, job_metadata=body.metadata)
-    store.add_event(row["id"], f"Validating training file: {body.training_file}"
-                    + (f" and validation file: {body.validation_file}" if body.validation_file else ""))
+    row = store.create_job(
+        model=body.model or default_model(settings)[0],
+        model_path=model_path,
+        training_file=body.training_file,
+        validation_file=body.validation_file,
+        index=body.index,
+        hyperparameters=effective,
+        seed=seed,
+        suffix=body.suffix,
+        job_metadata=body.metadata,
+    )
+    store.add_event(
+        row["id"],
+        f"Validating training file: {body.training_file}"
+        + (f" and validation file: {body.validation_file}" if body.validation_file else ""),
+    )
     store.set_status(row["id"], JobStatus.queued, expect=(JobStatus.validating_files,))
     store.add_event(row["id"], "Files validated; job queued for a worker")
     return job_object(_job(store, row["id"]))
 
 
 @router.get("", response_model=ListPage[Job])
-def list_jobs(store: StoreDep, after: str | None = None,
-              limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ListPage[Job]:
+def list_jobs(
+    store: StoreDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> ListPage[Job]:
     """Jobs, newest first; the next page starts ``after`` the last id of this one."""
     return list_page(lambda: store.list_jobs(after, limit), job_object, f"fine-tuning job {after!r}")
 
@@ -99,21 +135,33 @@ def cancel_job(job_id: str, store: StoreDep) -> Job:
 
 
 @router.get("/{job_id}/events", response_model=ListPage[Event])
-def list_events(job_id: str, store: StoreDep, after: str | None = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-                order: Annotated[Literal["desc", "asc"], Query(description="desc: newest first (OpenAI's order); "
-                                                               "asc: oldest first, to follow a job")] = "desc",
-                ) -> ListPage[Event]:
+def list_events(
+    job_id: str,
+    store: StoreDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    order: Annotated[
+        Literal["desc", "asc"],
+        Query(description="desc: newest first (OpenAI's order); asc: oldest first, to follow a job"),
+    ] = "desc",
+) -> ListPage[Event]:
     """The job's events, newest first (or oldest first, to follow a job)."""
     _job(store, job_id)
-    return list_page(lambda: store.list_events(job_id, after, limit, descending=order == "desc"), event_object,
-                     f"event {after!r} in job {job_id!r}")
+    return list_page(
+        lambda: store.list_events(job_id, after, limit, descending=order == "desc"),
+        event_object,
+        f"event {after!r} in job {job_id!r}",
+    )
 
 
 @router.get("/{job_id}/checkpoints", response_model=ListPage[Checkpoint])
-def list_checkpoints(job_id: str, store: StoreDep, after: str | None = None,
-                     limit: Annotated[int, Query(ge=1, le=100)] = 10) -> ListPage[Checkpoint]:
+def list_checkpoints(
+    job_id: str, store: StoreDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> ListPage[Checkpoint]:
     """The job's checkpoints, newest first; each is a model name usable by /v1/embed and index refreshes."""
     _job(store, job_id)
-    return list_page(lambda: store.list_checkpoints(job_id, after, limit), checkpoint_object,
-                     f"checkpoint {after!r} in job {job_id!r}")
+    return list_page(
+        lambda: store.list_checkpoints(job_id, after, limit),
+        checkpoint_object,
+        f"checkpoint {after!r} in job {job_id!r}",
+    )

@@ -16,8 +16,9 @@ def healthz() -> Health:
     return Health()
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness,
-                                                                  "description": "indexes still loading"}})
+@router.get(
+    "/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "indexes still loading"}}
+)
 def readyz(request: Request) -> JSONResponse:
     """503 until the indexes on disk are loaded."""
     ready = getattr(request.app.state, "ready", False)

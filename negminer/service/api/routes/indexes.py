@@ -99,8 +99,9 @@ def add_documents(name: str, body: AddDocuments, registry: RegistryDep, settings
 
 
 @router.post("/{name}/refresh", status_code=202, response_model=IndexInfo)
-def refresh(name: str, body: RefreshRequest, registry: RegistryDep, settings: SettingsDep,
-            models: StoreDep) -> IndexInfo:
+def refresh(
+    name: str, body: RefreshRequest, registry: RegistryDep, settings: SettingsDep, models: StoreDep
+) -> IndexInfo:
     """Re-encode the corpus with a newer checkpoint into the next version; the current one serves until the swap.
     ``GET /v1/indexes/{name}`` shows the operation's progress."""
     return registry.refresh(name, resolve_model(body.model, settings, models)).info()

@@ -19,10 +19,12 @@ class ServiceMetrics:
 
     def __init__(self, index_registry: IndexRegistry) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("negminer_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("negminer_request_seconds", "HTTP request latency", ["method", "route"],
-                                 registry=self.registry)
+        self.requests = Counter(
+            "negminer_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "negminer_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry
+        )
         self.registry.register(_IndexCollector(index_registry))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -37,8 +39,11 @@ class _IndexCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         size = GaugeMetricFamily("negminer_index_documents", "documents in the current version", labels=["index"])
         version = GaugeMetricFamily("negminer_index_version", "current version number", labels=["index"])
-        op = GaugeMetricFamily("negminer_index_operation_seconds",
-                               "duration of the last build / refresh / documents update", labels=["index", "type"])
+        op = GaugeMetricFamily(
+            "negminer_index_operation_seconds",
+            "duration of the last build / refresh / documents update",
+            labels=["index", "type"],
+        )
         for name in self.index_registry.names():
             try:
                 info = self.index_registry.get(name).info()
@@ -53,8 +58,15 @@ class _IndexCollector:
         yield op
 
 
-@router.get("/metrics", response_class=Response, responses={200: {
-    "description": "Prometheus text exposition format",
-    "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
