@@ -11,13 +11,14 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, markdown_table  # noqa: E402
 
-from negminer import build_demo  # noqa: E402
+from negminer import Encoder, build_demo  # noqa: E402
 from negminer.index import default_model_path  # noqa: E402
 from negminer.mining import MiningConfig  # noqa: E402
 from negminer.trainer import LOSSES, LocalNegativeSource  # noqa: E402
@@ -84,18 +85,17 @@ def main() -> None:
         ckpt = tmp / "ckpt"
         SentenceTransformer(default_model_path(), device="cpu").save(str(ckpt))
         train_data, _ = data.split(0.2)
+        n_docs = len(train_data.dedup_corpus()[1])
+        encoder = partial(
+            Encoder, cache_dir=tmp / "cache", device="cpu", max_seq_length=args.max_seq_length, show_progress=False
+        )
         src = LocalNegativeSource(
-            train_data,
-            MiningConfig(num_negatives=n, adaptive_margin=1.0),
-            cache_dir=tmp / "cache",
-            device="cpu",
-            max_seq_length=args.max_seq_length,
-            show_progress=False,
+            train_data, MiningConfig.recommended(num_negatives=n), encoder=encoder, show_progress=False
         )
         t0 = time.perf_counter()
         src.refresh(str(ckpt))
         cold = time.perf_counter() - t0
-        _, result = src.poll()
+        src.poll()
         t0 = time.perf_counter()
         src.refresh(str(ckpt))
         warm = time.perf_counter() - t0
@@ -114,7 +114,7 @@ def main() -> None:
             ["refresh", "seconds"],
             [
                 [
-                    f"new checkpoint: re-encode {len(result.doc_texts)} documents + {len(train_data)} queries, re-mine",
+                    f"new checkpoint: re-encode {n_docs} documents + {len(train_data)} queries, re-mine",
                     round(cold, 2),
                 ],
                 ["same checkpoint again (embedding cache)", round(warm, 2)],

@@ -17,6 +17,10 @@ else:  # pragma: no cover - Python 3.10
     class StrEnum(str, Enum):
         """``enum.StrEnum`` of Python 3.11."""
 
+        @staticmethod
+        def _generate_next_value_(name: str, start: int, count: int, last_values: list[str]) -> str:
+            return name.lower()
+
         def __str__(self) -> str:
             return str(self.value)
 
@@ -47,112 +51,48 @@ def values(enum: type[Enum]) -> tuple[str, ...]:
     return tuple(str(m.value) for m in enum)
 
 
-class LossName(StrEnum):
-    """Training losses (``negminer.trainer.losses``)."""
+# Training losses (negminer.trainer.losses, one file each).
+LossName = StrEnum("LossName", "infonce decoupled dcl")
 
-    infonce = "infonce"
-    decoupled = "decoupled"
-    dcl = "dcl"
+# Where a run's hard negatives come from: none (in-batch only), mined (once, before training), refresh (re-mined from
+# the improving model every refresh_every steps).
+NegativesMode = StrEnum("NegativesMode", "none mined refresh")
 
+# The miner's false-negative rules, in the order they apply; the mining report counts removals under these names.
+MarginRule = StrEnum("MarginRule", "absolute_margin relative_margin adaptive_margin max_score min_score")
 
-class NegativesMode(StrEnum):
-    """Where a training run's hard negatives come from."""
+# In-loss false-negative masking rules (the miner's margins applied to in-batch scores).
+LossFilterRule = StrEnum("LossFilterRule", "absolute relative adaptive")
 
-    none = "none"  # in-batch negatives only
-    mined = "mined"  # mined once, before training
-    refresh = "refresh"  # re-mined from the improving model every ``refresh_every`` steps
+# How negatives are taken from the rank window: the best-ranked, or drawn at random (seeded).
+SamplingStrategy = StrEnum("SamplingStrategy", "top random")
 
+# Row layouts of mined negatives (sentence-transformers' mine_hard_negatives names).
+OutputFormat = StrEnum(
+    "OutputFormat",
+    [
+        ("triplet", "triplet"),
+        ("n_tuple", "n-tuple"),
+        ("labeled_pair", "labeled-pair"),
+        ("labeled_list", "labeled-list"),
+    ],
+)
 
-class MarginRule(StrEnum):
-    """The miner's false-negative rules, in the order they apply; the report counts removals under these names."""
+# Vector index structures: exact (flat) or approximate (IVF, HNSW).
+IndexKind = StrEnum("IndexKind", "flat ivf hnsw")
 
-    absolute_margin = "absolute_margin"
-    relative_margin = "relative_margin"
-    adaptive_margin = "adaptive_margin"
-    max_score = "max_score"
-    min_score = "min_score"
+# A named index of the service (building until its first version is published), what produces its next version,
+# and how that went.
+IndexStatus = StrEnum("IndexStatus", "building ready failed")
+OperationType = StrEnum("OperationType", "build documents refresh")
+OperationStatus = StrEnum("OperationStatus", "running succeeded failed")
 
+# A fine-tuning job (OpenAI's names), and its events.
+JobStatus = StrEnum("JobStatus", "validating_files queued running succeeded failed cancelled")
+EventLevel = StrEnum("EventLevel", "info warn error")
+EventType = StrEnum("EventType", "message metrics")
 
-class LossFilterRule(StrEnum):
-    """In-loss false-negative masking rules (the miner's margins, applied to in-batch scores)."""
-
-    absolute = "absolute"
-    relative = "relative"
-    adaptive = "adaptive"
-
-
-class SamplingStrategy(StrEnum):
-    top = "top"
-    random = "random"
-
-
-class OutputFormat(StrEnum):
-    """Row layouts of mined negatives (sentence-transformers' ``mine_hard_negatives`` names)."""
-
-    triplet = "triplet"
-    n_tuple = "n-tuple"
-    labeled_pair = "labeled-pair"
-    labeled_list = "labeled-list"
-
-
-class IndexKind(StrEnum):
-    """Vector index structures: exact (flat) or approximate (IVF, HNSW)."""
-
-    flat = "flat"
-    ivf = "ivf"
-    hnsw = "hnsw"
-
-
-class IndexStatus(StrEnum):
-    """A named index of the service: ``building`` until its first version is published."""
-
-    building = "building"
-    ready = "ready"
-    failed = "failed"
-
-
-class OperationType(StrEnum):
-    """What produces an index's next version."""
-
-    build = "build"
-    documents = "documents"
-    refresh = "refresh"
-
-
-class OperationStatus(StrEnum):
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-
-
-class JobStatus(StrEnum):
-    """A fine-tuning job's status (OpenAI's names)."""
-
-    validating_files = "validating_files"
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-class EventLevel(StrEnum):
-    info = "info"
-    warn = "warn"
-    error = "error"
-
-
-class EventType(StrEnum):
-    message = "message"
-    metrics = "metrics"
-
-
-class ModelKind(StrEnum):
-    """Models the service knows by name."""
-
-    default = "default"  # the service's own model
-    fine_tuned = "fine_tuned"  # the final model of a fine-tuning job
-    checkpoint = "checkpoint"  # a job's checkpoint
-
+# Models the service knows by name: its own default, the final model of a job, a job's checkpoint.
+ModelKind = StrEnum("ModelKind", "default fine_tuned checkpoint")
 
 TERMINAL_JOB_STATUSES = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)

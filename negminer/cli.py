@@ -4,15 +4,19 @@ out means that config's default."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional, TypeVar
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 import typer  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
@@ -22,14 +26,12 @@ from negminer._errors import NegminerError, describe  # noqa: E402
 from negminer._settings import Settings  # noqa: E402
 from negminer._vocab import (  # noqa: E402
     IndexKind,
-    LossFilterRule,
     LossName,
     NegativesMode,
-    OutputFormat,
-    SamplingStrategy,  # noqa: E402
+    OutputFormat,  # noqa: E402
 )
 from negminer.mining import MiningConfig  # noqa: E402
-from negminer.trainer import TrainConfig  # noqa: E402
+from negminer.trainer import TrainConfig, TrainHyperparameters  # noqa: E402
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -82,6 +84,44 @@ def _opt(config: type[BaseModel], name: str, *flags: str, help_prefix: str | Non
     return typer.Option(*flags, help=f"{prefix}{f.description or name}{suffix}", show_default=False, **kw)
 
 
+MARGINS = ("absolute_margin", "relative_margin", "adaptive_margin")
+MINE_OPTIONS = (
+    "num_negatives",
+    "range_min",
+    "range_max",
+    *MARGINS,
+    "max_score",
+    "min_score",
+    "sampling_strategy",
+    "seed",
+)
+TRAIN_OPTIONS = tuple(n for n in TrainHyperparameters.model_fields if n != "mining") + ("seed",)
+FLAGS = {"learning_rate": ("--lr", "--learning-rate")}
+
+
+def config_options(
+    config: type[BaseModel],
+    names: tuple[str, ...],
+    *,
+    help_prefix: str | None = None,
+) -> Callable[[F], F]:
+    """Give a command one option per field ``names`` of ``config``, taking the field's type (choices), help and
+    default from the config; the command receives them as keyword arguments, None where the user left one out."""
+
+    def add(command: F) -> F:
+        signature = inspect.signature(command, eval_str=True)
+        params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        for name in names:
+            kind = config.model_fields[name].annotation
+            option = _opt(config, name, *FLAGS.get(name, ()), help_prefix=help_prefix)
+            annotation = Annotated[Optional[kind], option]  # type: ignore[valid-type]  # noqa: UP045 (built at run time)
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+        command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        return command
+
+    return add
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The options the user gave (None: left out, the config's default applies)."""
     return {k: v for k, v in options.items() if v is not None}
@@ -107,6 +147,7 @@ def _write_outputs(result: Any, out: Path, output_format: str, output_scores: bo
 
 
 @app.command()
+@config_options(MiningConfig, MINE_OPTIONS)
 def mine(
     data: Annotated[Path, typer.Argument(help="BEIR folder, pairs .jsonl, or saved datasets.Dataset folder")],
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/mine"),
@@ -116,20 +157,11 @@ def mine(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     batch_size: BatchOpt = None,
-    num_negatives: Annotated[int | None, _opt(MiningConfig, "num_negatives")] = None,
-    range_min: Annotated[int | None, _opt(MiningConfig, "range_min")] = None,
-    range_max: Annotated[int | None, _opt(MiningConfig, "range_max")] = None,
-    absolute_margin: Annotated[float | None, _opt(MiningConfig, "absolute_margin")] = None,
-    relative_margin: Annotated[float | None, _opt(MiningConfig, "relative_margin")] = None,
-    adaptive_margin: Annotated[float | None, _opt(MiningConfig, "adaptive_margin")] = None,
-    max_score: Annotated[float | None, _opt(MiningConfig, "max_score")] = None,
-    min_score: Annotated[float | None, _opt(MiningConfig, "min_score")] = None,
     no_margin: Annotated[bool, typer.Option("--no-margin", help="no false-negative filter at all")] = False,
-    sampling_strategy: Annotated[SamplingStrategy | None, _opt(MiningConfig, "sampling_strategy")] = None,
-    seed: Annotated[int | None, _opt(MiningConfig, "seed")] = None,
     teacher: Annotated[str | None, typer.Option(help="second bi-encoder that re-scores candidates")] = None,
     output_format: Annotated[OutputFormat, typer.Option(help="rows written")] = OutputFormat.triplet,
     output_scores: Annotated[bool, typer.Option(help="add scores to the rows")] = False,
+    **options: Any,
 ) -> None:
     """Mine hard negatives for DATA. Writes negatives.jsonl / .parquet, report.json and scores.png to --output.
 
@@ -139,19 +171,7 @@ def mine(
     from negminer.mining import mine as run_mine
 
     try:
-        config = _mining(
-            no_margin,
-            num_negatives=num_negatives,
-            range_min=range_min,
-            range_max=range_max,
-            absolute_margin=absolute_margin,
-            relative_margin=relative_margin,
-            adaptive_margin=adaptive_margin,
-            max_score=max_score,
-            min_score=min_score,
-            sampling_strategy=sampling_strategy,
-            seed=seed,
-        )
+        config = _mining(no_margin, **options)
         ds = load_data(data, split=split, corpus=str(corpus) if corpus else None)
         enc = _encoder(model, cache_dir, batch_size, no_cache)
         teach = _encoder(teacher, cache_dir, batch_size, no_cache) if teacher else None
@@ -263,10 +283,9 @@ def _examples(result: Any, n: int) -> list[dict[str, Any]]:
     return out
 
 
-T = TrainConfig
-
-
 @app.command("train")
+@config_options(MiningConfig, MARGINS, help_prefix="mining")
+@config_options(TrainConfig, TRAIN_OPTIONS)
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="BEIR folder, pairs .jsonl, or saved datasets.Dataset")],
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/train"),
@@ -275,28 +294,7 @@ def train_cmd(
     ] = None,
     split: Annotated[str, typer.Option(help="qrels split of a BEIR folder")] = "train",
     model: ModelOpt = None,
-    loss: Annotated[LossName | None, _opt(T, "loss")] = None,
-    negatives: Annotated[NegativesMode | None, _opt(T, "negatives")] = None,
-    refresh_every: Annotated[int | None, _opt(T, "refresh_every")] = None,
-    num_negatives: Annotated[int | None, _opt(T, "num_negatives")] = None,
-    absolute_margin: Annotated[float | None, _opt(MiningConfig, "absolute_margin", help_prefix="mining")] = None,
-    relative_margin: Annotated[float | None, _opt(MiningConfig, "relative_margin", help_prefix="mining")] = None,
-    adaptive_margin: Annotated[float | None, _opt(MiningConfig, "adaptive_margin", help_prefix="mining")] = None,
     no_margin: Annotated[bool, typer.Option("--no-margin", help="mining: no false-negative filter")] = False,
-    epochs: Annotated[float | None, _opt(T, "epochs")] = None,
-    max_steps: Annotated[int | None, _opt(T, "max_steps")] = None,
-    batch_size: Annotated[int | None, _opt(T, "batch_size")] = None,
-    learning_rate: Annotated[float | None, _opt(T, "learning_rate", "--lr", "--learning-rate")] = None,
-    warmup_ratio: Annotated[float | None, _opt(T, "warmup_ratio")] = None,
-    temperature: Annotated[float | None, _opt(T, "temperature")] = None,
-    max_seq_length: Annotated[int | None, _opt(T, "max_seq_length")] = None,
-    mini_batch_size: Annotated[int | None, _opt(T, "mini_batch_size")] = None,
-    loss_filter: Annotated[LossFilterRule | None, _opt(T, "loss_filter")] = None,
-    loss_filter_margin: Annotated[float | None, _opt(T, "loss_filter_margin")] = None,
-    validation_fraction: Annotated[float | None, _opt(T, "validation_fraction")] = None,
-    save_steps: Annotated[int | None, _opt(T, "save_steps")] = None,
-    logging_steps: Annotated[int | None, _opt(T, "logging_steps")] = None,
-    seed: Annotated[int | None, _opt(T, "seed")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --output")] = False,
     cache_dir: CacheOpt = None,
     index_url: Annotated[
@@ -308,6 +306,7 @@ def train_cmd(
         ),
     ] = None,
     index_name: Annotated[str, typer.Option(help="index the service keeps for this run")] = "negminer-train",
+    **options: Any,
 ) -> None:
     """Fine-tune a sentence-transformers model on (query, positives) data with mined or refreshed hard negatives.
 
@@ -318,38 +317,15 @@ def train_cmd(
 
     try:
         settings = Settings()
+        margins = {name: options.pop(name) for name in MARGINS}
         cfg = TrainConfig(
             output_dir=output,
             model=model or settings.model,
             cache_dir=cache_dir or settings.cache_dir,
             device=settings.device,
             resume=resume,
-            mining=_mining(
-                no_margin,
-                absolute_margin=absolute_margin,
-                relative_margin=relative_margin,
-                adaptive_margin=adaptive_margin,
-            ),
-            **_given(
-                loss=loss,
-                negatives=negatives,
-                refresh_every=refresh_every,
-                num_negatives=num_negatives,
-                epochs=epochs,
-                max_steps=max_steps,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                warmup_ratio=warmup_ratio,
-                temperature=temperature,
-                max_seq_length=max_seq_length,
-                mini_batch_size=mini_batch_size,
-                loss_filter=loss_filter,
-                loss_filter_margin=loss_filter_margin,
-                validation_fraction=validation_fraction,
-                save_steps=save_steps,
-                logging_steps=logging_steps,
-                seed=seed,
-            ),
+            mining=_mining(no_margin, **margins),
+            **_given(**options),
         )
         source = None
         if index_url:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from negminer._vocab import (
     EventLevel,
@@ -183,14 +183,19 @@ class SearchRequest(_Request):
 
 
 class SearchHit(_Response):
+    """A document of the index with its score."""
+
     id: str
     score: float
     text: str | None = Field(None, description="with return_text")
 
 
-class SearchResponse(_Response):
+class _IndexAnswer(_Response):
     index: str
-    version: int | None
+    version: int | None = Field(description="the index version that answered")
+
+
+class SearchResponse(_IndexAnswer):
     results: list[list[SearchHit]]
 
 
@@ -208,10 +213,8 @@ class MineRequest(_Request):
     return_text: bool = False
 
 
-class Negative(_Response):
-    id: str
-    score: float
-    text: str | None = Field(None, description="with return_text")
+class Negative(SearchHit):
+    """A mined hard negative: a document of the index with its score."""
 
 
 class MineResult(_Response):
@@ -220,9 +223,7 @@ class MineResult(_Response):
     positive_scores: list[float]
 
 
-class MineResponse(_Response):
-    index: str
-    version: int | None
+class MineResponse(_IndexAnswer):
     results: list[MineResult]
     report: dict[str, Any] = Field(description="the filter report (negminer.mining.MiningReport.to_dict())")
     rows: dict[str, list[Any]] | None = Field(
@@ -243,13 +244,18 @@ class EmbedRequest(_Request):
 
 
 # -- models ------------------------------------------------------------------------------------------------------
+def _from(*names: str) -> AliasChoices:
+    """Also read a field from these keys (the job store's column names), so a row validates as its schema."""
+    return AliasChoices(*names)
+
+
 class Model(_Response):
-    id: str
+    id: str = Field(validation_alias=_from("id", "name"))
     object: Literal["model"] = "model"
-    created: int
+    created: int = Field(validation_alias=_from("created", "created_at"))
     owned_by: str = "negminer"
     kind: ModelKind
-    job: str | None = None
+    job: str | None = Field(None, validation_alias=_from("job", "job_id"))
 
 
 # -- files -------------------------------------------------------------------------------------------------------
@@ -302,7 +308,7 @@ class Job(_Response):
     hyperparameters: dict[str, Any] = Field(description="the effective TrainHyperparameters")
     status: JobStatus
     error: JobError | None = None
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, str] | None = Field(None, validation_alias=_from("metadata", "job_metadata"))
     seed: int
     suffix: str | None = None
     trained_steps: int | None = None
@@ -324,7 +330,10 @@ class Checkpoint(_Response):
     id: str
     object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
     created_at: int
-    fine_tuned_model_checkpoint: str = Field(description="a model name usable by /v1/embed and index refreshes")
-    fine_tuning_job_id: str
-    step_number: int
+    fine_tuned_model_checkpoint: str = Field(
+        validation_alias=_from("fine_tuned_model_checkpoint", "model"),
+        description="a model name usable by /v1/embed and index refreshes",
+    )
+    fine_tuning_job_id: str = Field(validation_alias=_from("fine_tuning_job_id", "job_id"))
+    step_number: int = Field(validation_alias=_from("step_number", "step"))
     metrics: dict[str, Any]

@@ -159,19 +159,9 @@ class JobStore:
     def add_file(
         self, *, id: str, filename: str, purpose: str, nbytes: int, path: str, sha256: str, info: dict[str, Any]
     ) -> dict[str, Any]:
+        row = dict(id=id, filename=filename, purpose=purpose, bytes=nbytes, path=path, sha256=sha256, info=info)
         with self._tx() as c:
-            c.execute(
-                files.insert().values(
-                    id=id,
-                    created_at=_now(),
-                    filename=filename,
-                    purpose=purpose,
-                    bytes=nbytes,
-                    path=path,
-                    sha256=sha256,
-                    info=info,
-                )
-            )
+            c.execute(files.insert().values(created_at=_now(), **row))
         return self.get_file(id) or {}
 
     def get_file(self, file_id: str) -> dict[str, Any] | None:
@@ -363,17 +353,8 @@ class JobStore:
         type: str = EventType.message,
         data: dict[str, Any] | None = None,
     ) -> None:
-        c.execute(
-            events.insert().values(
-                id=new_id("ftevent"),
-                job_id=job_id,
-                created_at=_now(),
-                level=level,
-                message=message,
-                type=type,
-                data=data,
-            )
-        )
+        row = dict(job_id=job_id, level=level, message=message, type=type, data=data)
+        c.execute(events.insert().values(id=new_id("ftevent"), created_at=_now(), **row))
 
     def add_event(
         self,

@@ -319,17 +319,18 @@ class _JobRun(TrainListener):
     def on_resume(self, event: ResumeEvent) -> None:
         self.event(f"Resuming from checkpoint at step {event.step}", data={"step": event.step})
 
+    def metrics(self, message: str, **data: Any) -> None:
+        self.event(message, type=EventType.metrics, data=data)
+
     def on_log(self, event: LogEvent) -> None:
         self.last_log = {"train_loss": event.loss, "learning_rate": event.learning_rate}
-        self.event(
-            f"Step {event.step}: training loss={event.loss:.4f}",
-            type=EventType.metrics,
-            data={
-                "step": event.step,
-                "train_loss": event.loss,
-                "learning_rate": event.learning_rate,
-                "epoch": event.epoch,
-            },
+        loss, lr = event.loss, event.learning_rate
+        self.metrics(
+            f"Step {event.step}: training loss={loss:.4f}",
+            step=event.step,
+            train_loss=loss,
+            learning_rate=lr,
+            epoch=event.epoch,
         )
 
     def on_evaluation(self, event: EvaluationEvent) -> None:
@@ -337,22 +338,17 @@ class _JobRun(TrainListener):
             k: event.metrics[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in event.metrics
         }
         self.last_eval = {"step": event.step, **scores}
-        self.event(
-            f"Step {event.step} ({event.event}): " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()),
-            type=EventType.metrics,
-            data={"step": event.step, "evaluation": event.event, **scores},
-        )
+        said = ", ".join(f"{k}={v:.4f}" for k, v in scores.items())
+        self.metrics(f"Step {event.step} ({event.event}): {said}", step=event.step, evaluation=event.event, **scores)
 
     def on_refresh(self, event: RefreshEvent) -> None:
-        self.event(
-            f"Step {event.step}: hard negatives refreshed (index version {event.version})",
-            type=EventType.metrics,
-            data={
-                "step": event.step,
-                "refresh_version": event.version,
-                "queries_short": event.queries_short,
-                "filled_randomly": event.filled_randomly,
-            },
+        said = f"Step {event.step}: hard negatives refreshed (index version {event.version})"
+        self.metrics(
+            said,
+            step=event.step,
+            refresh_version=event.version,
+            queries_short=event.queries_short,
+            filled_randomly=event.filled_randomly,
         )
 
     def on_checkpoint(self, event: CheckpointEvent) -> None:

@@ -9,7 +9,6 @@ service builds the next index version in the background: the trainer never stops
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -61,32 +60,17 @@ class LocalNegativeSource:
         data: RetrievalData,
         config: MiningConfig,
         *,
-        cache_dir: str | os.PathLike[str] | None = None,
-        device: str = "auto",
-        batch_size: int = 64,
-        max_seq_length: int | None = None,
+        encoder: Callable[[str], Encoder] = Encoder,
         show_progress: bool = True,
     ) -> None:
+        """``encoder(checkpoint)`` builds the encoder of a checkpoint (the run's device, cache, batch size...)."""
         self.data = data
         self.config = config
-        self.cache_dir = cache_dir
-        self.device = device
-        self.batch_size = batch_size
-        self.max_seq_length = max_seq_length
+        self.encoder = encoder
         self.show_progress = show_progress
         self.version = 0
         self._ready: NegativesUpdate | None = None
         self.last_encoder: Encoder | None = None
-
-    def encoder(self, checkpoint: str) -> Encoder:
-        return Encoder(
-            checkpoint,
-            device=self.device,
-            batch_size=self.batch_size,
-            cache_dir=self.cache_dir,
-            max_seq_length=self.max_seq_length,
-            show_progress=self.show_progress,
-        )
 
     def refresh(self, checkpoint: str) -> None:
         self.last_encoder = self.encoder(checkpoint)

@@ -278,15 +278,10 @@ class _Run:
         return self.out / "checkpoints"
 
     def encoder(self, path: str) -> Encoder:
+        """The encoder of a checkpoint with this run's device, cache, batch size and length (evaluation, mining)."""
         cfg = self.cfg
-        return Encoder(
-            path,
-            device=cfg.device,
-            batch_size=cfg.encode_batch_size,
-            cache_dir=self.cache_dir,
-            max_seq_length=cfg.max_seq_length,
-            show_progress=cfg.show_progress,
-        )
+        options: dict[str, Any] = dict(device=cfg.device, batch_size=cfg.encode_batch_size, cache_dir=self.cache_dir)
+        return Encoder(path, max_seq_length=cfg.max_seq_length, show_progress=cfg.show_progress, **options)
 
     def save_metrics(self) -> None:
         write_json(
@@ -439,13 +434,7 @@ def _source(
     if given is not None:
         return given(train_data, cfg.mining_config()), True
     return LocalNegativeSource(
-        train_data,
-        cfg.mining_config(),
-        cache_dir=run.cache_dir,
-        device=cfg.device,
-        batch_size=cfg.encode_batch_size,
-        max_seq_length=cfg.max_seq_length,
-        show_progress=cfg.show_progress,
+        train_data, cfg.mining_config(), encoder=run.encoder, show_progress=cfg.show_progress
     ), True
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from negminer import ConfigError, DataError, ModelError, build_demo
+from negminer import ConfigError, DataError, Encoder, ModelError, build_demo
 from negminer.trainer import (
     CheckpointEvent,
     EvaluationEvent,
@@ -121,7 +122,12 @@ class SlowSource(LocalNegativeSource):
 def test_training_does_not_wait_for_an_async_refresh(small, tiny_model: Path, tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, tiny_model, negatives="refresh", refresh_every=2, max_steps=6)
     train_part, val = small.split(0.3)
-    src = SlowSource(train_part, cfg.mining_config(), cache_dir=cfg.cache_dir, device="cpu", show_progress=False)
+    src = SlowSource(
+        train_part,
+        cfg.mining_config(),
+        encoder=partial(Encoder, cache_dir=cfg.cache_dir, device="cpu"),
+        show_progress=False,
+    )
     res = train(train_part, cfg, validation=val, source=src)
     # refreshed at steps 2 and 4, but each result arrived two steps later, while training went on
     assert [r["step"] for r in res.refreshes] == [0, 4, 6]

@@ -22,14 +22,7 @@ FORMATS = {".jsonl": "pairs-jsonl", ".json": "pairs-jsonl", ".parquet": "parquet
 
 
 def file_object(row: dict[str, Any]) -> FileObject:
-    return FileObject(
-        id=row["id"],
-        bytes=row["bytes"],
-        created_at=row["created_at"],
-        filename=row["filename"],
-        purpose=row["purpose"],
-        **row["info"],
-    )
+    return FileObject.model_validate({**row, **row["info"]})
 
 
 @router.post("", response_model=FileObject)

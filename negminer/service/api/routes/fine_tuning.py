@@ -19,48 +19,7 @@ router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], response
 
 
 def job_object(row: dict[str, Any]) -> Job:
-    return Job(
-        id=row["id"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        model=row["model"],
-        fine_tuned_model=row["fine_tuned_model"],
-        training_file=row["training_file"],
-        validation_file=row["validation_file"],
-        index=row["index"],
-        hyperparameters=row["hyperparameters"],
-        status=row["status"],
-        error=row["error"],
-        metadata=row["job_metadata"],
-        seed=row["seed"],
-        suffix=row["suffix"],
-        trained_steps=row["trained_steps"],
-        attempts=row["attempts"],
-        cancel_requested=bool(row["cancel_requested"]),
-    )
-
-
-def event_object(row: dict[str, Any]) -> Event:
-    return Event(
-        id=row["id"],
-        created_at=row["created_at"],
-        level=row["level"],
-        message=row["message"],
-        type=row["type"],
-        data=row["data"],
-    )
-
-
-def checkpoint_object(row: dict[str, Any]) -> Checkpoint:
-    return Checkpoint(
-        id=row["id"],
-        created_at=row["created_at"],
-        fine_tuned_model_checkpoint=row["model"],
-        fine_tuning_job_id=row["job_id"],
-        step_number=row["step"],
-        metrics=row["metrics"],
-    )
+    return Job.model_validate(row)
 
 
 def _job(store: JobStore, job_id: str) -> dict[str, Any]:
@@ -149,7 +108,7 @@ def list_events(
     _job(store, job_id)
     return list_page(
         lambda: store.list_events(job_id, after, limit, descending=order == "desc"),
-        event_object,
+        Event.model_validate,
         f"event {after!r} in job {job_id!r}",
     )
 
@@ -162,6 +121,6 @@ def list_checkpoints(
     _job(store, job_id)
     return list_page(
         lambda: store.list_checkpoints(job_id, after, limit),
-        checkpoint_object,
+        Checkpoint.model_validate,
         f"checkpoint {after!r} in job {job_id!r}",
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException
 
 from negminer._vocab import ModelKind
@@ -15,14 +13,10 @@ from negminer.service.schemas import ListPage, Model
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(404, 422))
 
 
-def _model(row: dict[str, Any]) -> Model:
-    return Model(id=row["name"], created=row["created_at"], kind=row["kind"], job=row["job_id"])
-
-
 @router.get("", response_model=ListPage[Model])
 def list_models(store: StoreDep, settings: SettingsDep) -> ListPage[Model]:
     data = [Model(id=default_model(settings)[0], created=0, kind=ModelKind.default)]
-    return ListPage[Model](data=data + [_model(m) for m in store.list_models()])
+    return ListPage[Model](data=data + [Model.model_validate(m) for m in store.list_models()])
 
 
 @router.get("/{name}", response_model=Model)
@@ -32,4 +26,4 @@ def get_model(name: str, store: StoreDep, settings: SettingsDep) -> Model:
     m = store.get_model(name)
     if m is None:
         raise HTTPException(404, f"no model {name!r}")
-    return _model(m)
+    return Model.model_validate(m)
