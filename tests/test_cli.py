@@ -143,3 +143,20 @@ def test_train_command(tmp_path: Path, tiny_model: Path) -> None:
     assert (out / "model" / "modules.json").exists() and (out / "metrics.png").exists()
     bad = runner.invoke(app, ["train", "--data", str(pairs), "--model", str(tiny_model), "--batch-size", "1"])
     assert bad.exit_code == 2 and "batch_size: must be at least 2" in bad.output
+
+
+def test_the_installed_command_sets_up_logging(monkeypatch) -> None:
+    """``negminer`` runs ``negminer.cli:main`` (logging first, from NEGMINER_LOG_LEVEL), not the bare typer app."""
+    import logging
+    from importlib.metadata import entry_points
+
+    from negminer import cli
+
+    (script,) = entry_points(group="console_scripts", name="negminer")
+    assert script.value == "negminer.cli:main"
+    seen = {}
+    monkeypatch.setenv("NEGMINER_LOG_LEVEL", "INFO")
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(cli, "app", lambda: seen.setdefault("ran", True))
+    cli.main()
+    assert seen["level"] == "INFO" and seen["ran"] is True

@@ -99,3 +99,20 @@ def test_the_client_parses_the_routes_own_schemas() -> None:
 
     for name in ("IndexInfo", "CreateIndex", "RefreshRequest", "MineRequest", "MineResponse"):
         assert getattr(client, name) is getattr(schemas, name) is getattr(indexes, name)
+
+
+def test_training_options_are_declared_once() -> None:
+    """The jobs API's hyperparameters are the trainer's own model; the CLI's train options are its fields."""
+    from typer.testing import CliRunner
+
+    from negminer.cli import app
+    from negminer.service.schemas import CreateJob
+    from negminer.trainer import TrainConfig, TrainHyperparameters
+
+    assert CreateJob.model_fields["hyperparameters"].annotation is TrainHyperparameters
+    assert set(TrainHyperparameters.model_fields) <= set(TrainConfig.model_fields)
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    for name in TrainHyperparameters.model_fields:
+        if name != "mining":
+            assert f"--{name.replace('_', '-')}" in shown, name
+    assert "infonce|decoupled|dcl" in shown and "examples per step (default: 16)" in shown
