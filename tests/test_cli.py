@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from negminer.cli import app
@@ -160,3 +161,30 @@ def test_the_installed_command_sets_up_logging(monkeypatch) -> None:
     monkeypatch.setattr(cli, "app", lambda: seen.setdefault("ran", True))
     cli.main()
     assert seen["level"] == "INFO" and seen["ran"] is True
+
+
+@pytest.mark.slow  # trains a few dozen steps
+def test_demo_mines_trains_and_reports(tmp_path: Path, tiny_model: Path) -> None:
+    out = tmp_path / "demo"
+    res = runner.invoke(
+        app,
+        [
+            "demo",
+            "-o",
+            str(out),
+            "--max-docs",
+            "200",
+            "--model",
+            str(tiny_model),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--refresh-every",
+            "4",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "adaptive_margin" in res.output and "zero-shot" in res.output and "nDCG@10" in res.output
+    history = json.loads((out / "train" / "metrics.json").read_text())["history"]
+    assert history[0]["event"] == "start" and history[-1]["event"] == "end"
+    assert json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"] == {"adaptive_margin": 1.0}
+    assert (out / "negatives.jsonl").exists() and (out / "examples.json").exists()
