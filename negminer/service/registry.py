@@ -192,7 +192,7 @@ class IndexRegistry:
                 pos[d] = len(ids)
                 ids.append(d)
                 all_texts.append(t)
-        self._rebuild(state, OperationType.documents, state.model, ids, all_texts, wait=wait)
+        self._rebuild(state, OperationType.documents, snap.model, ids, all_texts, wait=wait)
         return state
 
     def refresh(self, name: str, model: str, *, wait: bool = False) -> IndexState:
