@@ -305,7 +305,7 @@ class Job(_Response):
     training_file: str
     validation_file: str | None = None
     index: str | None = None
-    hyperparameters: dict[str, Any] = Field(description="the effective TrainHyperparameters")
+    hyperparameters: TrainHyperparameters = Field(description="the effective training options")
     status: JobStatus
     error: JobError | None = None
     metadata: dict[str, str] | None = Field(None, validation_alias=_from("metadata", "job_metadata"))

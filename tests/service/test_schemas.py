@@ -51,11 +51,12 @@ def test_every_route_says_what_it_answers(tmp_path: Path, lexical_model: Path) -
         "FileObject",
         "Model",
         "Problem",
-        "TrainHyperparameters",
+        "TrainHyperparameters-Input",
         "MiningConfig",
     ):
         assert name in components, name
     assert components["Job"]["properties"]["status"]["$ref"].endswith("/JobStatus")
+    assert components["Job"]["properties"]["hyperparameters"]["$ref"].endswith("/TrainHyperparameters-Output")
 
 
 @pytest.mark.parametrize(
