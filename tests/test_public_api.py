@@ -189,7 +189,21 @@ def test_error_hierarchy() -> None:
 def test_errors_carry_their_field() -> None:
     e = negminer.ConfigError("must be at least 2", param="batch_size")
     assert e.param == "batch_size" and str(e) == "batch_size: must be at least 2"
-    assert e.within("hyperparameters").param == "hyperparameters.batch_size"
     assert negminer.ConfigError("no field").param is None
     d = negminer.DataError("gone", file="f.jsonl", param="training_file")
     assert d.param == "training_file" and d.field is None and str(d) == "f.jsonl: gone"
+
+
+def test_the_service_and_cli_start_without_torch() -> None:
+    """The command line and the service name training options and events without loading torch or transformers
+    (the training loop and the losses load them when first used)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, negminer.cli, negminer.service, negminer.trainer as t; t.TrainConfig(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert callable(negminer.trainer.train) and "infonce" in negminer.trainer.LOSSES  # loaded on first use

@@ -44,7 +44,6 @@ from negminer.trainer import (
     ResumeEvent,
     TrainConfig,
     TrainListener,
-    train,
 )
 
 S = JobStatus
@@ -254,6 +253,8 @@ class _JobRun(TrainListener):
             ) from None
 
     def run(self) -> None:
+        from negminer.trainer import train  # torch and transformers load in the training process only
+
         job = self.job
         data = self.load(job["training_file"], "training_file")
         validation = self.load(job["validation_file"], "validation_file") if job["validation_file"] else None

@@ -1,21 +1,50 @@
-"""Fine-tuning dual encoders on mined hard negatives (losses in :mod:`negminer.trainer.losses`)."""
+"""Fine-tuning dual encoders on mined hard negatives (losses in :mod:`negminer.trainer.losses`).
 
-from negminer.trainer._config import TrainConfig, TrainHyperparameters
+The options, events, negative sources and evaluation import quickly; the training loop and the losses load torch
+and transformers, so they are imported when first used (``negminer.trainer.train``), not with the package: the
+service and the command line name the training options without paying for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from negminer.trainer._config import NEGATIVE_MODES, TrainConfig, TrainHyperparameters
 from negminer.trainer._evaluate import evaluate, retrieval_metrics
-from negminer.trainer._negatives import LocalNegativeSource, NegativeSource, NegativeSourceFactory, NegativesUpdate
-from negminer.trainer._train import (
-    NEGATIVE_MODES,
+from negminer.trainer._events import (
     CheckpointEvent,
     EvaluationEvent,
     LogEvent,
     RefreshEvent,
     ResumeEvent,
     TrainListener,
-    TrainResult,
-    last_checkpoint,
-    train,
 )
-from negminer.trainer.losses import LOSSES, DCLLoss, DecoupledSoftmaxLoss, FalseNegativeFilter, InfoNCELoss
+from negminer.trainer._negatives import LocalNegativeSource, NegativeSource, NegativeSourceFactory, NegativesUpdate
+
+if TYPE_CHECKING:
+    from negminer.trainer._train import TrainResult, last_checkpoint, train
+    from negminer.trainer.losses import LOSSES, DCLLoss, DecoupledSoftmaxLoss, FalseNegativeFilter, InfoNCELoss
+
+_LAZY = {
+    "TrainResult": "negminer.trainer._train",
+    "last_checkpoint": "negminer.trainer._train",
+    "train": "negminer.trainer._train",
+    "LOSSES": "negminer.trainer.losses",
+    "DCLLoss": "negminer.trainer.losses",
+    "DecoupledSoftmaxLoss": "negminer.trainer.losses",
+    "FalseNegativeFilter": "negminer.trainer.losses",
+    "InfoNCELoss": "negminer.trainer.losses",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LOSSES",

@@ -20,10 +20,12 @@ from pydantic import (
 )
 
 from negminer._errors import config_error
-from negminer._vocab import LossFilterRule, LossName, NegativesMode
+from negminer._vocab import LossFilterRule, LossName, NegativesMode, values
 from negminer.mining import MiningConfig
 
-__all__ = ["TrainConfig", "TrainHyperparameters"]
+__all__ = ["NEGATIVE_MODES", "TrainConfig", "TrainHyperparameters"]
+
+NEGATIVE_MODES = values(NegativesMode)
 
 
 def _fspath(value: Any) -> Any:

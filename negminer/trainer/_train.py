@@ -8,7 +8,7 @@ logging, resume and multi-GPU support are sentence-transformers' own).
 The pieces: :func:`train` prepares a :class:`_Run` (the state one run shares: options, evaluation data, history,
 negatives table and source, listener), then hands sentence-transformers' trainer two callbacks that act on it:
 :class:`_ObserveCallback` (logs and checkpoints, told to the listener) and :class:`_RefreshCallback` (stop requests,
-refreshes of the negatives). A :class:`TrainListener` hears of the run as it goes.
+refreshes of the negatives). A :class:`~negminer.trainer.TrainListener` hears of the run as it goes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -29,106 +29,24 @@ from negminer._data import RetrievalData
 from negminer._errors import ConfigError, DataError
 from negminer._io import atomic_dir, atomic_path, write_json
 from negminer._settings import Settings
-from negminer._vocab import NegativesMode, values
+from negminer._vocab import NegativesMode
 from negminer.index import Encoder, default_model_path
 from negminer.trainer._config import TrainConfig
 from negminer.trainer._evaluate import evaluate
+from negminer.trainer._events import (
+    CheckpointEvent,
+    EvaluationEvent,
+    LogEvent,
+    RefreshEvent,
+    ResumeEvent,
+    TrainListener,
+)
 from negminer.trainer._negatives import LocalNegativeSource, NegativeSource, NegativeSourceFactory, NegativesUpdate
 from negminer.trainer.losses import LOSSES, FalseNegativeFilter
 
-__all__ = [
-    "NEGATIVE_MODES",
-    "CheckpointEvent",
-    "EvaluationEvent",
-    "LogEvent",
-    "RefreshEvent",
-    "ResumeEvent",
-    "TrainListener",
-    "TrainResult",
-    "last_checkpoint",
-    "train",
-]
+__all__ = ["TrainResult", "last_checkpoint", "train"]
 
 logger = logging.getLogger("negminer")
-
-NEGATIVE_MODES = values(NegativesMode)
-
-
-# -- what a listener hears -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ResumeEvent:
-    """The run continues from the complete checkpoint ``path`` saved at ``step``."""
-
-    step: int
-    path: str
-
-
-@dataclass(frozen=True)
-class LogEvent:
-    """The trainer logged its loss."""
-
-    step: int
-    loss: float
-    learning_rate: float
-    epoch: float
-
-
-@dataclass(frozen=True)
-class EvaluationEvent:
-    """Validation metrics of the model at ``step``; ``event`` is ``start``, ``refresh`` or ``end``."""
-
-    step: int
-    event: str
-    metrics: dict[str, float]
-    seconds: float
-
-    def entry(self) -> dict[str, Any]:
-        """The history entry of ``metrics.json``: step, event, each metric, seconds."""
-        return {"step": self.step, "event": self.event, **self.metrics, "seconds": self.seconds}
-
-
-@dataclass(frozen=True)
-class RefreshEvent:
-    """New negatives (index or mining ``version``) are in use from ``step`` on; ``seconds`` since they were asked
-    for; ``filled_randomly``: negatives topped up at random for queries the miner left short."""
-
-    step: int
-    version: int
-    seconds: float
-    queries_short: int | None
-    filled_randomly: int
-
-
-@dataclass(frozen=True)
-class CheckpointEvent:
-    """A complete trainer checkpoint of ``step`` lies in ``path``."""
-
-    step: int
-    path: str
-
-
-class TrainListener(Protocol):
-    """Hears of a run as it goes (every method may be left out of a subclass: the defaults do nothing), and may
-    stop it: :meth:`should_stop` is asked after every step; when it returns True the run saves a checkpoint and
-    returns with ``stopped=True`` (no final model)."""
-
-    def on_resume(self, event: ResumeEvent) -> None:
-        return None
-
-    def on_log(self, event: LogEvent) -> None:
-        return None
-
-    def on_evaluation(self, event: EvaluationEvent) -> None:
-        return None
-
-    def on_refresh(self, event: RefreshEvent) -> None:
-        return None
-
-    def on_checkpoint(self, event: CheckpointEvent) -> None:
-        return None
-
-    def should_stop(self) -> bool:
-        return False
 
 
 class _Silent(TrainListener):
@@ -280,8 +198,14 @@ class _Run:
     def encoder(self, path: str) -> Encoder:
         """The encoder of a checkpoint with this run's device, cache, batch size and length (evaluation, mining)."""
         cfg = self.cfg
-        options: dict[str, Any] = dict(device=cfg.device, batch_size=cfg.encode_batch_size, cache_dir=self.cache_dir)
-        return Encoder(path, max_seq_length=cfg.max_seq_length, show_progress=cfg.show_progress, **options)
+        return Encoder(
+            path,
+            device=cfg.device,
+            batch_size=cfg.encode_batch_size,
+            cache_dir=self.cache_dir,
+            max_seq_length=cfg.max_seq_length,
+            show_progress=cfg.show_progress,
+        )
 
     def save_metrics(self) -> None:
         write_json(
