@@ -72,10 +72,6 @@ class ConfigError(NegminerError, ValueError):
         self.message = message
         super().__init__(f"{param}: {message}" if param else message, param=param)
 
-    def within(self, prefix: str) -> ConfigError:
-        """The same error for an option nested under ``prefix`` (``mining`` -> ``mining.range_max``)."""
-        return ConfigError(self.message, param=f"{prefix}.{self.param}" if self.param else prefix)
-
 
 class ModelError(NegminerError):
     """A model that cannot be loaded or does not produce embeddings."""
@@ -115,12 +111,12 @@ def validation_errors(exc: BaseException) -> list[tuple[str, str]]:
     return [(".".join(str(x) for x in e.get("loc", ())), error_message(e)) for e in errors()]
 
 
-def config_error(exc: BaseException, prefix: str | None = None) -> ConfigError:
+def config_error(exc: BaseException) -> ConfigError:
     """A ConfigError naming the first field of a pydantic ``ValidationError`` (and saying every error)."""
     errors = validation_errors(exc)
     if not errors:
-        return exc if isinstance(exc, ConfigError) else ConfigError(str(exc), param=prefix)
-    field = ".".join(x for x in (prefix, errors[0][0]) if x) or None
+        return exc if isinstance(exc, ConfigError) else ConfigError(str(exc))
+    field = errors[0][0] or None
     message = "; ".join(msg if loc == errors[0][0] else f"{loc}: {msg}" for loc, msg in errors)
     return ConfigError(message, param=field)
 

@@ -12,7 +12,6 @@ import ctypes
 import ctypes.util
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -20,8 +19,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
-
-logger = logging.getLogger("negminer")
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 import typer  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
-from pydantic_core import PydanticUndefined  # noqa: E402
 
 from negminer._errors import NegminerError, describe  # noqa: E402
 from negminer._settings import Settings  # noqa: E402
@@ -30,7 +29,7 @@ from negminer._vocab import (  # noqa: E402
     NegativesMode,
     OutputFormat,  # noqa: E402
 )
-from negminer.mining import MiningConfig  # noqa: E402
+from negminer.mining import MARGINS, MiningConfig  # noqa: E402
 from negminer.trainer import TrainConfig, TrainHyperparameters  # noqa: E402
 
 app = typer.Typer(
@@ -70,21 +69,16 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="encode everything,
 BatchOpt = Annotated[int | None, typer.Option(help="texts per encoding batch [default: 64]")]
 
 
-def _opt(config: type[BaseModel], name: str, *flags: str, help_prefix: str | None = None, **kw: Any) -> Any:
+def _opt(config: type[BaseModel], name: str, *flags: str, help_prefix: str | None = None) -> Any:
     """A typer option for field ``name`` of ``config``: its description and default as the help."""
     f = config.model_fields[name]
-    default = (
-        f.get_default(call_default_factory=True) if f.default is not PydanticUndefined or f.default_factory else None
-    )
-    if isinstance(default, BaseModel):
-        default = None
-    shown = getattr(default, "value", default)
+    default = None if f.is_required() else f.get_default(call_default_factory=True)
+    shown = None if isinstance(default, BaseModel) else getattr(default, "value", default)
     suffix = f" (default: {shown})" if shown is not None and not isinstance(shown, bool) else ""
     prefix = f"{help_prefix}: " if help_prefix else ""
-    return typer.Option(*flags, help=f"{prefix}{f.description or name}{suffix}", show_default=False, **kw)
+    return typer.Option(*flags, help=f"{prefix}{f.description or name}{suffix}", show_default=False)
 
 
-MARGINS = ("absolute_margin", "relative_margin", "adaptive_margin")
 MINE_OPTIONS = (
     "num_negatives",
     "range_min",

@@ -25,24 +25,9 @@ def _pairs(tmp_path: Path) -> Path:
 
 def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
     out = tmp_path / "out"
-    res = runner.invoke(
-        app,
-        [
-            "mine",
-            str(_pairs(tmp_path)),
-            "-o",
-            str(out),
-            "--model",
-            str(lexical_model),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--num-negatives",
-            "2",
-            "--output-format",
-            "n-tuple",
-            "--output-scores",
-        ],
-    )
+    base = ["mine", str(_pairs(tmp_path)), "-o", str(out), "--model", str(lexical_model)]
+    base += ["--cache-dir", str(tmp_path / "cache")]
+    res = runner.invoke(app, [*base, "--num-negatives", "2", "--output-format", "n-tuple", "--output-scores"])
     assert res.exit_code == 0, res.output
     assert "12 queries" in res.output and "adaptive_margin" in res.output
     report = json.loads((out / "report.json").read_text())
@@ -50,20 +35,7 @@ def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
     rows = [json.loads(line) for line in (out / "negatives.jsonl").read_text().splitlines()]
     assert rows and set(rows[0]) == {"anchor", "positive", "negative_1", "negative_2", "scores"}
     assert (out / "negatives.parquet").exists() and (out / "scores.png").exists()
-    again = runner.invoke(
-        app,
-        [
-            "mine",
-            str(_pairs(tmp_path)),
-            "-o",
-            str(out),
-            "--model",
-            str(lexical_model),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--no-margin",
-        ],
-    )
+    again = runner.invoke(app, [*base, "--no-margin"])
     assert again.exit_code == 0 and "0 texts encoded" in again.output
 
 

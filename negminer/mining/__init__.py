@@ -1,6 +1,6 @@
 """Hard-negative mining with positive-aware (absolute, relative) and adaptive false-negative filtering."""
 
-from negminer.mining._config import RECOMMENDED_FILTER, MiningConfig
+from negminer.mining._config import MARGINS, RECOMMENDED_FILTER, MiningConfig
 from negminer.mining._filters import (
     absolute_margin_mask,
     adaptive_thresholds,
@@ -17,6 +17,7 @@ from negminer.mining._report import MiningReport
 from negminer.mining._teacher import BiEncoderTeacher, CrossEncoderTeacher, Teacher
 
 __all__ = [
+    "MARGINS",
     "OUTPUT_FORMATS",
     "RECOMMENDED_FILTER",
     "RULES",

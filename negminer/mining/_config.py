@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from negminer._vocab import SamplingStrategy
 
-__all__ = ["RECOMMENDED_FILTER", "MiningConfig"]
+__all__ = ["MARGINS", "RECOMMENDED_FILTER", "MiningConfig"]
+
+MARGINS = ("absolute_margin", "relative_margin", "adaptive_margin")  # the positive-aware false-negative filters
 
 # The filter negminer applies when the user names none (CLI, service, trainer): the adaptive margin, which in the
 # README's false-negative benchmark kept every query supplied with the lowest contamination, where
@@ -78,8 +80,7 @@ class MiningConfig(BaseModel):
     @classmethod
     def recommended(cls, **options: Any) -> MiningConfig:
         """The recommended filter (:data:`RECOMMENDED_FILTER`) with ``options``; a margin option given replaces it."""
-        margins = ("absolute_margin", "relative_margin", "adaptive_margin")
-        base = {} if any(options.get(m) is not None for m in margins) else RECOMMENDED_FILTER
+        base = {} if any(options.get(m) is not None for m in MARGINS) else RECOMMENDED_FILTER
         return cls(**{**base, **options})
 
     @property

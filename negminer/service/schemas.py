@@ -71,6 +71,9 @@ class _Request(BaseModel):
 
 
 class _Response(BaseModel):
+    """Responses. A field with ``validation_alias=AliasChoices(name, column)`` also reads the job store's column
+    name, so a stored row validates as its schema."""
+
     model_config = ConfigDict(use_enum_values=True)
 
 
@@ -244,18 +247,13 @@ class EmbedRequest(_Request):
 
 
 # -- models ------------------------------------------------------------------------------------------------------
-def _from(*names: str) -> AliasChoices:
-    """Also read a field from these keys (the job store's column names), so a row validates as its schema."""
-    return AliasChoices(*names)
-
-
 class Model(_Response):
-    id: str = Field(validation_alias=_from("id", "name"))
+    id: str = Field(validation_alias=AliasChoices("id", "name"))
     object: Literal["model"] = "model"
-    created: int = Field(validation_alias=_from("created", "created_at"))
+    created: int = Field(validation_alias=AliasChoices("created", "created_at"))
     owned_by: str = "negminer"
     kind: ModelKind
-    job: str | None = Field(None, validation_alias=_from("job", "job_id"))
+    job: str | None = Field(None, validation_alias=AliasChoices("job", "job_id"))
 
 
 # -- files -------------------------------------------------------------------------------------------------------
@@ -308,7 +306,7 @@ class Job(_Response):
     hyperparameters: TrainHyperparameters = Field(description="the effective training options")
     status: JobStatus
     error: JobError | None = None
-    metadata: dict[str, str] | None = Field(None, validation_alias=_from("metadata", "job_metadata"))
+    metadata: dict[str, str] | None = Field(None, validation_alias=AliasChoices("metadata", "job_metadata"))
     seed: int
     suffix: str | None = None
     trained_steps: int | None = None
@@ -331,9 +329,9 @@ class Checkpoint(_Response):
     object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
     created_at: int
     fine_tuned_model_checkpoint: str = Field(
-        validation_alias=_from("fine_tuned_model_checkpoint", "model"),
+        validation_alias=AliasChoices("fine_tuned_model_checkpoint", "model"),
         description="a model name usable by /v1/embed and index refreshes",
     )
-    fine_tuning_job_id: str = Field(validation_alias=_from("fine_tuning_job_id", "job_id"))
-    step_number: int = Field(validation_alias=_from("step_number", "step"))
+    fine_tuning_job_id: str = Field(validation_alias=AliasChoices("fine_tuning_job_id", "job_id"))
+    step_number: int = Field(validation_alias=AliasChoices("step_number", "step"))
     metrics: dict[str, Any]
