@@ -28,12 +28,12 @@ else:  # pragma: no cover - Python 3.10
 __all__ = [
     "EventLevel",
     "EventType",
+    "FilterRule",
     "IndexKind",
     "IndexStatus",
     "JobStatus",
     "LossFilterRule",
     "LossName",
-    "MarginRule",
     "ModelKind",
     "NegativesMode",
     "OperationStatus",
@@ -58,8 +58,12 @@ LossName = StrEnum("LossName", "infonce decoupled dcl")
 # the improving model every refresh_every steps).
 NegativesMode = StrEnum("NegativesMode", "none mined refresh")
 
-# The miner's false-negative rules, in the order they apply; the mining report counts removals under these names.
-MarginRule = StrEnum("MarginRule", "absolute_margin relative_margin adaptive_margin max_score min_score")
+# The miner's false-negative rules, in the order they apply; the mining report counts removals under these names (a
+# candidate two rules would remove is counted under the first). The document-side rule comes first: it looks at the
+# corpus, not at the query's scores, and removes the near-duplicates of known positives that the margins let through.
+FilterRule = StrEnum(
+    "FilterRule", "positive_neighbourhood absolute_margin relative_margin adaptive_margin max_score min_score"
+)
 
 # In-loss false-negative masking rules (the miner's margins applied to in-batch scores).
 LossFilterRule = StrEnum("LossFilterRule", "absolute relative adaptive")

@@ -29,7 +29,7 @@ from negminer._vocab import (  # noqa: E402
     NegativesMode,
     OutputFormat,  # noqa: E402
 )
-from negminer.mining import MARGINS, MiningConfig  # noqa: E402
+from negminer.mining import FILTERS, MiningConfig  # noqa: E402
 from negminer.trainer import TrainConfig, TrainHyperparameters  # noqa: E402
 
 app = typer.Typer(
@@ -83,7 +83,8 @@ MINE_OPTIONS = (
     "num_negatives",
     "range_min",
     "range_max",
-    *MARGINS,
+    *FILTERS,
+    "neighbourhood_window",
     "max_score",
     "min_score",
     "sampling_strategy",
@@ -159,7 +160,7 @@ def mine(
 ) -> None:
     """Mine hard negatives for DATA. Writes negatives.jsonl / .parquet, report.json and scores.png to --output.
 
-    Without a margin flag the recommended filter applies (adaptive_margin 1.0); --no-margin disables it.
+    Without a filter flag the recommended filter applies (--positive-neighbourhood 1.5); --no-margin disables it.
     """
     from negminer import load_data
     from negminer.mining import mine as run_mine
@@ -278,7 +279,7 @@ def _examples(result: Any, n: int) -> list[dict[str, Any]]:
 
 
 @app.command("train")
-@config_options(MiningConfig, MARGINS, help_prefix="mining")
+@config_options(MiningConfig, (*FILTERS, "neighbourhood_window"), help_prefix="mining")
 @config_options(TrainConfig, TRAIN_OPTIONS)
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="BEIR folder, pairs .jsonl, or saved datasets.Dataset")],
@@ -311,7 +312,7 @@ def train_cmd(
 
     try:
         settings = Settings()
-        margins = {name: options.pop(name) for name in MARGINS}
+        margins = {name: options.pop(name) for name in (*FILTERS, "neighbourhood_window")}
         cfg = TrainConfig(
             output_dir=output,
             model=model or settings.model,

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from negminer.cli import app
+from negminer.mining import RECOMMENDED_FILTER
 from tests.conftest import write_jsonl
 
 runner = CliRunner()
@@ -29,14 +30,21 @@ def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
     base += ["--cache-dir", str(tmp_path / "cache")]
     res = runner.invoke(app, [*base, "--num-negatives", "2", "--output-format", "n-tuple", "--output-scores"])
     assert res.exit_code == 0, res.output
-    assert "12 queries" in res.output and "adaptive_margin" in res.output
+    assert "12 queries" in res.output and "positive_neighbourhood" in res.output
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["adaptive_margin"] == 1.0 and report["queries"] == 12
+    assert {k: report["config"][k] for k in RECOMMENDED_FILTER} == RECOMMENDED_FILTER and report["queries"] == 12
     rows = [json.loads(line) for line in (out / "negatives.jsonl").read_text().splitlines()]
     assert rows and set(rows[0]) == {"anchor", "positive", "negative_1", "negative_2", "scores"}
     assert (out / "negatives.parquet").exists() and (out / "scores.png").exists()
     again = runner.invoke(app, [*base, "--no-margin"])
     assert again.exit_code == 0 and "0 texts encoded" in again.output
+    both = runner.invoke(
+        app, [*base, "--positive-neighbourhood", "2", "--adaptive-margin", "1", "--neighbourhood-window", "8"]
+    )
+    assert both.exit_code == 0, both.output
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["removed"]) == ["positive_neighbourhood", "adaptive_margin"]  # the order they apply in
+    assert report["config"]["neighbourhood_window"] == 8
 
 
 def test_bad_input_exits_2_with_location(tmp_path: Path, lexical_model: Path) -> None:
@@ -158,5 +166,5 @@ def test_demo_mines_trains_and_reports(tmp_path: Path, tiny_model: Path) -> None
     assert "adaptive_margin" in res.output and "zero-shot" in res.output and "nDCG@10" in res.output
     history = json.loads((out / "train" / "metrics.json").read_text())["history"]
     assert history[0]["event"] == "start" and history[-1]["event"] == "end"
-    assert json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"] == {"adaptive_margin": 1.0}
+    assert json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"] == RECOMMENDED_FILTER
     assert (out / "negatives.jsonl").exists() and (out / "examples.json").exists()

@@ -1,11 +1,14 @@
-"""Hard-negative mining with positive-aware (absolute, relative) and adaptive false-negative filtering."""
+"""Hard-negative mining with positive-aware false-negative filtering: the positives' document neighbourhood and
+absolute, relative and adaptive margins."""
 
-from negminer.mining._config import MARGINS, RECOMMENDED_FILTER, MiningConfig
+from negminer.mining._config import FILTERS, RECOMMENDED_FILTER, MiningConfig
 from negminer.mining._filters import (
     absolute_margin_mask,
     adaptive_thresholds,
     max_score_mask,
     min_score_mask,
+    neighbourhood_z,
+    positive_neighbourhood_mask,
     positive_reference,
     relative_margin_mask,
     select_negatives,
@@ -17,7 +20,7 @@ from negminer.mining._report import MiningReport
 from negminer.mining._teacher import BiEncoderTeacher, CrossEncoderTeacher, Teacher
 
 __all__ = [
-    "MARGINS",
+    "FILTERS",
     "OUTPUT_FORMATS",
     "RECOMMENDED_FILTER",
     "RULES",
@@ -30,8 +33,10 @@ __all__ = [
     "absolute_margin_mask",
     "adaptive_thresholds",
     "max_score_mask",
+    "neighbourhood_z",
     "min_score_mask",
     "mine",
+    "positive_neighbourhood_mask",
     "positive_reference",
     "relative_margin_mask",
     "select_negatives",

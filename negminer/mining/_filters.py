@@ -7,10 +7,14 @@ the boolean mask of *alive* candidates the rule removes; the caller sets them to
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = [
     "positive_reference",
+    "neighbourhood_z",
+    "positive_neighbourhood_mask",
     "absolute_margin_mask",
     "relative_margin_mask",
     "max_score_mask",
@@ -84,6 +88,48 @@ def adaptive_thresholds(
     var = (np.where(finite, (top - mean[:, None]) ** 2, 0.0)).sum(axis=1) / np.maximum(count - 1, 1)
     sigma = np.where(count >= 2, np.sqrt(var), 0.0)
     return anchor - margin * np.maximum(sigma, min_spread)
+
+
+def neighbourhood_z(
+    sims: np.ndarray,
+    alive: np.ndarray,
+    *,
+    window: int = 100,
+    min_spread: float = 0.01,
+) -> np.ndarray:
+    """How unusually close each candidate is to one of its query's known positives (document to document).
+
+    ``sims`` (queries x candidates x positives) holds the cosine of each candidate to each of the query's known
+    positives, NaN where a row has fewer positives; ``alive`` (queries x candidates) marks the candidates still in
+    play (positives masked), in descending query-score order. For each positive ``p`` of query ``q``:
+
+    ``z_qp(c) = (cos(c, p) - median_p) / max(1.4826 * MAD_p, min_spread)``
+
+    where the median and the median absolute deviation are taken over the query's ``window`` best-scored alive
+    candidates: the positive's typical similarity to what this query retrieves, on this model's own scale. The
+    result is ``max_p z_qp(c)`` per candidate (NaN for a dead candidate or a query without positives).
+
+    Why this shape: a candidate much closer to a known positive than the rest of the query's neighbourhood is
+    usually another positive (a near-duplicate, a paraphrase, a sibling function); the query-side margins cannot
+    see that. The robust statistics keep the threshold from being dragged by the hidden positives themselves when
+    a query has many, and make it free of the model's cosine scale (no per-data-set constant).
+    """
+    n, k, _ = sims.shape
+    top = np.where(alive[:, : max(window, 1), None], sims[:, : max(window, 1)], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: a query without positives or candidates
+        centre = np.nanmedian(top, axis=1)  # (n, positives)
+        mad = np.nanmedian(np.abs(top - centre[:, None, :]), axis=1)
+        scale = np.maximum(1.4826 * np.nan_to_num(mad, nan=0.0), min_spread)
+        z = (sims - centre[:, None, :]) / scale[:, None, :]
+        best = np.nanmax(np.where(np.isnan(z), -np.inf, z), axis=2) if z.shape[2] else np.full((n, k), -np.inf)
+    return np.where(alive & np.isfinite(best), best, np.nan)
+
+
+def positive_neighbourhood_mask(scores: np.ndarray, z: np.ndarray, k: float) -> np.ndarray:
+    """Remove a candidate whose :func:`neighbourhood_z` exceeds ``k`` (robust standard deviations)."""
+    with np.errstate(invalid="ignore"):
+        return _alive(scores) & (np.nan_to_num(z, nan=-np.inf) > k)
 
 
 def threshold_mask(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from negminer._data import RetrievalData
 from negminer._errors import ConfigError, config_error
-from negminer._vocab import MarginRule, values
+from negminer._vocab import FilterRule, values
 from negminer.index import Encoder, VectorIndex
 from negminer.mining import _filters as F
 from negminer.mining._config import MiningConfig
@@ -25,8 +25,9 @@ __all__ = ["mine", "MiningResult", "RULES"]
 logger = logging.getLogger("negminer")
 
 MAX_PLOT_SCORES = 1_000_000  # removed-candidate scores kept per rule for the report's plot
+NEIGHBOURHOOD_BLOCK = 1 << 22  # candidate x positive similarities held at once by the neighbourhood rule (16 MB)
 
-RULES = values(MarginRule)  # the order in which they apply
+RULES = values(FilterRule)  # the order in which they apply
 
 
 @dataclass
@@ -132,7 +133,22 @@ class _Miner:
         self.rng = np.random.default_rng(cfg.seed)
         self.max_positives = max(len(p) for p in positives)
         self.range_max = cfg.resolved_range_max(self.max_positives)
-        self.timing = {"search": 0.0, "teacher": 0.0, "filter": 0.0}
+        self.timing = {"search": 0.0, "teacher": 0.0, "neighbourhood": 0.0, "filter": 0.0}
+
+    def neighbourhood(self, qidx: np.ndarray, rows: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """:func:`neighbourhood_z` of a chunk's candidates, computed in blocks of queries (bounded memory)."""
+        n, depth = rows.shape
+        width = max(len(self.positives[q]) for q in qidx)
+        z = np.full((n, depth), np.nan, dtype=np.float32)
+        block = max(1, NEIGHBOURHOOD_BLOCK // max(1, depth * width))
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            sims = np.full((stop - start, depth, width), np.nan, dtype=np.float32)
+            for i in range(start, stop):
+                pos = self.positives[qidx[i]]
+                sims[i - start, :, : len(pos)] = self.doc_vecs[np.maximum(rows[i], 0)] @ self.doc_vecs[pos].T
+            z[start:stop] = F.neighbourhood_z(sims, alive[start:stop], window=self.cfg.neighbourhood_window)
+        return z
 
     def run_chunk(self, qidx: np.ndarray, depth: int) -> _Chunk:
         cfg = self.cfg
@@ -164,6 +180,13 @@ class _Miner:
         before_filters = scores.copy()
         pos_ref = F.positive_reference(pos_scores)
         masks: list[tuple[str, Any]] = []
+        if cfg.positive_neighbourhood is not None:
+            t_nb = time.perf_counter()
+            z = self.neighbourhood(qidx, rows, np.isfinite(scores) & (rows >= 0))
+            self.timing["neighbourhood"] += time.perf_counter() - t_nb
+            masks.append(
+                ("positive_neighbourhood", lambda s: F.positive_neighbourhood_mask(s, z, cfg.positive_neighbourhood))
+            )
         if cfg.absolute_margin is not None:
             masks.append(("absolute_margin", lambda s: F.absolute_margin_mask(s, pos_ref, cfg.absolute_margin)))
         if cfg.relative_margin is not None:
@@ -253,9 +276,11 @@ def mine(
     """Mine hard negatives for every query of ``data`` from its corpus.
 
     Options are those of :class:`MiningConfig` (``num_negatives``, ``range_min``, ``range_max``,
-    ``absolute_margin``, ``relative_margin``, ``adaptive_margin``, ``max_score``, ``min_score``,
-    ``sampling_strategy``...), given as ``config`` or keyword arguments. ``teacher`` (an :class:`Encoder`,
-    ``SentenceTransformer`` or ``CrossEncoder``) re-scores candidates and positives before the filters.
+    ``positive_neighbourhood``, ``absolute_margin``, ``relative_margin``, ``adaptive_margin``, ``max_score``,
+    ``min_score``, ``sampling_strategy``...), given as ``config`` or keyword arguments; the filters apply in the
+    order of :data:`RULES`. ``teacher`` (an :class:`Encoder`, ``SentenceTransformer`` or ``CrossEncoder``)
+    re-scores candidates and positives before the filters (the neighbourhood rule keeps using ``encoder``'s
+    document vectors).
     The corpus is de-duplicated by text, like sentence-transformers; queries are already unique in ``data``.
     """
     try:
@@ -288,7 +313,10 @@ def mine(
     miner = _Miner(cfg, index, q_vecs, doc_vecs, data.queries, doc_texts, positives, teach)
     n_q = len(data)
     ntotal = index.ntotal
-    depth0 = min(miner.range_max + miner.max_positives, ntotal)
+    depth0 = miner.range_max + miner.max_positives
+    if cfg.positive_neighbourhood is not None:  # the rule's statistics need its window of candidates
+        depth0 = max(depth0, cfg.neighbourhood_window + miner.max_positives)
+    depth0 = min(depth0, ntotal)
     max_depth = min(ntotal, max(cfg.max_depth, depth0))
 
     num = cfg.num_negatives

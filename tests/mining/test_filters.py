@@ -10,6 +10,8 @@ from negminer.mining import (
     adaptive_thresholds,
     max_score_mask,
     min_score_mask,
+    neighbourhood_z,
+    positive_neighbourhood_mask,
     positive_reference,
     relative_margin_mask,
     select_negatives,
@@ -117,3 +119,67 @@ def test_select_negatives_random_is_seeded_and_sorted() -> None:
         for s in range(20)
     }
     assert len(many) > 5
+
+
+# -- the positive-neighbourhood rule ------------------------------------------------------------------------------
+def _sims(rows: list[list[list[float]]]) -> np.ndarray:
+    return np.array(rows, dtype=np.float32)
+
+
+def test_neighbourhood_z_is_robust_z_per_positive_then_max() -> None:
+    # one query, 5 candidates, 2 positives. Positive 0: cosines 0.30 0.20 0.25 0.95 0.20 -> median 0.25,
+    # |dev| 0.05 0.05 0 0.70 0.05 -> MAD 0.05 -> scale 0.07413; positive 1: all 0.10 except 0.5 at candidate 0.
+    sims = _sims([[[0.30, 0.5], [0.20, 0.1], [0.25, 0.1], [0.95, 0.1], [0.20, 0.1]]])
+    alive = np.ones((1, 5), bool)
+    z = neighbourhood_z(sims, alive, window=5, min_spread=0.01)
+    scale0 = 1.4826 * 0.05
+    # positive 1 has MAD 0 -> the floor min_spread: z = (0.5 - 0.1) / 0.01 = 40 for candidate 0, 0 for the others
+    # (its 0 beats positive 0's -0.67 for candidates 1 and 4: the max over positives)
+    np.testing.assert_allclose(z[0], [40.0, 0.0, 0.0, 0.70 / scale0, 0.0], rtol=1e-4, atol=1e-5)
+    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32)
+    assert positive_neighbourhood_mask(scores, z, 2.0).tolist() == [[True, False, False, True, False]]
+    assert positive_neighbourhood_mask(scores, z, 100.0).tolist() == [[False] * 5]
+
+
+def test_neighbourhood_window_and_dead_candidates() -> None:
+    # the statistics come from the first `window` alive candidates only; dead ones are never removed
+    sims = _sims([[[0.2], [0.9], [0.2], [0.3], [0.99]]])
+    alive = np.array([[True, False, True, True, True]])
+    z = neighbourhood_z(sims, alive, window=4, min_spread=0.01)  # background 0.2, 0.2, 0.3 -> median 0.2, MAD 0
+    assert np.isnan(z[0, 1])
+    np.testing.assert_allclose(z[0, [0, 2, 3, 4]], [0.0, 0.0, 10.0, 79.0], rtol=1e-4)
+    scores = np.array([[0.9, NEG, 0.7, 0.6, 0.5]], np.float32)
+    assert positive_neighbourhood_mask(scores, z, 5.0).tolist() == [[False, False, False, True, True]]
+
+
+def test_neighbourhood_with_one_positive_removes_its_near_duplicate() -> None:
+    # the classic false negative: a near copy of the only positive, among ordinary neighbours
+    rng = np.random.default_rng(0)
+    background = rng.normal(0.3, 0.05, size=40)
+    sims = np.concatenate([[0.97], background]).astype(np.float32)[None, :, None]
+    z = neighbourhood_z(sims, np.ones((1, 41), bool), window=41)
+    mask = positive_neighbourhood_mask(np.zeros((1, 41), np.float32), z, 1.5)
+    assert mask[0, 0] and mask[0, 1:].mean() < 0.15
+
+
+def test_neighbourhood_padding_and_no_positive() -> None:
+    # query 0 has one real positive (the second column is NaN padding); query 1 has none
+    sims = _sims([[[0.1, np.nan], [0.9, np.nan], [0.1, np.nan]], [[np.nan, np.nan]] * 3])
+    z = neighbourhood_z(sims, np.ones((2, 3), bool), window=3)
+    assert z[0, 1] > 10 and np.isnan(z[1]).all()
+    assert positive_neighbourhood_mask(np.zeros((2, 3), np.float32), z, 1.0).tolist() == [
+        [False, True, False],
+        [False, False, False],
+    ]
+
+
+def test_neighbourhood_is_free_of_the_cosine_scale() -> None:
+    # an affine change of the model's cosine scale (e.g. a model whose cosines bunch near 0.8) removes the same
+    rng = np.random.default_rng(1)
+    sims = rng.uniform(0.0, 0.6, size=(3, 30, 2)).astype(np.float32)
+    sims[:, 4, 0] = 0.95
+    alive = np.ones((3, 30), bool)
+    squeezed = (0.75 + 0.25 * sims).astype(np.float32)
+    a = positive_neighbourhood_mask(np.zeros((3, 30)), neighbourhood_z(sims, alive, min_spread=0.0), 1.5)
+    b = positive_neighbourhood_mask(np.zeros((3, 30)), neighbourhood_z(squeezed, alive, min_spread=0.0), 1.5)
+    assert (a == b).all() and a[:, 4].all()

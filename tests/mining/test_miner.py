@@ -205,3 +205,53 @@ def test_dataset_trains_with_sentence_transformers_as_is(demo_small, tiny_model:
     )
     trainer.train()
     assert not np.allclose(before.numpy(), next(model.parameters()).detach().numpy())
+
+
+def test_positive_neighbourhood_off_or_idle_changes_nothing(demo_small, encoder: Encoder) -> None:
+    """Congruence: with the rule off the miner is unchanged (the ST parity tests hold), and a threshold nothing
+    passes gives exactly the negatives of the other rules alone (a window small enough not to deepen the first
+    search, which the rule otherwise does to see its window of candidates)."""
+    for rules in ({}, {"relative_margin": 0.05}, {"adaptive_margin": 1.0}):
+        base = mine(demo_small, encoder, num_negatives=3, show_progress=False, **rules)
+        idle = mine(
+            demo_small,
+            encoder,
+            num_negatives=3,
+            positive_neighbourhood=1e9,
+            neighbourhood_window=2,
+            deepen=base.config.deepens,
+            show_progress=False,
+            **rules,
+        )
+        assert idle.report.removed["positive_neighbourhood"] == 0
+        np.testing.assert_array_equal(idle.negatives, base.negatives)
+        np.testing.assert_allclose(idle.negative_scores, base.negative_scores)
+
+
+def test_positive_neighbourhood_removes_near_copies_of_positives(encoder: Encoder) -> None:
+    # each query's positive has a near copy in the corpus (one word changed): an unlabeled positive
+    topics = ["sorting lists", "parsing dates", "opening sockets", "reading files", "hashing bytes", "zipping paths"]
+    docs, dups = [], []
+    for t in topics:
+        docs.append(f"a helper for {t} in python with examples and notes")
+        dups.append(f"a helper for {t} in python with examples and note")
+    filler = [f"unrelated text number {i} about gardening and weather" for i in range(40)]
+    corpus = docs + dups + filler
+    data = RetrievalData(
+        [f"d{i}" for i in range(len(corpus))],
+        corpus,
+        [f"q{i}" for i in range(len(topics))],
+        [f"how do I do {t}" for t in topics],
+        [[i] for i in range(len(topics))],
+    )
+    plain = mine(data, encoder, num_negatives=2, range_max=12, show_progress=False)
+    nb = mine(data, encoder, num_negatives=2, range_max=12, positive_neighbourhood=1.5, show_progress=False)
+    dup_rows = {plain.doc_texts.index(d) for d in dups}
+    own = [plain.doc_texts.index(dups[i]) for i in range(len(topics))]
+    assert sum(own[i] in plain.negatives[i] for i in range(len(topics))) > 0  # unfiltered, copies get mined
+    assert not any(own[i] in nb.negatives[i] for i in range(len(topics)))
+    r = nb.report
+    assert r.removed["positive_neighbourhood"] >= len(topics) and r.queries_full == len(topics)
+    assert "neighbourhood" in r.timings and nb.config.deepens
+    assert len(nb.removed_scores["positive_neighbourhood"]) == r.removed["positive_neighbourhood"]
+    assert dup_rows  # the copies exist in the de-duplicated corpus (one word differs)

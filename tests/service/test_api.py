@@ -173,11 +173,6 @@ def test_mine_over_http_equals_in_process(tmp_path: Path, lexical_model: Path) -
     with _client(tmp_path, lexical_model) as c:
         _create(c)
         queries = [{"query": f"topic number {i}", "positive_ids": [f"d{i}"]} for i in range(8)]
-        options = {"num_negatives": 3, "relative_margin": 0.05, "range_max": 20}
-        r = c.post("/v1/indexes/docs/mine", json={"queries": queries, "options": options, "output_format": "triplet"})
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert body["version"] == 1 and "relative_margin" in body["report"]["removed"]
         data = RetrievalData(
             [d["id"] for d in DOCS],
             [d["text"] for d in DOCS],
@@ -185,10 +180,26 @@ def test_mine_over_http_equals_in_process(tmp_path: Path, lexical_model: Path) -
             [q["query"] for q in queries],
             [[i] for i in range(8)],
         )
-        local = mine(data, Encoder(lexical_model, device="cpu", show_progress=False), show_progress=False, **options)
-        for i, res in enumerate(body["results"]):
-            assert [n["id"] for n in res["negatives"]] == [d for d, _ in local.negatives_of(i)]
-        assert len(body["rows"]["negative"]) == sum(len(local.negatives_of(i)) for i in range(8))
+        for options in (
+            {"num_negatives": 3, "relative_margin": 0.05, "range_max": 20},
+            {"num_negatives": 3, "positive_neighbourhood": 1.5, "neighbourhood_window": 20},
+            {"num_negatives": 3, "positive_neighbourhood": 1.0, "adaptive_margin": 1.0},
+        ):
+            r = c.post(
+                "/v1/indexes/docs/mine", json={"queries": queries, "options": options, "output_format": "triplet"}
+            )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["version"] == 1
+            assert set(body["report"]["removed"]) == {k for k in options if k.endswith(("margin", "neighbourhood"))}
+            enc = Encoder(lexical_model, device="cpu", show_progress=False)
+            local = mine(data, enc, show_progress=False, **options)
+            for i, res in enumerate(body["results"]):
+                assert [n["id"] for n in res["negatives"]] == [d for d, _ in local.negatives_of(i)]
+                assert [n["score"] for n in res["negatives"]] == pytest.approx([s for _, s in local.negatives_of(i)])
+            assert body["report"]["removed"] == local.report.removed
+            assert local.report.removed.get("positive_neighbourhood", 1) > 0  # the rule did act
+            assert len(body["rows"]["negative"]) == sum(len(local.negatives_of(i)) for i in range(8))
         unknown = c.post("/v1/indexes/docs/mine", json={"queries": [{"query": "q", "positive_ids": ["zz"]}]})
         assert unknown.status_code == 422 and unknown.json()["param"] == "queries[0].positive_ids"
         typo = c.post("/v1/indexes/docs/mine", json={"queries": queries, "options": {"margin_typo": 1}})
