@@ -73,7 +73,7 @@ class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
     num_negatives: int = Field(3, ge=1, description="hard negatives per example")
     mining: MiningConfig = Field(
         default_factory=MiningConfig.recommended,
-        description="mining options (default: the recommended filter, adaptive_margin 1.0); "
+        description="mining options (default: the recommended filter, negminer.mining.RECOMMENDED_FILTER); "
         "num_negatives is the training option's",
     )
     max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
@@ -87,6 +87,11 @@ class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
     max_seq_length: int | None = Field(None, ge=8, description="tokens per text (default: the model's)")
     loss_filter: LossFilterRule | None = Field(None, description="in-loss false-negative masking rule")
     loss_filter_margin: float = Field(0.05, description="margin of loss_filter")
+    group_positives: bool = Field(
+        False,
+        description="batch a query's (query, positive) rows together, so its positives share a batch (what makes "
+        "the decoupled loss differ from infonce); the same number of steps",
+    )
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="queries held out for evaluation when no validation data is given"
     )

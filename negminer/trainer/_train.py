@@ -13,6 +13,7 @@ refreshes of the negatives). A :class:`~negminer.trainer.TrainListener` hears of
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -362,10 +363,16 @@ def _source(
     ), True
 
 
-def _training_args(cfg: TrainConfig, ckpt_dir: Path) -> Any:
+def _training_args(cfg: TrainConfig, ckpt_dir: Path, table: NegativeTable) -> Any:
     import torch
+    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
+    from negminer.trainer._sampler import QueryGroupBatchSampler
+
+    sampler: Any = BatchSamplers.BATCH_SAMPLER
+    if cfg.group_positives:
+        sampler = functools.partial(QueryGroupBatchSampler, queries=[q for q, _ in table.rows])
     return SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
         num_train_epochs=cfg.epochs,
@@ -382,6 +389,7 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path) -> Any:
         remove_unused_columns=False,
         use_cpu=cfg.device == "cpu" or not torch.cuda.is_available(),
         disable_tqdm=not cfg.show_progress,
+        batch_sampler=sampler,
     )
 
 
@@ -441,7 +449,7 @@ def train(
         )
         trainer = SentenceTransformerTrainer(
             model=model,
-            args=_training_args(cfg, run.ckpt_dir),
+            args=_training_args(cfg, run.ckpt_dir, run.table),
             train_dataset=dataset,
             loss=loss,
             callbacks=[_RefreshCallback(run, model), _ObserveCallback(run)],

@@ -1,0 +1,65 @@
+"""A batch sampler that puts the positives of one query in the same batch (``group_positives``).
+
+With rows drawn at random, a batch almost never holds two positives of one query, so the decoupled softmax (which
+only changes how a query's *other* positives are treated) trains exactly like InfoNCE. Grouping the rows by query
+makes those positives meet: each epoch the queries are shuffled, each query's rows are shuffled and kept together,
+and the resulting stream is cut into batches of ``batch_size``. Every row is still seen once per epoch, so the
+number of steps (the budget) is the same as with sentence-transformers' default sampler; a query with more rows
+than fit in one batch continues in the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from sentence_transformers.base.sampler import DefaultBatchSampler
+
+__all__ = ["QueryGroupBatchSampler"]
+
+
+class QueryGroupBatchSampler(DefaultBatchSampler):
+    """Batches of ``batch_size`` rows in which a query's rows are consecutive; ``queries[i]`` is row ``i``'s query."""
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        *,
+        queries: Sequence[int],
+    ) -> None:
+        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
+        if len(queries) != len(dataset):
+            raise ValueError(f"queries has {len(queries)} entries, the dataset {len(dataset)} rows")
+        groups: dict[int, list[int]] = {}
+        for row, q in enumerate(queries):
+            groups.setdefault(int(q), []).append(row)
+        self.groups = list(groups.values())
+        self.rows = len(queries)
+
+    def order(self) -> list[int]:
+        """This epoch's row order: queries shuffled, each query's rows shuffled and kept together."""
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        out: list[int] = []
+        for g in torch.randperm(len(self.groups), generator=gen).tolist():
+            rows = self.groups[g]
+            out.extend(rows[i] for i in torch.randperm(len(rows), generator=gen).tolist())
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self.order()
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            if len(batch) < self.batch_size and self.drop_last:
+                return
+            yield batch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.rows // self.batch_size
+        return (self.rows + self.batch_size - 1) // self.batch_size
