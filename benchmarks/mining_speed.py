@@ -2,7 +2,10 @@
 
 Rows: cold mining (nothing cached), a re-run with an unchanged model (sentence-transformers re-encodes; with its
 ``cache_folder`` it reads a whole-corpus file keyed on the model *name*), and negminer's warm re-run (embedding
-cache keyed on the model's weights). negminer's time is split into encode / index / search / filter.
+cache keyed on the model's weights). negminer's time is split into encode / index / search / filter, and the
+filter time's share spent by the positive-neighbourhood rule (the recommended filter: document-to-document cosines
+to every known positive) is shown on the natural demo data and on its many-positives (``harsh``) variant, where
+the rule does the most work.
 
     python benchmarks/mining_speed.py [--max-docs 1000] [--batch-size 64]
 """
@@ -22,6 +25,7 @@ from _common import machine, markdown_table  # noqa: E402
 
 from negminer import Encoder, build_demo, mine  # noqa: E402
 from negminer.index import default_model_path  # noqa: E402
+from negminer.mining import RECOMMENDED_FILTER  # noqa: E402
 
 
 def main() -> None:
@@ -56,26 +60,32 @@ def main() -> None:
                 **settings,
             )
             dt = time.perf_counter() - t0
-            rows.append([label, round(dt, 2), "", "", "", ""])
+            rows.append([label, round(dt, 2), "", "", "", "", ""])
             return dt
 
         st_cold = st_run("sentence-transformers, cold (writes cache_folder)", tmp / "st-cache")
         st_rerun = st_run("sentence-transformers, re-run", None)
         st_cached = st_run("sentence-transformers, re-run with cache_folder", tmp / "st-cache")
 
-        def ours(label: str) -> tuple[float, dict]:
+        def ours(label: str, options: dict | None = None, on: object = data) -> tuple[float, dict]:
             enc = Encoder(
                 model_path, device="cpu", batch_size=args.batch_size, cache_dir=tmp / "nm-cache", show_progress=False
             )
             t0 = time.perf_counter()
-            res = mine(data, enc, show_progress=False, **settings)
+            res = mine(on, enc, show_progress=False, **(options or settings))
             dt = time.perf_counter() - t0
             t = res.report.timings
-            rows.append([label, round(dt, 2), t["encode"], t["index"], t["search"], t["filter"]])
+            rows.append([label, round(dt, 2), t["encode"], t["index"], t["search"], t["filter"], t["neighbourhood"]])
             return dt, t
 
         cold, t_cold = ours("negminer, cold")
         warm, _ = ours("negminer, warm re-run (unchanged model)")
+        recommended = {**RECOMMENDED_FILTER, "num_negatives": args.num_negatives}
+        _, t_nb = ours(f"negminer, warm, recommended filter {RECOMMENDED_FILTER}", recommended)
+        harsh = build_demo(args.max_docs, harsh=True)
+        _, t_harsh = ours(
+            f"negminer, harsh demo ({harsh.num_pairs} pairs), cold, recommended filter", recommended, harsh
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -84,7 +94,11 @@ def main() -> None:
         f"{len(data)} queries, {len(data.corpus_texts)} documents (demo data), {settings}, "
         f"batch size {args.batch_size}, exact FAISS search on CPU\n"
     )
-    print(markdown_table(["run", "total s", "encode s", "index s", "search s", "filter s"], rows))
+    print(
+        markdown_table(
+            ["run", "total s", "encode s", "index s", "search s", "filter s", "of which neighbourhood s"], rows
+        )
+    )
     search_filter = t_cold["search"] + t_cold["filter"]
     print()
     print(
@@ -99,6 +113,16 @@ def main() -> None:
                 ["warm re-run speed-up vs sentence-transformers re-run", f"{st_rerun / warm:.0f}x", ">= 20x"],
                 ["warm re-run speed-up vs sentence-transformers cache_folder", f"{st_cached / warm:.1f}x", "(info)"],
                 ["cold: (search + filter) / encode", f"{search_filter / t_cold['encode']:.2%}", "<= 10%"],
+                [
+                    "neighbourhood rule / cold encode, natural",
+                    f"{t_nb['neighbourhood'] / t_cold['encode']:.2%}",
+                    "<= 5%",
+                ],
+                [
+                    "neighbourhood rule / cold encode, many positives",
+                    f"{t_harsh['neighbourhood'] / t_harsh['encode']:.2%}",
+                    "<= 5%",
+                ],
             ],
         )
     )

@@ -1,11 +1,12 @@
-"""Retrieval quality after fine-tuning, per negatives mode and loss, against sentence-transformers' own recipe.
+"""Retrieval quality after fine-tuning, per negatives filter, mode and loss, against sentence-transformers' recipe.
 
 On the demo data (train / test split by query), every run fine-tunes all-MiniLM-L6-v2 with the same steps, batch
-size, learning rate, sequence length and seed, then scores the test split (nDCG@10, Recall@100, MRR@10 against
-the whole corpus). The sentence-transformers recipe is ``mine_hard_negatives(relative_margin=0.05)`` then
-``MultipleNegativesRankingLoss`` in its own trainer.
+size, learning rate and sequence length (the same budget), then scores the test split (nDCG@10, Recall@100, MRR@10
+against the whole corpus). Each row runs with every seed of ``--seeds`` and reports the mean and the standard
+deviation over seeds. The sentence-transformers recipe is ``mine_hard_negatives(relative_margin=0.05)`` then
+``MultipleNegativesRankingLoss`` in its own trainer, with the same seeds.
 
-    python benchmarks/train_quality.py [--max-steps 40] [--batch-size 16] [--num-negatives 1]
+    python benchmarks/train_quality.py [--seeds 42,43,44] [--max-steps 40] [--batch-size 16] [--num-negatives 1]
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -27,15 +30,23 @@ from negminer.index import default_model_path  # noqa: E402
 from negminer.mining import RECOMMENDED_FILTER  # noqa: E402
 from negminer.trainer import TrainConfig, evaluate, train  # noqa: E402
 
-RUNS = [
-    ("in-batch only", "none", {}),
-    ("mined, relative 0.05", "mined", {"relative_margin": 0.05}),
-    ("mined, adaptive 1.0", "mined", {"adaptive_margin": 1.0}),
-    ("refreshed, adaptive 1.0", "refresh", {"adaptive_margin": 1.0}),
+NEW = RECOMMENDED_FILTER  # the default filter: {"positive_neighbourhood": 1.5}
+# (row name, loss, negatives mode, mining filter, group_positives)
+RUNS: list[tuple[str, str, str, dict[str, Any], bool]] = [
+    ("mined once, relative 0.05", "infonce", "mined", {"relative_margin": 0.05}, False),
+    ("refreshed, relative 0.05", "infonce", "refresh", {"relative_margin": 0.05}, False),
+    ("mined once, adaptive 1.0", "infonce", "mined", {"adaptive_margin": 1.0}, False),
+    ("refreshed, adaptive 1.0", "infonce", "refresh", {"adaptive_margin": 1.0}, False),
+    ("mined once, neighbourhood 1.5 (default)", "infonce", "mined", NEW, False),
+    ("refreshed, neighbourhood 1.5 (default)", "infonce", "refresh", NEW, False),
+    ("refreshed, neighbourhood 1.5 (default)", "decoupled", "refresh", NEW, False),
+    ("refreshed, neighbourhood 1.5, --group-positives", "infonce", "refresh", NEW, True),
+    ("refreshed, neighbourhood 1.5, --group-positives", "decoupled", "refresh", NEW, True),
 ]
+ST_ROW = ("sentence-transformers recipe (relative 0.05 + MNRL)", "mnrl")
 
 
-def st_recipe(train_data, test, args, tmp: Path) -> dict:
+def st_recipe(train_data: Any, test: Any, args: argparse.Namespace, tmp: Path, seed: int) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
@@ -59,7 +70,7 @@ def st_recipe(train_data, test, args, tmp: Path) -> dict:
         per_device_train_batch_size=args.batch_size,
         learning_rate=args.lr,
         warmup_steps=0.1,
-        seed=42,
+        seed=seed,
         report_to=[],
         save_strategy="no",
         use_cpu=True,
@@ -69,100 +80,129 @@ def st_recipe(train_data, test, args, tmp: Path) -> dict:
         model=model, args=targs, train_dataset=ds, loss=MultipleNegativesRankingLoss(model, scale=20.0)
     ).train()
     model.save(str(tmp / "st-model"))
-    return evaluate(
-        Encoder(str(tmp / "st-model"), device="cpu", max_seq_length=args.max_seq_length, show_progress=False), test
+    try:
+        return evaluate(
+            Encoder(str(tmp / "st-model"), device="cpu", max_seq_length=args.max_seq_length, show_progress=False), test
+        )
+    finally:
+        shutil.rmtree(tmp / "st-model", ignore_errors=True)
+        shutil.rmtree(tmp / "st", ignore_errors=True)
+
+
+def negminer_run(
+    train_data: Any, test: Any, args: argparse.Namespace, tmp: Path, seed: int, run: tuple
+) -> dict[str, Any]:
+    _, loss, mode, mining, group = run
+    out = tmp / f"{loss}-{mode}-{seed}"
+    cfg = TrainConfig(
+        output_dir=str(out),
+        loss=loss,
+        negatives=mode,
+        refresh_every=args.refresh_every,
+        num_negatives=args.num_negatives,
+        mining=mining,
+        group_positives=group,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        max_seq_length=args.max_seq_length,
+        cache_dir=args.cache_dir,
+        device="cpu",
+        seed=seed,
+        show_progress=False,
     )
+    try:
+        return train(train_data, cfg, validation=test).after
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def summary(name: str, loss: str, results: list[dict[str, Any]], zero: dict[str, Any], secs: float) -> list[Any]:
+    def ms(key: str) -> str:
+        xs = [r[key] for r in results]
+        sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        return f"{statistics.mean(xs):.4f} ± {sd:.4f}"
+
+    nd = [r["ndcg@10"] for r in results]
+    return [
+        name,
+        loss,
+        ms("ndcg@10"),
+        ms("recall@100"),
+        ms("mrr@10"),
+        round(100 * (statistics.mean(nd) - zero["ndcg@10"]), 2),
+        " ".join(f"{x:.4f}" for x in nd),
+        round(secs / max(len(results), 1)),
+    ]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-docs", type=int, default=1500)
+    ap.add_argument("--harsh", action="store_true", help="the many-positives demo variant")
+    ap.add_argument("--no-st", action="store_true", help="skip the sentence-transformers recipe row")
     ap.add_argument("--max-steps", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--num-negatives", type=int, default=1)
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--refresh-every", type=int, default=20)
-    ap.add_argument("--losses", default="infonce,decoupled,dcl")
+    ap.add_argument("--seeds", default="42,43,44")
+    ap.add_argument("--rows", default="", help="comma-separated row numbers of RUNS to run (default: all)")
     ap.add_argument("--cache-dir", default="runs/cache")
     ap.add_argument("--json", default="runs/bench/train_quality.json")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = [RUNS[int(i)] for i in args.rows.split(",")] if args.rows else RUNS
 
-    data = build_demo(args.max_docs)
+    data = build_demo(args.max_docs, harsh=args.harsh)
     train_data, test = data.split(0.2)
     tmp = Path(tempfile.mkdtemp(prefix="negminer-quality-"))
-    rows: list[list[object]] = []
+    header = [
+        "negatives",
+        "loss",
+        "nDCG@10 (mean ± sd)",
+        "Recall@100",
+        "MRR@10",
+        "nDCG@10 vs zero-shot (points)",
+        "nDCG@10 per seed",
+        "seconds per run",
+    ]
+    rows: list[list[Any]] = []
+    raw: dict[str, list[dict[str, Any]]] = {}
+
+    def record(name: str, loss: str, results: list[dict[str, Any]], secs: float) -> None:
+        raw[f"{name} | {loss}"] = results
+        rows.append(summary(name, loss, results, zero, secs))
+        print(rows[-1], flush=True)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(
+            json.dumps({"machine": machine(), "args": vars(args), "header": header, "rows": rows, "raw": raw}, indent=2)
+        )
+
     try:
-        zero = evaluate(
-            Encoder(
-                None, device="cpu", cache_dir=args.cache_dir, max_seq_length=args.max_seq_length, show_progress=False
-            ),
-            test,
-        )
-        rows.append(["zero-shot", "-", zero["ndcg@10"], zero["recall@100"], zero["mrr@10"], 0.0, "-"])
-        print(rows[-1], flush=True)
-        for loss in args.losses.split(","):
-            for name, mode, mining in RUNS:
-                t0 = time.perf_counter()
-                cfg = TrainConfig(
-                    output_dir=str(tmp / f"{loss}-{mode}"),
-                    loss=loss,
-                    negatives=mode,
-                    refresh_every=args.refresh_every,
-                    num_negatives=args.num_negatives,
-                    mining=mining or RECOMMENDED_FILTER,
-                    max_steps=args.max_steps,
-                    batch_size=args.batch_size,
-                    learning_rate=args.lr,
-                    max_seq_length=args.max_seq_length,
-                    cache_dir=args.cache_dir,
-                    device="cpu",
-                    show_progress=False,
-                )
-                res = train(train_data, cfg, validation=test)
-                a = res.after
-                rows.append(
-                    [
-                        name,
-                        loss,
-                        a["ndcg@10"],
-                        a["recall@100"],
-                        a["mrr@10"],
-                        round(100 * (a["ndcg@10"] - zero["ndcg@10"]), 2),
-                        round(time.perf_counter() - t0),
-                    ]
-                )
-                print(rows[-1], flush=True)
-                shutil.rmtree(tmp / f"{loss}-{mode}", ignore_errors=True)
-        t0 = time.perf_counter()
-        st = st_recipe(train_data, test, args, tmp)
-        rows.append(
-            [
-                "sentence-transformers recipe (relative 0.05 + MNRL)",
-                "mnrl",
-                st["ndcg@10"],
-                st["recall@100"],
-                st["mrr@10"],
-                round(100 * (st["ndcg@10"] - zero["ndcg@10"]), 2),
-                round(time.perf_counter() - t0),
-            ]
-        )
-        print(rows[-1], flush=True)
+        enc = Encoder(None, device="cpu", cache_dir=args.cache_dir, max_seq_length=args.max_seq_length)
+        zero = evaluate(enc, test)
+        rows.append(["zero-shot", "-", f"{zero['ndcg@10']:.4f}", f"{zero['recall@100']:.4f}", "", 0.0, "", "-"])
+        rows[-1][4] = f"{zero['mrr@10']:.4f}"
+        if not args.no_st:
+            t0 = time.perf_counter()
+            record(*ST_ROW, [st_recipe(train_data, test, args, tmp, s) for s in seeds], time.perf_counter() - t0)
+        for run in runs:
+            t0 = time.perf_counter()
+            results = [negminer_run(train_data, test, args, tmp, s, run) for s in seeds]
+            record(run[0], run[1], results, time.perf_counter() - t0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n# Fine-tuning quality ({machine()})\n")
     print(
-        f"demo data: train {len(train_data)} / test {len(test)} queries, corpus {len(data.corpus_texts)}; "
+        f"demo data{' (harsh)' if args.harsh else ''}: train {len(train_data)} / test {len(test)} queries, "
+        f"corpus {len(data.corpus_texts)}; "
         f"{args.max_steps} steps x batch {args.batch_size}, {args.num_negatives} hard negative(s), lr {args.lr}, "
-        f"max_seq_length {args.max_seq_length}, refresh every {args.refresh_every} steps; test split scores\n"
+        f"max_seq_length {args.max_seq_length}, refresh every {args.refresh_every} steps; seeds {args.seeds}; "
+        "test split scores\n"
     )
-    print(
-        markdown_table(
-            ["negatives", "loss", "nDCG@10", "Recall@100", "MRR@10", "nDCG@10 vs zero-shot (points)", "seconds"], rows
-        )
-    )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine(), "args": vars(args), "rows": rows}, indent=2))
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":
