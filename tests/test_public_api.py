@@ -48,7 +48,34 @@ def test_subpackage_apis() -> None:
             "fingerprint_model",
         ]
     )
-    assert "mine" in negminer.mining.__all__ and "adaptive_thresholds" in negminer.mining.__all__
+    assert sorted(negminer.mining.__all__) == sorted(
+        [
+            "FILTERS",
+            "OUTPUT_FORMATS",
+            "RECOMMENDED_FILTER",
+            "RULES",
+            "BiEncoderTeacher",
+            "CrossEncoderTeacher",
+            "MiningConfig",
+            "MiningReport",
+            "MiningResult",
+            "Teacher",
+            "absolute_margin_mask",
+            "adaptive_thresholds",
+            "max_score_mask",
+            "min_score_mask",
+            "mine",
+            "neighbourhood_z",
+            "positive_neighbourhood_mask",
+            "positive_reference",
+            "relative_margin_mask",
+            "select_negatives",
+            "threshold_mask",
+        ]
+    )
+    assert negminer.mining.RULES[0] == "positive_neighbourhood" and set(negminer.mining.FILTERS) < set(
+        negminer.mining.RULES
+    )
     assert sorted(negminer.trainer.__all__) == sorted(
         [
             "LOSSES",
