@@ -47,6 +47,8 @@ RUNS: list[tuple[str, str, str, dict[str, Any], bool]] = [
     ("mined once, neighbourhood 1.5", "decoupled", "mined", NEW, False),
     ("mined once, neighbourhood 1.5, --group-positives", "infonce", "mined", NEW, True),
     ("mined once, neighbourhood 1.5, --group-positives", "decoupled", "mined", NEW, True),
+    # the rule combined with the adaptive margin (clean near-copies removed, the margin's hardness)
+    ("refreshed, neighbourhood 1.5 + adaptive 1.0", "infonce", "refresh", {**NEW, "adaptive_margin": 1.0}, False),
 ]
 DEFAULT_ROWS = "0,1,2,3,4,5,6,7,8"
 ST_ROW = ("sentence-transformers recipe (relative 0.05 + MNRL)", "mnrl")

@@ -163,7 +163,7 @@ def test_demo_mines_trains_and_reports(tmp_path: Path, tiny_model: Path) -> None
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "adaptive_margin" in res.output and "zero-shot" in res.output and "nDCG@10" in res.output
+    assert "positive_neighbourhood" in res.output and "zero-shot" in res.output and "nDCG@10" in res.output
     history = json.loads((out / "train" / "metrics.json").read_text())["history"]
     assert history[0]["event"] == "start" and history[-1]["event"] == "end"
     assert json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"] == RECOMMENDED_FILTER

@@ -136,7 +136,8 @@ class _Miner:
         self.timing = {"search": 0.0, "teacher": 0.0, "neighbourhood": 0.0, "filter": 0.0}
 
     def neighbourhood(self, qidx: np.ndarray, rows: np.ndarray, alive: np.ndarray) -> np.ndarray:
-        """:func:`neighbourhood_z` of a chunk's candidates, computed in blocks of queries (bounded memory)."""
+        """:func:`neighbourhood_z` of a chunk's candidates, computed in blocks of queries (bounded memory). The
+        query's own positives, still candidates with ``include_positives``, are neither measured nor removed."""
         n, depth = rows.shape
         width = max(len(self.positives[q]) for q in qidx)
         z = np.full((n, depth), np.nan, dtype=np.float32)
@@ -147,6 +148,7 @@ class _Miner:
             for i in range(start, stop):
                 pos = self.positives[qidx[i]]
                 sims[i - start, :, : len(pos)] = self.doc_vecs[np.maximum(rows[i], 0)] @ self.doc_vecs[pos].T
+                sims[i - start, np.isin(rows[i], pos)] = np.nan  # a kept positive (include_positives) stays
             z[start:stop] = F.neighbourhood_z(sims, alive[start:stop], window=self.cfg.neighbourhood_window)
         return z
 

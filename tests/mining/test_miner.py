@@ -255,3 +255,15 @@ def test_positive_neighbourhood_removes_near_copies_of_positives(encoder: Encode
     assert "neighbourhood" in r.timings and nb.config.deepens
     assert len(nb.removed_scores["positive_neighbourhood"]) == r.removed["positive_neighbourhood"]
     assert dup_rows  # the copies exist in the de-duplicated corpus (one word differs)
+    # with include_positives (reranking sets) the positives stay candidates: the rule measures the others
+    kept = mine(
+        data,
+        encoder,
+        num_negatives=len(corpus) - 1,
+        range_max=len(corpus),
+        include_positives=True,
+        positive_neighbourhood=1.5,
+        show_progress=False,
+    )
+    assert all(i in kept.negatives[i] for i in range(len(topics)))
+    assert not any(own[i] in kept.negatives[i] for i in range(len(topics)))
