@@ -122,10 +122,11 @@ def _given(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _mining(no_margin: bool, **options: Any) -> MiningConfig:
-    """MiningConfig of the flags given: the recommended filter unless a margin flag or ``--no-margin`` is given."""
+def _mining(no_margin: bool, *, training: bool = False, **options: Any) -> MiningConfig:
+    """MiningConfig of the flags given: the recommended filter (the trainer's with ``training``) unless a filter
+    flag or ``--no-margin`` is given."""
     given = _given(**options)
-    return MiningConfig(**given) if no_margin else MiningConfig.recommended(**given)
+    return MiningConfig(**given) if no_margin else MiningConfig.recommended(training=training, **given)
 
 
 def _write_outputs(result: Any, out: Path, output_format: str, output_scores: bool) -> list[Path]:
@@ -306,7 +307,9 @@ def train_cmd(
     """Fine-tune a sentence-transformers model on (query, positives) data with mined or refreshed hard negatives.
 
     Writes the final model (SentenceTransformer(path) loads it) to OUTPUT/model, checkpoints, metrics.json and
-    metrics.png (nDCG@10, Recall@100, MRR@10 on the validation split at the start, each refresh and the end)."""
+    metrics.png (nDCG@10, Recall@100, MRR@10 on the validation split at the start, each refresh and the end).
+    Without a filter flag the trainer's recommended filter applies (--positive-neighbourhood 1.5
+    --adaptive-margin 1.0); --no-margin disables it."""
     from negminer import load_data
     from negminer.trainer import train
 
@@ -319,7 +322,7 @@ def train_cmd(
             cache_dir=cache_dir or settings.cache_dir,
             device=settings.device,
             resume=resume,
-            mining=_mining(no_margin, **margins),
+            mining=_mining(no_margin, training=True, **margins),
             **_given(**options),
         )
         source = None

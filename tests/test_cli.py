@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from negminer.cli import app
-from negminer.mining import RECOMMENDED_FILTER
+from negminer.mining import RECOMMENDED_FILTER, TRAINING_FILTER
 from tests.conftest import write_jsonl
 
 runner = CliRunner()
@@ -166,5 +166,5 @@ def test_demo_mines_trains_and_reports(tmp_path: Path, tiny_model: Path) -> None
     assert "positive_neighbourhood" in res.output and "zero-shot" in res.output and "nDCG@10" in res.output
     history = json.loads((out / "train" / "metrics.json").read_text())["history"]
     assert history[0]["event"] == "start" and history[-1]["event"] == "end"
-    assert json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"] == RECOMMENDED_FILTER
+    assert json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"] == TRAINING_FILTER
     assert (out / "negatives.jsonl").exists() and (out / "examples.json").exists()

@@ -54,6 +54,7 @@ def test_subpackage_apis() -> None:
             "OUTPUT_FORMATS",
             "RECOMMENDED_FILTER",
             "RULES",
+            "TRAINING_FILTER",
             "BiEncoderTeacher",
             "CrossEncoderTeacher",
             "MiningConfig",

@@ -1,7 +1,7 @@
 """Hard-negative mining with positive-aware false-negative filtering: the positives' document neighbourhood and
 absolute, relative and adaptive margins."""
 
-from negminer.mining._config import FILTERS, RECOMMENDED_FILTER, MiningConfig
+from negminer.mining._config import FILTERS, RECOMMENDED_FILTER, TRAINING_FILTER, MiningConfig
 from negminer.mining._filters import (
     absolute_margin_mask,
     adaptive_thresholds,
@@ -24,6 +24,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "RECOMMENDED_FILTER",
     "RULES",
+    "TRAINING_FILTER",
     "BiEncoderTeacher",
     "CrossEncoderTeacher",
     "MiningConfig",

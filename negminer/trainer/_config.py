@@ -72,8 +72,8 @@ class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
     refresh_every: int = Field(50, ge=1, description="steps between refreshes of the negatives")
     num_negatives: int = Field(3, ge=1, description="hard negatives per example")
     mining: MiningConfig = Field(
-        default_factory=MiningConfig.recommended,
-        description="mining options (default: the recommended filter, negminer.mining.RECOMMENDED_FILTER); "
+        default_factory=lambda: MiningConfig.recommended(training=True),
+        description="mining options (default: the trainer's recommended filter, negminer.mining.TRAINING_FILTER); "
         "num_negatives is the training option's",
     )
     max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
