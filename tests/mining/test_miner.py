@@ -207,10 +207,17 @@ def test_dataset_trains_with_sentence_transformers_as_is(demo_small, tiny_model:
     assert not np.allclose(before.numpy(), next(model.parameters()).detach().numpy())
 
 
-def test_positive_neighbourhood_off_or_idle_changes_nothing(demo_small, encoder: Encoder) -> None:
+@pytest.fixture(scope="module")
+def cached_encoder(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Encoder:
+    """The tiny model with an embedding cache: tests that mine the same texts many times encode them once."""
+    return Encoder(tiny_model, device="cpu", cache_dir=tmp_path_factory.mktemp("cache"), show_progress=False)
+
+
+def test_positive_neighbourhood_off_or_idle_changes_nothing(demo_small, cached_encoder: Encoder) -> None:
     """Congruence: with the rule off the miner is unchanged (the ST parity tests hold), and a threshold nothing
     passes gives exactly the negatives of the other rules alone (a window small enough not to deepen the first
     search, which the rule otherwise does to see its window of candidates)."""
+    encoder = cached_encoder
     for rules in ({}, {"relative_margin": 0.05}, {"adaptive_margin": 1.0}):
         base = mine(demo_small, encoder, num_negatives=3, show_progress=False, **rules)
         idle = mine(
@@ -228,7 +235,8 @@ def test_positive_neighbourhood_off_or_idle_changes_nothing(demo_small, encoder:
         np.testing.assert_allclose(idle.negative_scores, base.negative_scores)
 
 
-def test_positive_neighbourhood_removes_near_copies_of_positives(encoder: Encoder) -> None:
+def test_positive_neighbourhood_removes_near_copies_of_positives(cached_encoder: Encoder) -> None:
+    encoder = cached_encoder
     # each query's positive has a near copy in the corpus (one word changed): an unlabeled positive
     topics = ["sorting lists", "parsing dates", "opening sockets", "reading files", "hashing bytes", "zipping paths"]
     docs, dups = [], []
