@@ -79,12 +79,12 @@ def _opt(config: type[BaseModel], name: str, *flags: str, help_prefix: str | Non
     return typer.Option(*flags, help=f"{prefix}{f.description or name}{suffix}", show_default=False)
 
 
+FILTER_OPTIONS = (*FILTERS, "neighbourhood_window")  # the mining options `train` takes too
 MINE_OPTIONS = (
     "num_negatives",
     "range_min",
     "range_max",
-    *FILTERS,
-    "neighbourhood_window",
+    *FILTER_OPTIONS,
     "max_score",
     "min_score",
     "sampling_strategy",
@@ -280,7 +280,7 @@ def _examples(result: Any, n: int) -> list[dict[str, Any]]:
 
 
 @app.command("train")
-@config_options(MiningConfig, (*FILTERS, "neighbourhood_window"), help_prefix="mining")
+@config_options(MiningConfig, FILTER_OPTIONS, help_prefix="mining")
 @config_options(TrainConfig, TRAIN_OPTIONS)
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="BEIR folder, pairs .jsonl, or saved datasets.Dataset")],
@@ -315,7 +315,7 @@ def train_cmd(
 
     try:
         settings = Settings()
-        margins = {name: options.pop(name) for name in (*FILTERS, "neighbourhood_window")}
+        margins = {name: options.pop(name) for name in FILTER_OPTIONS}
         cfg = TrainConfig(
             output_dir=output,
             model=model or settings.model,

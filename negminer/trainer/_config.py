@@ -89,8 +89,8 @@ class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
     loss_filter_margin: float = Field(0.05, description="margin of loss_filter")
     group_positives: bool = Field(
         False,
-        description="batch a query's (query, positive) rows together, so its positives share a batch (what makes "
-        "the decoupled loss differ from infonce); the same number of steps",
+        description="batch a query's (query, positive) rows in groups of up to a quarter of the batch, so its "
+        "positives share a batch (what makes the decoupled loss differ from infonce); the same number of steps",
     )
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="queries held out for evaluation when no validation data is given"
