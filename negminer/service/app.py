@@ -15,6 +15,7 @@ from negminer.service import errors
 from negminer.service.api.routes import embed, files, fine_tuning, health, indexes, metrics, models
 from negminer.service.config import ServiceSettings
 from negminer.service.deps import require_api_key
+from negminer.service.guard import RequestGuard
 from negminer.service.registry import IndexRegistry
 from negminer.service.store import JobStore
 
@@ -55,7 +56,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
     app = FastAPI(title="negminer", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = IndexRegistry(settings.data_dir / "indexes", encoder_factory)
-    app.state.store = JobStore(settings.database)
+    app.state.store = JobStore(settings.database, events_kept=settings.job_events_kept)
     app.state.ready = False
     app.state.metrics = metrics.ServiceMetrics(app.state.registry)
     errors.install(app)
@@ -69,16 +70,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
         app.state.metrics.observe(request.method, path, response.status_code, time.perf_counter() - t0)
         return response
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        limit = settings.max_upload_bytes if request.url.path == "/v1/files" else settings.max_body_bytes
-        if length is not None and length.isdigit() and int(length) > limit:
-            return errors.problem(
-                413, f"request body over {limit} bytes", code="payload_too_large", instance=request.url.path
-            )
-        return await call_next(request)
-
+    app.add_middleware(RequestGuard, settings=settings)  # outermost: before anything reads the body
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
     for router in (indexes.router, embed.router, files.router, fine_tuning.router, models.router, metrics.router):

@@ -50,8 +50,21 @@ class ServiceSettings(Settings):
         None, description="where a worker reaches the service (jobs that mine from an index); default: http://HOST:PORT"
     )
     job_lease_seconds: float = Field(
-        60.0, ge=1.0, description="a job whose worker is silent this long is resumed by another worker"
+        60.0,
+        ge=1.0,
+        description="a job whose worker is silent this long (killed, machine lost) is resumed by another worker "
+        "from its last checkpoint",
     )
+    job_max_seconds: float = Field(
+        24 * 3600.0, gt=0, description="wall-clock limit of one job; past it the job fails (checkpoints kept)"
+    )
+    job_events_kept: int = Field(
+        10_000, ge=0, description="events kept per job (0 = all); the oldest metrics events go first"
+    )
+    max_train_steps: int = Field(100_000, ge=1, description="largest hyperparameters.max_steps of a job")
+    max_train_epochs: float = Field(100.0, gt=0, description="largest hyperparameters.epochs (n_epochs) of a job")
+    max_train_batch_size: int = Field(4096, ge=2, description="largest hyperparameters.batch_size of a job")
+    max_train_seq_length: int = Field(8192, ge=8, description="largest hyperparameters.max_seq_length of a job")
     job_max_attempts: int = Field(3, ge=1, description="claims of one job before it fails as worker_lost")
     worker_poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for queued jobs")
     cancel_grace_seconds: float = Field(10.0, ge=0, description="a cancelled job still running after this is killed")

@@ -15,7 +15,7 @@ from negminer import ConfigError, DataError, IndexFileError, ModelError, Negmine
 from negminer._errors import error_message
 from negminer.service.client import ServiceError
 from negminer.service.registry import IndexBusy, IndexExists, IndexNotFound, IndexNotReady
-from negminer.service.schemas import Problem
+from negminer.service.schemas import Problem, ProblemError
 
 logger = logging.getLogger("negminer")
 
@@ -49,6 +49,10 @@ def problem(
         code=code,
         param=param,
         line=line,
+        message=detail,
+        error=ProblemError(
+            message=detail, type=_OPENAI_TYPE.get(status, "invalid_request_error"), code=code, param=param
+        ),
     )
     return JSONResponse(
         body.model_dump(exclude=None if line is not None else {"line"}),
@@ -56,6 +60,11 @@ def problem(
         media_type=PROBLEM,
         headers=headers,
     )
+
+
+# OpenAI's error ``type`` by status (what its SDKs and clients expect to find in ``error.type``).
+_OPENAI_TYPE = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+_OPENAI_TYPE.update({s: "server_error" for s in range(500, 600)})
 
 
 # NegminerError subclasses -> (HTTP status, problem code); the most specific class that matches wins.
@@ -98,10 +107,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {
+            400: "bad_request",
             401: "unauthorized",
+            403: "forbidden",
             404: "not_found",
             405: "method_not_allowed",
             409: "conflict",
+            410: "gone",
             413: "payload_too_large",
         }.get(exc.status_code, "http_error")
         return problem(

@@ -7,12 +7,15 @@ folder inside the data dir. Anything else, and any path that escapes the data di
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 
+from negminer.index import DEFAULT_MODEL_NAMES
 from negminer.service.config import ServiceSettings
 from negminer.service.schemas import ListPage
 from negminer.service.store import JobStore
@@ -21,7 +24,7 @@ T = TypeVar("T")
 
 __all__ = ["bad_param", "default_model", "inside_data_dir", "list_page", "resolve_model"]
 
-DEFAULT_NAME = "all-MiniLM-L6-v2"
+DEFAULT_NAME = DEFAULT_MODEL_NAMES[0]
 
 
 def bad_param(param: str, why: str, where: str = "body") -> RequestValidationError:
@@ -49,19 +52,54 @@ def default_model(settings: ServiceSettings) -> tuple[str, str]:
     return DEFAULT_NAME, default_model_path()
 
 
-def inside_data_dir(relative: str, settings: ServiceSettings, param: str) -> Path:
-    """Resolve a path against the data dir; refuse one that escapes it (``..``, absolute elsewhere, links)."""
+def inside_data_dir(
+    relative: str,
+    settings: ServiceSettings,
+    param: str,
+    *,
+    kind: Literal["file", "dir"] = "file",
+    suffixes: tuple[str, ...] = (),
+) -> Path:
+    """Resolve a path field against the data dir: it must stay inside (``..``, absolute paths elsewhere and links
+    out are refused) and be an existing readable regular file (``kind="file"``, with one of ``suffixes`` if given)
+    or folder. Anything else (a NUL byte, a directory, a FIFO, a device) is a 422 naming ``param``."""
+    if "\x00" in relative:
+        raise bad_param(param, "path holds a NUL byte")
+    if not relative.strip():
+        raise bad_param(param, "empty path")
     root = Path(settings.data_dir).resolve()
-    path = (root / relative).resolve()
+    try:
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long
+        raise bad_param(param, f"cannot resolve the path ({type(exc).__name__})") from None
     if not path.is_relative_to(root):
         raise bad_param(param, "path escapes the data dir")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise bad_param(param, f"no {'file' if kind == 'file' else 'folder'} {relative!r} in the data dir") from None
+    except OSError as exc:
+        raise bad_param(param, f"cannot read {relative!r}: {exc.strerror}") from None
+    if kind == "file" and not stat.S_ISREG(st.st_mode):
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (FIFO, socket or device)"
+        raise bad_param(param, f"{relative!r} is {what}")
+    if kind == "dir" and not stat.S_ISDIR(st.st_mode):
+        raise bad_param(param, f"{relative!r} is not a folder")
+    if not os.access(path, os.R_OK | (os.X_OK if kind == "dir" else 0)):
+        raise bad_param(param, f"{relative!r} is not readable by the service")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise bad_param(param, f"{relative!r}: unsupported type (use {', '.join(suffixes)})")
     return path
 
 
 def resolve_model(model: str | None, settings: ServiceSettings, store: JobStore | None, param: str = "model") -> str:
     """The folder of model ``model`` (see the module docstring)."""
     name, path = default_model(settings)
+    if "\x00" in (model or ""):
+        raise bad_param(param, "holds a NUL byte")
     if model is None or model in (name, settings.model, path):  # by name, or the path the service itself uses
+        return path
+    if not settings.model and model in DEFAULT_MODEL_NAMES:  # sentence-transformers/all-MiniLM-L6-v2
         return path
     registered = store.get_model(model) if store is not None else None
     if registered is not None:
@@ -70,7 +108,8 @@ def resolve_model(model: str | None, settings: ServiceSettings, store: JobStore 
         return str(registered["path"])
     if model.startswith("ft:"):
         raise bad_param(param, f"no model named {model!r} (GET /v1/models lists them)")
-    folder = inside_data_dir(model, settings, param)
-    if not folder.is_dir():
-        raise bad_param(param, f"no model named {model!r} and no model folder of that name in the data dir")
+    try:
+        folder = inside_data_dir(model, settings, param, kind="dir")
+    except RequestValidationError:
+        raise bad_param(param, f"no model named {model!r} and no model folder of that name in the data dir") from None
     return str(folder)

@@ -8,6 +8,7 @@ disturbs it. A restarted registry loads every index it finds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -26,11 +27,39 @@ from negminer._vocab import IndexKind, IndexStatus, OperationStatus, OperationTy
 from negminer.index import CorpusIndex, Encoder, IndexStore, build_index
 from negminer.service.schemas import NAME_PATTERN, IndexInfo, Operation
 
-__all__ = ["IndexBusy", "IndexExists", "IndexNotFound", "IndexNotReady", "IndexRegistry", "IndexState", "Snapshot"]
+__all__ = [
+    "IndexBusy",
+    "IndexExists",
+    "IndexNotFound",
+    "IndexNotReady",
+    "IndexRegistry",
+    "IndexState",
+    "Snapshot",
+    "pinned_models",
+]
 
 logger = logging.getLogger("negminer")
 
 NAME_RE = re.compile(NAME_PATTERN)
+
+_OPERATION_FILE = "operation.json"  # the model a build / refresh in progress reads, for pinned_models()
+
+
+def pinned_models(root: str | Path) -> dict[str, list[str]]:
+    """Model folders that indexes under ``root`` depend on -> the index names: the models of every version kept on
+    disk (adding documents to a version encodes with its model) and of operations in progress. Read from disk, so
+    a worker process can ask before it deletes a checkpoint; such models must not be deleted."""
+    out: dict[str, list[str]] = {}
+    root = Path(root)
+    if not root.is_dir():
+        return out
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name)):
+        models = IndexStore(d).models()
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            models.add(json.loads((d / _OPERATION_FILE).read_text(encoding="utf-8"))["model"])
+        for m in models:
+            out.setdefault(str(Path(m).resolve()) if Path(m).exists() else m, []).append(d.name)
+    return out
 
 
 class IndexNotFound(NegminerError, KeyError):
@@ -136,6 +165,7 @@ class IndexRegistry:
     def load_all(self) -> None:
         """Load every index found under ``root`` (after a restart)."""
         for d in sorted(p for p in self.root.iterdir() if p.is_dir() and NAME_RE.match(p.name)):
+            (d / _OPERATION_FILE).unlink(missing_ok=True)  # left by a process that died mid-operation
             meta_path = d / "index.json"
             if not meta_path.exists():
                 continue
@@ -214,7 +244,10 @@ class IndexRegistry:
 
         def run() -> None:
             t0 = time.perf_counter()
+            pin = d / _OPERATION_FILE
             try:
+                with atomic_open(pin) as fh:
+                    json.dump({"type": str(op), "model": model}, fh)
 
                 def progress(done: int, total: int) -> None:
                     with state.lock:
@@ -238,6 +271,7 @@ class IndexRegistry:
                         state.status = IndexStatus.failed
                     state.error = f"{type(exc).__name__}: {exc}"
                     operation.status, operation.error = OperationStatus.failed, state.error
+            pin.unlink(missing_ok=True)
             seconds = round(time.perf_counter() - t0, 3)
             with state.lock:
                 state.build_seconds = operation.seconds = seconds

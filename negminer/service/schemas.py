@@ -9,9 +9,18 @@ are the library's :class:`~negminer.mining.MiningConfig` and training options it
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from negminer._vocab import (
     EventLevel,
@@ -36,6 +45,9 @@ __all__ = [
     "Deleted",
     "Document",
     "EmbedRequest",
+    "EmbeddingObject",
+    "EmbeddingsRequest",
+    "EmbeddingsResponse",
     "Event",
     "FileObject",
     "Health",
@@ -43,6 +55,11 @@ __all__ = [
     "IndexInfo",
     "Job",
     "JobError",
+    "JobHyperparameters",
+    "Method",
+    "MethodIn",
+    "OPENAI_HYPERPARAMETERS",
+    "BASE_LEARNING_RATE",
     "ListPage",
     "MineQuery",
     "MineRequest",
@@ -52,14 +69,20 @@ __all__ = [
     "Negative",
     "Operation",
     "Problem",
+    "ProblemError",
     "Readiness",
     "RefreshRequest",
     "SearchHit",
     "SearchRequest",
     "SearchResponse",
+    "Supervised",
+    "SupervisedIn",
+    "Usage",
 ]
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # index names
+
+TruncationDirection = Literal["right", "left"]
 
 T = TypeVar("T")
 
@@ -78,8 +101,20 @@ class _Response(BaseModel):
 
 
 # -- shared ------------------------------------------------------------------------------------------------------
+class ProblemError(_Response):
+    """The OpenAI-shaped ``error`` member of a problem: OpenAI's SDKs build their exception from it."""
+
+    message: str
+    type: str
+    code: str
+    param: str | None = None
+
+
 class Problem(_Response):
-    """RFC 9457 ``application/problem+json``, with ``code`` and the field at fault (``param``)."""
+    """RFC 9457 ``application/problem+json``, with ``code`` and the field at fault (``param``).
+
+    ``message`` (= ``detail``) and ``error`` repeat it in the shape OpenAI's clients read, so their exceptions say
+    what went wrong (``Error code: 422 - hyperparameters.batch_size: ...``) instead of the bare status."""
 
     type: str
     title: str
@@ -89,6 +124,8 @@ class Problem(_Response):
     code: str
     param: str | None = Field(None, description="the request field at fault, dotted for nested fields")
     line: int | None = Field(None, description="line of an uploaded file at fault")
+    message: str = Field(description="the same as detail")
+    error: ProblemError
 
 
 class ListPage(_Response, Generic[T]):
@@ -235,15 +272,59 @@ class MineResponse(_IndexAnswer):
 
 
 # -- embeddings --------------------------------------------------------------------------------------------------
+_INPUT_TYPE = (
+    "query or document: picks the model's query or document prompt (models with prompts, e.g. "
+    "E5 or BGE; all-MiniLM-L6-v2 has none, so both give the same vectors)"
+)
+_PROMPT_NAME = "a prompt of the model by name (overrides input_type's); unknown: 422"
+
+
 class EmbedRequest(_Request):
     """Text Embeddings Inference's ``/embed`` body."""
 
     inputs: str | list[str]
-    normalize: bool = True
-    truncate: bool = True
-    prompt_name: str | None = None
+    normalize: bool = Field(True, description="false: the model's raw vectors")
+    truncate: bool = Field(True, description="false: texts over the model's maximum length are refused")
+    truncation_direction: TruncationDirection = Field("right", description="left: keep the end of long texts")
+    prompt_name: str | None = Field(None, description=_PROMPT_NAME)
+    input_type: Literal["query", "document"] = Field("document", description=_INPUT_TYPE)
     dimensions: int | None = Field(None, ge=1, description="keep the first N dimensions (Matryoshka models)")
     model: str | None = Field(None, description="a model name from GET /v1/models; default: the service's model")
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v  # TEI says Left / Right, huggingface_hub left / right
+
+
+class EmbeddingsRequest(_Request):
+    """OpenAI's ``/embeddings`` body (``user`` is accepted and ignored)."""
+
+    input: str | list[str] | list[int] | list[list[int]] = Field(description="a text or a list of texts")
+    model: str | None = Field(None, description="a model name from GET /v1/models; default: the service's model")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="keep the first N dimensions, normalized again")
+    user: str | None = None
+    input_type: Literal["query", "document"] = Field("document", description=_INPUT_TYPE)
+    prompt_name: str | None = Field(None, description=_PROMPT_NAME)
+
+
+class EmbeddingObject(_Response):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32 (encoding_format)")
+
+
+class Usage(_Response):
+    prompt_tokens: int = Field(description="tokens the model read, counted by its tokenizer after truncation")
+    total_tokens: int
+
+
+class EmbeddingsResponse(_Response):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingObject]
+    model: str
+    usage: Usage
 
 
 # -- models ------------------------------------------------------------------------------------------------------
@@ -258,29 +339,97 @@ class Model(_Response):
 
 # -- files -------------------------------------------------------------------------------------------------------
 class FileObject(_Response):
+    """OpenAI's ``file`` object; training files also say what negminer read from them."""
+
     id: str
     object: Literal["file"] = "file"
     bytes: int
     created_at: int
     filename: str
-    purpose: str
+    purpose: Literal["fine-tune", "fine-tune-results"]
     status: Literal["processed"] = "processed"
-    format: str = Field(description="pairs-jsonl, parquet or csv")
-    queries: int
-    pairs: int
-    documents: int
+    format: str = Field(description="pairs-jsonl, parquet or csv (results: csv)")
+    queries: int | None = Field(None, description="training files: queries read")
+    pairs: int | None = Field(None, description="training files: (query, positive) pairs read")
+    documents: int | None = Field(None, description="training files: distinct documents read")
+    job: str | None = Field(None, description="results files: the job that wrote it")
 
 
 # -- fine-tuning jobs --------------------------------------------------------------------------------------------
+BASE_LEARNING_RATE: float = TrainHyperparameters.model_fields["learning_rate"].default
+"""learning_rate = learning_rate_multiplier x this (the trainer's default learning rate)."""
+
+OPENAI_HYPERPARAMETERS = {
+    "n_epochs": "epochs",
+    "batch_size": "batch_size",
+    "learning_rate_multiplier": f"learning_rate (x {BASE_LEARNING_RATE:g})",
+}
+"""OpenAI's hyperparameter names -> negminer's; ``"auto"`` takes negminer's default."""
+
+
+def _from_openai(raw: Any) -> Any:
+    """OpenAI's hyperparameters (``n_epochs``, ``batch_size``, ``learning_rate_multiplier``, ``"auto"``) as
+    negminer's; negminer's own names pass unchanged."""
+    if not isinstance(raw, dict):
+        return raw
+    out = {k: v for k, v in raw.items() if not (k in OPENAI_HYPERPARAMETERS and v == "auto")}
+    if "learning_rate_multiplier" in out:
+        m = out.pop("learning_rate_multiplier")
+        if "learning_rate" in out:
+            raise ValueError("give learning_rate or learning_rate_multiplier, not both")
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0 or m == float("inf"):
+            raise ValueError(f"learning_rate_multiplier must be a positive number or 'auto', got {m!r}")
+        out["learning_rate"] = float(m) * BASE_LEARNING_RATE
+    if "n_epochs" in out and "epochs" in out:
+        raise ValueError("give epochs or n_epochs, not both")
+    return out
+
+
+JobHyperparametersIn = Annotated[TrainHyperparameters, BeforeValidator(_from_openai)]
+
+
+class JobHyperparameters(TrainHyperparameters):
+    """The effective training options of a job, with OpenAI's names beside negminer's."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def n_epochs(self) -> int | None:
+        """OpenAI's name for epochs (when whole)."""
+        return int(self.epochs) if float(self.epochs).is_integer() and self.epochs > 0 else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def learning_rate_multiplier(self) -> float:
+        """learning_rate / BASE_LEARNING_RATE."""
+        return self.learning_rate / BASE_LEARNING_RATE
+
+
+class SupervisedIn(_Request):
+    hyperparameters: JobHyperparametersIn | None = None
+
+
+class MethodIn(_Request):
+    """OpenAI's ``method``: negminer trains contrastively on (query, positive) pairs, which is ``supervised``."""
+
+    type: Literal["supervised"]
+    supervised: SupervisedIn | None = None
+
+
 class CreateJob(_Request):
     model: str | None = Field(None, description="model to fine-tune (GET /v1/models); default: the service's model")
     training_file: str = Field(min_length=1)
     validation_file: str | None = None
     index: str | None = Field(None, description="mine (and refresh) negatives from a copy of this index's corpus")
-    hyperparameters: TrainHyperparameters = Field(
+    hyperparameters: JobHyperparametersIn = Field(
         default_factory=TrainHyperparameters,
-        description="training options; unset ones take the trainer's defaults (the job shows the effective ones)",
+        description="training options; unset ones take the trainer's defaults (the job shows the effective ones). "
+        "OpenAI's names are accepted: n_epochs, batch_size, learning_rate_multiplier (x the default learning "
+        "rate), each also 'auto' (the default)",
     )
+    method: MethodIn | None = Field(
+        None, description="OpenAI's method: only supervised; its hyperparameters or the top-level ones, not both"
+    )
+    integrations: list[dict[str, Any]] | None = Field(None, max_length=0, description="none are supported")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
     metadata: dict[str, str] | None = Field(None, max_length=16)
@@ -292,7 +441,18 @@ class JobError(_Response):
     param: str | None = None
 
 
+class Supervised(_Response):
+    hyperparameters: JobHyperparameters
+
+
+class Method(_Response):
+    type: Literal["supervised"] = "supervised"
+    supervised: Supervised
+
+
 class Job(_Response):
+    """OpenAI's ``fine_tuning.job`` (every field its SDK requires), with negminer's additions."""
+
     id: str
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
     created_at: int
@@ -300,18 +460,35 @@ class Job(_Response):
     finished_at: int | None = None
     model: str
     fine_tuned_model: str | None = None
+    organization_id: str = "negminer"
     training_file: str
     validation_file: str | None = None
+    result_files: list[str] = Field(
+        default_factory=list, description="the job's step_metrics.csv file (GET /v1/files/{id}/content), when done"
+    )
     index: str | None = None
-    hyperparameters: TrainHyperparameters = Field(description="the effective training options")
+    hyperparameters: JobHyperparameters = Field(description="the effective training options")
+    method: Method
     status: JobStatus
     error: JobError | None = None
     metadata: dict[str, str] | None = Field(None, validation_alias=AliasChoices("metadata", "job_metadata"))
     seed: int
     suffix: str | None = None
     trained_steps: int | None = None
+    trained_tokens: int | None = Field(None, description="input tokens trained on (padding excluded), when done")
+    estimated_finish: int | None = None
+    integrations: list[dict[str, Any]] | None = None
     attempts: int = 0
     cancel_requested: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method(cls, row: Any) -> Any:
+        if isinstance(row, dict) and "method" not in row:
+            row = {**row, "method": {"supervised": {"hyperparameters": row.get("hyperparameters")}}}
+        if isinstance(row, dict) and row.get("result_files") is None:
+            row = {**row, "result_files": []}
+        return row
 
 
 class Event(_Response):

@@ -66,6 +66,8 @@ jobs = sa.Table(
     sa.Column("job_metadata", sa.JSON),
     sa.Column("error", sa.JSON),
     sa.Column("trained_steps", sa.Integer),
+    sa.Column("trained_tokens", sa.BigInteger),
+    sa.Column("result_files", sa.JSON),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("worker_id", sa.String(128)),
     sa.Column("lease_until", sa.Float),
@@ -139,13 +141,29 @@ def _sqlite_engine(url: str) -> Engine:
 class JobStore:
     """All job state, behind one small interface, on SQLite or PostgreSQL (the same code and tests for both)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, events_kept: int = 0) -> None:
         self.url = url
+        self.events_kept = events_kept  # per job; 0 = all
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = _sqlite_engine(url) if url.startswith("sqlite") else sa.create_engine(url, pool_pre_ping=True)
         self.is_sqlite = url.startswith("sqlite")
         _meta.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A database made by an older negminer gets the (nullable) columns added since: additive changes only."""
+        missing = []
+        with self.engine.connect() as c:
+            inspector = sa.inspect(c)
+            for table in _meta.sorted_tables:
+                have = {col["name"] for col in inspector.get_columns(table.name)}
+                missing += [(table.name, col) for col in table.columns if col.name not in have and col.nullable]
+        if missing:
+            with self._tx() as c:
+                for name, col in missing:
+                    kind = col.type.compile(dialect=self.engine.dialect)
+                    c.exec_driver_sql(f'ALTER TABLE {name} ADD COLUMN "{col.name}" {kind}')
 
     def close(self) -> None:
         self.engine.dispose()
@@ -169,8 +187,11 @@ class JobStore:
             row = c.execute(sa.select(files).where(files.c.id == file_id)).mappings().first()
         return dict(row) if row else None
 
-    def list_files(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        return self._page(files, None, after, limit, descending=True)
+    def list_files(
+        self, after: str | None, limit: int, *, purpose: str | None = None, descending: bool = True
+    ) -> tuple[list[dict[str, Any]], bool]:
+        where = files.c.purpose == purpose if purpose is not None else None
+        return self._page(files, where, after, limit, descending=descending)
 
     def delete_file(self, file_id: str) -> bool:
         with self._tx() as c:
@@ -209,8 +230,24 @@ class JobStore:
             row = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
         return dict(row) if row else None
 
-    def list_jobs(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        return self._page(jobs, None, after, limit, descending=True)
+    def list_jobs(
+        self, after: str | None, limit: int, metadata: dict[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Jobs newest first; with ``metadata``, only those whose metadata holds every given key and value."""
+        if not metadata:
+            return self._page(jobs, None, after, limit, descending=True)
+        found: list[dict[str, Any]] = []
+        while True:  # filtered here (portable across SQLite and PostgreSQL JSON), a page of candidates at a time
+            rows, more = self._page(jobs, None, after, 200, descending=True)
+            for r in rows:
+                meta = r["job_metadata"] or {}
+                if all(meta.get(k) == v for k, v in metadata.items()):
+                    found.append(r)
+                    if len(found) > limit:
+                        return found[:limit], True
+            if not more:
+                return found, False
+            after = rows[-1]["id"]
 
     def set_status(
         self,
@@ -315,9 +352,19 @@ class JobStore:
                         f"Worker {job['worker_id']} stopped responding; resuming on {worker_id} "
                         f"(attempt {attempt} of {max_attempts})"
                     )
-                    self._event(c, job_id, EventLevel.warn, msg)
+                    self._event(
+                        c, job_id, EventLevel.warn, msg, data={"lease_seconds": lease_seconds, "attempt": attempt}
+                    )
                 else:
-                    self._event(c, job_id, EventLevel.info, f"Fine-tuning job started on {worker_id}")
+                    self._event(
+                        c,
+                        job_id,
+                        EventLevel.info,
+                        f"Fine-tuning job started on {worker_id} (should the worker go silent for "
+                        f"{lease_seconds:g} s, NEGMINER_JOB_LEASE_SECONDS, another worker resumes the job from its "
+                        "last checkpoint)",
+                        data={"lease_seconds": lease_seconds, "attempt": attempt},
+                    )
             return self.get_job(job_id)
 
     def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> tuple[bool, bool]:
@@ -355,6 +402,18 @@ class JobStore:
     ) -> None:
         row = dict(job_id=job_id, level=level, message=message, type=type, data=data)
         c.execute(events.insert().values(id=new_id("ftevent"), created_at=_now(), **row))
+        if self.events_kept:  # retention: the oldest metrics events go first, then the oldest of any type
+            n = c.execute(sa.select(sa.func.count()).select_from(events).where(events.c.job_id == job_id)).scalar()
+            excess = int(n or 0) - self.events_kept
+            for kind in (EventType.metrics, None):
+                if excess <= 0:
+                    break
+                q = sa.select(events.c.seq).where(events.c.job_id == job_id)
+                if kind is not None:
+                    q = q.where(events.c.type == kind)
+                old = [r for (r,) in c.execute(q.order_by(events.c.seq).limit(excess))]
+                c.execute(events.delete().where(events.c.seq.in_(old)))
+                excess -= len(old)
 
     def add_event(
         self,
@@ -404,6 +463,12 @@ class JobStore:
         with self._tx() as c:
             c.execute(models.delete().where(models.c.name == name))
             c.execute(models.insert().values(name=name, created_at=_now(), path=path, job_id=job_id, kind=kind))
+
+    def delete_model(self, name: str) -> None:
+        """Forget a model (a fine-tuned model: also the job's name for it; a checkpoint: its checkpoint row)."""
+        with self._tx() as c:
+            c.execute(models.delete().where(models.c.name == name))
+            c.execute(checkpoints.delete().where(checkpoints.c.model == name))
 
     def get_model(self, name: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:

@@ -17,6 +17,9 @@ Failure model:
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import logging
 import multiprocessing
 import os
@@ -31,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from negminer import DataError, NegminerError, load_data
-from negminer._io import atomic_dir
+from negminer._io import atomic_dir, atomic_open
 from negminer._vocab import EventLevel, EventType, JobStatus
 from negminer.service.client import HttpNegativeSource
 from negminer.service.config import ServiceSettings
-from negminer.service.store import JobStore
+from negminer.service.registry import pinned_models
+from negminer.service.store import TERMINAL, JobStore, new_id
 from negminer.trainer import (
     CheckpointEvent,
     EvaluationEvent,
@@ -67,7 +71,7 @@ class Worker:
 
     def __init__(self, settings: ServiceSettings, worker_id: str | None = None) -> None:
         self.settings = settings
-        self.store = JobStore(settings.database)
+        self.store = JobStore(settings.database, events_kept=settings.job_events_kept)
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._stop = threading.Event()
 
@@ -104,6 +108,7 @@ class Worker:
         proc = ctx.Process(target=_child_main, args=(s, job_id, self.id), name=f"negminer-{job_id}")
         proc.start()
         renew_every = max(0.2, min(s.job_lease_seconds / 4, 5.0))
+        started_at = (self.store.get_job(job_id) or {}).get("started_at")
         last_renew, cancel_seen, outcome = time.monotonic(), None, ""
         while proc.is_alive():
             proc.join(timeout=min(renew_every, 0.5))
@@ -127,12 +132,23 @@ class Worker:
                     logger.exception("renewing the lease of %s failed", job_id)
                     continue
                 if not ours:
+                    job = self.store.get_job(job_id)
+                    if job and job["worker_id"] == self.id and job["status"] in TERMINAL:
+                        proc.join()  # the child has just ended the job itself and is exiting
+                        break
                     logger.warning("%s is no longer ours (lease lost); stopping it", job_id)
                     _kill(proc)
                     outcome = "lost"
                     break
                 if cancel and cancel_seen is None:
                     cancel_seen = time.monotonic()
+            if started_at and time.time() - started_at > s.job_max_seconds + s.cancel_grace_seconds + 30:
+                _kill(proc)  # the child should have stopped itself at the limit (see _JobRun.should_stop)
+                limit = _time_limit_error(s)
+                if self.store.set_status(job_id, S.failed, expect=(S.running,), worker_id=self.id, error=limit):
+                    self.store.add_event(job_id, limit["message"], level=EventLevel.error)
+                outcome = "timed out"
+                break
             if cancel_seen is not None and time.monotonic() - cancel_seen > s.cancel_grace_seconds:
                 _kill(proc)
                 if self.store.set_status(job_id, S.cancelled, expect=(S.running,), worker_id=self.id):
@@ -162,6 +178,15 @@ class Worker:
             else:
                 self.store.set_status(job_id, S.failed, expect=(S.running,), worker_id=self.id, error=error)
                 self.store.add_event(job_id, error["message"], level=EventLevel.error)
+
+
+def _time_limit_error(s: ServiceSettings) -> dict[str, Any]:
+    return {
+        "code": "time_limit_exceeded",
+        "param": None,
+        "message": f"the job ran past its wall-clock limit of {s.job_max_seconds:g} s (NEGMINER_JOB_MAX_SECONDS); "
+        "its checkpoints are kept: start a new job from the last one to go on",
+    }
 
 
 def _kill(proc: Any, grace: float = 5.0) -> None:
@@ -196,7 +221,7 @@ def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = JobStore(settings.database)
+    store = JobStore(settings.database, events_kept=settings.job_events_kept)
     try:
         _JobRun(settings, store, job_id, worker_id).run()
     except BaseException as exc:  # noqa: BLE001 - every failure ends up in the job, never lost
@@ -229,7 +254,9 @@ class _JobRun(TrainListener):
         self.name = model_name(job["model"], job["suffix"], job_id)
         self.last_log: dict[str, Any] = {}
         self.last_eval: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []  # one row per logged step / evaluation, for step_metrics.csv
         self._checked = 0.0
+        self.timed_out = False
 
     def event(
         self,
@@ -279,10 +306,16 @@ class _JobRun(TrainListener):
             + (f"; validating on {len(validation)} queries" if validation is not None else "")
         )
         result = train(data, cfg, validation=validation, source=source, listener=self)
-        if result.stopped:
+        done = {"trained_steps": result.steps, "trained_tokens": result.tokens, "result_files": self.results_file()}
+        if result.stopped and self.timed_out:
+            error = _time_limit_error(self.s)
             if self.store.set_status(
-                self.job_id, S.cancelled, expect=(S.running,), worker_id=self.worker_id, trained_steps=result.steps
+                self.job_id, S.failed, expect=(S.running,), worker_id=self.worker_id, error=error, **done
             ):
+                self.event(error["message"], level=EventLevel.error)
+            return
+        if result.stopped:
+            if self.store.set_status(self.job_id, S.cancelled, expect=(S.running,), worker_id=self.worker_id, **done):
                 self.event(f"Job cancelled at step {result.steps}; its checkpoints are kept")
             return
         final = self.models_dir / "final"
@@ -304,9 +337,36 @@ class _JobRun(TrainListener):
             expect=(S.running,),
             worker_id=self.worker_id,
             fine_tuned_model=self.name,
-            trained_steps=result.steps,
+            **done,
         ):
             self.event("The job has successfully completed")
+
+    def results_file(self) -> list[str]:
+        """Write the job's step metrics as ``step_metrics.csv`` (a file of purpose ``fine-tune-results``, as
+        OpenAI's jobs have); its id goes in the job's ``result_files``."""
+        if not self.history:
+            return []
+        columns = ["step", "epoch", "train_loss", "learning_rate", "ndcg@10", "recall@100", "mrr@10"]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.history)
+        raw = buf.getvalue().encode()
+        file_id = new_id("file")
+        dest = self.data_dir / "files" / f"{file_id}.csv"
+        with atomic_open(dest, "wb") as fh:
+            fh.write(raw)
+        info = {"format": "csv", "job": self.job_id}
+        self.store.add_file(
+            id=file_id,
+            filename="step_metrics.csv",
+            purpose="fine-tune-results",
+            nbytes=len(raw),
+            path=str(dest),
+            sha256=hashlib.sha256(raw).hexdigest(),
+            info=info,
+        )
+        return [file_id]
 
     def should_stop(self) -> bool:
         now = time.monotonic()
@@ -314,6 +374,9 @@ class _JobRun(TrainListener):
             return False
         self._checked = now
         job = self.store.get_job(self.job_id)
+        if job is not None and job["started_at"] and time.time() - job["started_at"] > self.s.job_max_seconds:
+            self.timed_out = True
+            return True
         return job is None or bool(job["cancel_requested"]) or job["worker_id"] != self.worker_id
 
     # -- TrainListener --------------------------------------------------------------------------------------------
@@ -325,6 +388,7 @@ class _JobRun(TrainListener):
 
     def on_log(self, event: LogEvent) -> None:
         self.last_log = {"train_loss": event.loss, "learning_rate": event.learning_rate}
+        self.history.append({"step": event.step, "epoch": event.epoch, **self.last_log})
         loss, lr = event.loss, event.learning_rate
         self.metrics(
             f"Step {event.step}: training loss={loss:.4f}",
@@ -339,6 +403,7 @@ class _JobRun(TrainListener):
             k: event.metrics[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in event.metrics
         }
         self.last_eval = {"step": event.step, **scores}
+        self.history.append({"step": event.step, **scores})
         said = ", ".join(f"{k}={v:.4f}" for k, v in scores.items())
         self.metrics(f"Step {event.step} ({event.event}): {said}", step=event.step, evaluation=event.event, **scores)
 
@@ -378,9 +443,13 @@ class _JobRun(TrainListener):
         keep = self.s.checkpoints_kept
         if keep:
             rows, _ = self.store.list_checkpoints(self.job_id, None, 1000)
+            pinned = pinned_models(self.data_dir / "indexes")  # an index built or refreshed with one keeps it
             for old in rows[keep:]:
+                folder = self.models_dir / f"checkpoint-step-{old['step']}"
+                if str(folder.resolve()) in pinned:
+                    continue
                 self.store.drop_checkpoint(self.job_id, old["model"])
-                shutil.rmtree(self.models_dir / f"checkpoint-step-{old['step']}", ignore_errors=True)
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _link_model(src: Path, dest: Path, skip: set[str] | None = None) -> None:

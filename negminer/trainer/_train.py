@@ -31,7 +31,7 @@ from negminer._errors import ConfigError, DataError
 from negminer._io import atomic_dir, atomic_path, write_json
 from negminer._settings import Settings
 from negminer._vocab import NegativesMode
-from negminer.index import Encoder, default_model_path
+from negminer.index import Encoder, model_ref
 from negminer.trainer._config import TrainConfig
 from negminer.trainer._evaluate import evaluate
 from negminer.trainer._events import (
@@ -64,6 +64,7 @@ class TrainResult:
     refreshes: list[dict[str, Any]]
     steps: int = 0
     stopped: bool = False  # the listener stopped the run early: no final model, the last checkpoint is kept
+    tokens: int = 0  # input tokens trained on (padding excluded), over every resumed attempt
 
     @property
     def before(self) -> dict[str, Any]:
@@ -284,12 +285,17 @@ class _ObserveCallback(TrainerCallback):
 class _RefreshCallback(TrainerCallback):
     """After each step: stop when the listener asks, take negatives that arrived, refresh every N steps."""
 
-    def __init__(self, run: _Run, model: Any) -> None:
+    def __init__(self, run: _Run, model: Any, loss: Any) -> None:
         self.run = run
         self.model = model
+        self.loss = loss
+        self.counted = 0
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         run, step = self.run, state.global_step
+        # input tokens, kept in the trainer state (so in checkpoints: a resumed run goes on counting)
+        state.num_input_tokens_seen = int(state.num_input_tokens_seen or 0) + self.loss.tokens_seen - self.counted
+        self.counted = self.loss.tokens_seen
         if step < state.max_steps and run.listener.should_stop():
             run.stopped_at = step
             control.should_training_stop = True
@@ -417,7 +423,7 @@ def train(
     train_data, val_data = _splits(data, cfg, validation)
     out = Path(cfg.output_dir)
     run = _Run(cfg, out, val_data, cfg.cache_dir or str(Settings().cache_dir), listener or _Silent())
-    model_path = str(cfg.model or default_model_path())
+    model_path = model_ref(cfg.model)
     model = run.encoder(model_path).model  # raises ModelError before anything else happens
     if cfg.max_seq_length:
         model.max_seq_length = cfg.max_seq_length
@@ -452,19 +458,19 @@ def train(
             args=_training_args(cfg, run.ckpt_dir, run.table),
             train_dataset=dataset,
             loss=loss,
-            callbacks=[_RefreshCallback(run, model), _ObserveCallback(run)],
+            callbacks=[_RefreshCallback(run, model, loss), _ObserveCallback(run)],
         )
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         close = getattr(run.source, "close", None)
         if owned and close is not None:
             close()
-    steps = trainer.state.global_step
+    steps, tokens = trainer.state.global_step, int(trainer.state.num_input_tokens_seen or 0)
     if run.stopped_at is not None:
         logger.info("stopped at step %d; last checkpoint in %s", steps, run.ckpt_dir)
-        return TrainResult(str(out), "", run.history, run.refreshes, steps=steps, stopped=True)
+        return TrainResult(str(out), "", run.history, run.refreshes, steps=steps, stopped=True, tokens=tokens)
     final = _save_model(model, out / "model")
     run.evaluate(steps, "end", str(final))
     _plot(run.history, out / "metrics.png")
     logger.info("trained %d steps; model in %s", steps, final)
-    return TrainResult(str(out), str(final), run.history, run.refreshes, steps=steps)
+    return TrainResult(str(out), str(final), run.history, run.refreshes, steps=steps, tokens=tokens)

@@ -51,12 +51,15 @@ def test_every_route_says_what_it_answers(tmp_path: Path, lexical_model: Path) -
         "FileObject",
         "Model",
         "Problem",
-        "TrainHyperparameters-Input",
+        "TrainHyperparameters",
+        "JobHyperparameters",
         "MiningConfig",
+        "EmbeddingsResponse",
     ):
         assert name in components, name
     assert components["Job"]["properties"]["status"]["$ref"].endswith("/JobStatus")
-    assert components["Job"]["properties"]["hyperparameters"]["$ref"].endswith("/TrainHyperparameters-Output")
+    assert components["Job"]["properties"]["hyperparameters"]["$ref"].endswith("/JobHyperparameters")
+    assert {"n_epochs", "learning_rate_multiplier", "batch_size"} <= set(components["JobHyperparameters"]["properties"])
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,13 @@ class FalseNegativeFilter:
         return filters.threshold_mask(cand, thresholds)
 
 
+def _token_count(features: Mapping[str, Tensor]) -> int:
+    """Tokens of one tokenized column, padding excluded."""
+    if "attention_mask" in features:
+        return int(features["attention_mask"].sum().item())
+    return int(features["input_ids"].numel())
+
+
 def _row_hashes(features: Mapping[str, Tensor]) -> Tensor:
     """A 64-bit hash of each row's token ids (padding excluded): equal texts get equal hashes."""
     ids = features["input_ids"]
@@ -149,6 +156,7 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         self.gather_across_devices = gather_across_devices
         self._keys: tuple[Tensor, list[Tensor]] | None = None
         self._features: list[dict[str, Tensor]] | None = None
+        self.tokens_seen = 0  # input tokens of the training batches (special tokens included, padding not)
         self.last_masked = 0  # false negatives masked in the last batch (for logging)
 
     # -- the per-positive term, given by each loss ----------------------------------------------------------
@@ -166,6 +174,8 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
             raise ValueError(f"{type(self).__name__} needs at least (query, positive) columns, got {len(features)}")
         self._keys = self._identity(features, labels)
         self._features = features
+        if self.training:
+            self.tokens_seen += sum(_token_count(f) for f in features)
         if self.mini_batch_size is not None:
             return self.forward_cached(features, labels)
         reps = embed_columns(self.model, features)

@@ -1,37 +1,75 @@
-"""``POST /v1/embed`` in Text Embeddings Inference's request and response shape."""
+"""Embeddings in the two shapes clients already speak: Text Embeddings Inference's ``POST /v1/embed`` (and
+huggingface_hub's ``feature_extraction``) and OpenAI's ``POST /v1/embeddings`` (the ``openai`` SDK, LangChain,
+LlamaIndex)."""
 
 from __future__ import annotations
+
+import base64
 
 from fastapi import APIRouter
 
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
+from negminer.service.embeddings import embed_texts
 from negminer.service.errors import problem_responses
-from negminer.service.models import bad_param, resolve_model
-from negminer.service.schemas import EmbedRequest
+from negminer.service.models import bad_param, default_model
+from negminer.service.schemas import EmbeddingObject, EmbeddingsRequest, EmbeddingsResponse, EmbedRequest, Usage
 
 router = APIRouter(prefix="/v1", tags=["embed"], responses=problem_responses(422))
 
 
 @router.post("/embed", response_model=list[list[float]])
-def embed(body: EmbedRequest, registry: RegistryDep, settings: SettingsDep, models: StoreDep) -> list[list[float]]:
-    """Embeddings of ``inputs`` (one string or a list). negminer's vectors are always L2-normalized and texts are
-    always truncated to the model's maximum length, so ``normalize`` and ``truncate`` are accepted for TEI
-    compatibility; ``normalize`` applies after ``dimensions`` cuts a vector."""
-    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-    if not texts:
-        raise bad_param("inputs", "must not be empty")
-    if len(texts) > settings.max_batch:
-        raise bad_param("inputs", f"at most {settings.max_batch} texts per request")
-    if any(not t.strip() for t in texts):
-        raise bad_param("inputs", "empty text")
-    enc = registry.encoder(resolve_model(body.model, settings, models))
-    vecs = enc.encode(texts, kind="document", prompt_name=body.prompt_name, desc="embed")
-    if body.dimensions is not None:
-        if body.dimensions > vecs.shape[1]:
-            raise bad_param("dimensions", f"the model has {vecs.shape[1]} dimensions")
-        vecs = vecs[:, : body.dimensions]
-        if body.normalize:
-            import numpy as np
+def embed(body: EmbedRequest, registry: RegistryDep, settings: SettingsDep, store: StoreDep) -> list[list[float]]:
+    """TEI's ``/embed``: one vector per input. ``normalize=false`` returns the model's raw vectors;
+    ``truncate=false`` refuses over-long texts; ``truncation_direction=left`` keeps the end of long texts."""
+    out = embed_texts(
+        [body.inputs] if isinstance(body.inputs, str) else body.inputs,
+        registry=registry,
+        settings=settings,
+        store=store,
+        model=body.model,
+        param="inputs",
+        kind=body.input_type,
+        prompt_name=body.prompt_name,
+        normalize=body.normalize,
+        truncate=body.truncate,
+        truncation=body.truncation_direction,
+        dimensions=body.dimensions,
+    )
+    return out.vectors.tolist()
 
-            vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True).clip(min=1e-12)
-    return vecs.tolist()
+
+@router.post("/embeddings", response_model=EmbeddingsResponse)
+def embeddings(
+    body: EmbeddingsRequest, registry: RegistryDep, settings: SettingsDep, store: StoreDep
+) -> EmbeddingsResponse:
+    """OpenAI's ``/embeddings``: unit vectors as floats or base64 (little-endian float32, what the ``openai`` SDK
+    asks for by default), ``usage`` counted with the model's tokenizer. Texts only: token arrays are refused
+    (LangChain's ``OpenAIEmbeddings`` needs ``check_embedding_ctx_length=False``)."""
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if texts and not all(isinstance(t, str) for t in texts):
+        raise bad_param("input", "token arrays are not supported; send the texts")
+    out = embed_texts(
+        [str(t) for t in texts],
+        registry=registry,
+        settings=settings,
+        store=store,
+        model=body.model,
+        param="input",
+        kind=body.input_type,
+        prompt_name=body.prompt_name,
+        dimensions=body.dimensions,
+    )
+    data = [
+        EmbeddingObject(
+            index=i,
+            embedding=base64.b64encode(v.astype("<f4").tobytes()).decode()
+            if body.encoding_format == "base64"
+            else v.tolist(),
+        )
+        for i, v in enumerate(out.vectors)
+    ]
+    return EmbeddingsResponse(
+        data=data,
+        model=body.model or default_model(settings)[0],
+        usage=Usage(prompt_tokens=out.tokens, total_tokens=out.tokens),
+    )

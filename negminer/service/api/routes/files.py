@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, UploadFile
+from fastapi.responses import FileResponse
 
 from negminer import DataError, load_data
 from negminer.service.deps import SettingsDep, StoreDep
@@ -33,7 +34,7 @@ def upload_file(
     ``positives``), or Parquet / CSV with ``anchor`` and ``positive`` columns. The whole file is checked before it
     is kept; a bad one is refused with its line and field."""
     if purpose != "fine-tune":
-        raise bad_param("purpose", "must be 'fine-tune'")
+        raise bad_param("purpose", "must be 'fine-tune' (the only purpose negminer takes uploads for)")
     filename = Path(file.filename or "").name
     ext = Path(filename).suffix.lower()
     if ext not in FORMATS:
@@ -76,9 +77,18 @@ def upload_file(
 
 @router.get("", response_model=ListPage[FileObject])
 def list_files(
-    store: StoreDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 100
+    store: StoreDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+    order: Annotated[Literal["desc", "asc"], Query(description="by creation: desc (newest first) or asc")] = "desc",
+    purpose: Annotated[Literal["fine-tune", "fine-tune-results"] | None, Query()] = None,
 ) -> ListPage[FileObject]:
-    return list_page(lambda: store.list_files(after, limit), file_object, f"file {after!r}")
+    """Files (uploads and the jobs' results), one page; the next page starts ``after`` the last id of this one."""
+    return list_page(
+        lambda: store.list_files(after, limit, purpose=purpose, descending=order == "desc"),
+        file_object,
+        f"file {after!r}",
+    )
 
 
 @router.get("/{file_id}", response_model=FileObject)
@@ -87,6 +97,26 @@ def get_file(file_id: str, store: StoreDep) -> FileObject:
     if row is None:
         raise HTTPException(404, f"no file {file_id!r}")
     return file_object(row)
+
+
+@router.get(
+    "/{file_id}/content",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "the file's bytes as uploaded (or written by a job)",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+def file_content(file_id: str, store: StoreDep) -> FileResponse:
+    """The file's bytes (``client.files.content(id)``)."""
+    row = store.get_file(file_id)
+    if row is None:
+        raise HTTPException(404, f"no file {file_id!r}")
+    if not Path(row["path"]).is_file():
+        raise HTTPException(410, f"the bytes of file {file_id!r} are gone from the data dir")
+    return FileResponse(row["path"], media_type="application/octet-stream", filename=row["filename"])
 
 
 @router.delete("/{file_id}", response_model=Deleted)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from negminer._vocab import TERMINAL_JOB_STATUSES, JobStatus
+from negminer.service.config import ServiceSettings
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.models import bad_param, default_model, list_page, resolve_model
 from negminer.service.registry import IndexNotFound
 from negminer.service.schemas import Checkpoint, CreateJob, Event, Job, ListPage
 from negminer.service.store import JobStore
+from negminer.trainer import TrainHyperparameters
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=problem_responses(404, 409, 422))
 
@@ -37,9 +39,32 @@ def _file(store: JobStore, file_id: str | None, param: str) -> None:
         raise bad_param(param, f"no file {file_id!r} (upload it with POST /v1/files)")
 
 
+def _hyperparameters(body: CreateJob, settings: ServiceSettings) -> TrainHyperparameters:
+    """The job's recipe: the top-level hyperparameters or OpenAI's method.supervised.hyperparameters (one of
+    them), within the service's caps."""
+    hp, where = body.hyperparameters, "hyperparameters"
+    nested = body.method.supervised.hyperparameters if body.method and body.method.supervised else None
+    if nested is not None:
+        if "hyperparameters" in body.model_fields_set:
+            raise bad_param("method.supervised.hyperparameters", "give hyperparameters here or at the top, not both")
+        hp, where = nested, "method.supervised.hyperparameters"
+    caps = (
+        ("max_steps", hp.max_steps, settings.max_train_steps, "NEGMINER_MAX_TRAIN_STEPS"),
+        ("epochs", hp.epochs, settings.max_train_epochs, "NEGMINER_MAX_TRAIN_EPOCHS"),
+        ("batch_size", hp.batch_size, settings.max_train_batch_size, "NEGMINER_MAX_TRAIN_BATCH_SIZE"),
+        ("max_seq_length", hp.max_seq_length or 0, settings.max_train_seq_length, "NEGMINER_MAX_TRAIN_SEQ_LENGTH"),
+    )
+    for name, value, cap, env in caps:
+        if value > cap:
+            raise bad_param(f"{where}.{name}", f"at most {cap:g} on this service ({env}), got {value:g}")
+    return hp
+
+
 @router.post("", response_model=Job)
 def create_job(body: CreateJob, store: StoreDep, settings: SettingsDep, registry: RegistryDep) -> Job:
-    """Check the request (files, model, index, hyperparameters), then queue the job for a worker."""
+    """Check the request (files, model, index, hyperparameters within the service's caps), then queue the job
+    for a worker."""
+    hp = _hyperparameters(body, settings)
     _file(store, body.training_file, "training_file")
     _file(store, body.validation_file, "validation_file")
     model_path = resolve_model(body.model, settings, store)
@@ -48,7 +73,7 @@ def create_job(body: CreateJob, store: StoreDep, settings: SettingsDep, registry
             registry.get(body.index)
         except IndexNotFound:
             raise bad_param("index", f"no index {body.index!r}") from None
-    effective = body.hyperparameters.model_dump(mode="json")  # every option, defaults included
+    effective = hp.model_dump(mode="json")  # every option, defaults included
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     row = store.create_job(
         model=body.model or default_model(settings)[0],
@@ -73,10 +98,16 @@ def create_job(body: CreateJob, store: StoreDep, settings: SettingsDep, registry
 
 @router.get("", response_model=ListPage[Job])
 def list_jobs(
-    store: StoreDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    request: Request, store: StoreDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> ListPage[Job]:
-    """Jobs, newest first; the next page starts ``after`` the last id of this one."""
-    return list_page(lambda: store.list_jobs(after, limit), job_object, f"fine-tuning job {after!r}")
+    """Jobs, newest first; the next page starts ``after`` the last id of this one. ``metadata[KEY]=VALUE`` query
+    parameters (what OpenAI's SDK sends for ``metadata={...}``) keep the jobs whose metadata holds them all."""
+    metadata = {
+        k[len("metadata[") : -1]: v
+        for k, v in request.query_params.multi_items()
+        if k.startswith("metadata[") and k.endswith("]")
+    }
+    return list_page(lambda: store.list_jobs(after, limit, metadata), job_object, f"fine-tuning job {after!r}")
 
 
 @router.get("/{job_id}", response_model=Job)
@@ -91,6 +122,27 @@ def cancel_job(job_id: str, store: StoreDep) -> Job:
     if job["status"] in TERMINAL_JOB_STATUSES:
         raise HTTPException(409, f"job {job_id!r} has already {job['status']}")
     return job_object(store.request_cancel(job_id) or job)
+
+
+@router.post("/{job_id}/pause", response_model=Job, responses=problem_responses(400))
+def pause_job(job_id: str, store: StoreDep) -> Job:
+    """Not supported: negminer's jobs cannot be paused. Cancel the job instead (its checkpoints stay usable as
+    models) and start a new one from a checkpoint (``model``: the checkpoint's name)."""
+    _job(store, job_id)
+    raise HTTPException(400, _NO_PAUSE)
+
+
+@router.post("/{job_id}/resume", response_model=Job, responses=problem_responses(400))
+def resume_job(job_id: str, store: StoreDep) -> Job:
+    """Not supported (see pause). A job whose worker died is resumed from its last checkpoint by itself."""
+    _job(store, job_id)
+    raise HTTPException(400, _NO_PAUSE)
+
+
+_NO_PAUSE = (
+    "pausing and resuming jobs is not supported; cancel the job (its checkpoints are kept as models) and create "
+    "a new job with model=<checkpoint name> to go on from one"
+)
 
 
 @router.get("/{job_id}/events", response_model=ListPage[Event])

@@ -46,7 +46,7 @@ def create_index(body: CreateIndex, registry: RegistryDep, settings: SettingsDep
             raise bad_param("from_index", f"no index {body.from_index!r}") from None
         ids, texts, copied_model = list(snap.index.doc_ids), list(snap.texts), snap.model
     else:
-        ids, texts = load_corpus(inside_data_dir(body.corpus_file or "", settings, "corpus_file"))
+        ids, texts = load_corpus(inside_data_dir(body.corpus_file or "", settings, "corpus_file", suffixes=(".jsonl",)))
     model = copied_model if body.model is None and copied_model else resolve_model(body.model, settings, models)
     return registry.create(body.name, model, ids, texts, kind=body.kind).info()
 

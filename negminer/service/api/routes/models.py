@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from fastapi import APIRouter, HTTPException
 
 from negminer._vocab import ModelKind
 from negminer.service.deps import SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.models import default_model
-from negminer.service.schemas import ListPage, Model
+from negminer.service.registry import pinned_models
+from negminer.service.schemas import Deleted, ListPage, Model
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(404, 422))
 
@@ -17,6 +21,26 @@ router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_respo
 def list_models(store: StoreDep, settings: SettingsDep) -> ListPage[Model]:
     data = [Model(id=default_model(settings)[0], created=0, kind=ModelKind.default)]
     return ListPage[Model](data=data + [Model.model_validate(m) for m in store.list_models()])
+
+
+@router.delete("/{name}", response_model=Deleted, responses=problem_responses(403, 409))
+def delete_model(name: str, store: StoreDep, settings: SettingsDep) -> Deleted:
+    """Delete a fine-tuned model or checkpoint and its files (``client.models.delete(name)``). Refused (409) while
+    an index depends on it (built or refreshed with it); the service's default model cannot be deleted (403)."""
+    if name == default_model(settings)[0]:
+        raise HTTPException(403, f"{name!r} is the service's default model; it cannot be deleted")
+    m = store.get_model(name)
+    if m is None:
+        raise HTTPException(404, f"no model {name!r}")
+    data_dir = Path(settings.data_dir).resolve()
+    path = Path(m["path"]).resolve()
+    users = pinned_models(data_dir / "indexes").get(str(path))
+    if users:
+        raise HTTPException(409, f"model {name!r} is used by index {', '.join(users)}; delete or refresh it first")
+    store.delete_model(name)
+    if path.is_relative_to(data_dir / "models"):  # only what the service made itself
+        shutil.rmtree(path, ignore_errors=True)
+    return Deleted(id=name, object="model")
 
 
 @router.get("/{name}", response_model=Model)

@@ -1,0 +1,68 @@
+"""Embedding requests of both shapes the service speaks, Text Embeddings Inference's ``/v1/embed`` and OpenAI's
+``/v1/embeddings``, through one function: the checks (batch size, empty texts, over-long texts when truncation is
+off, prompt names, dimensions), the encoder of the named model, token counts for ``usage``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from negminer.service.config import ServiceSettings
+from negminer.service.models import bad_param, resolve_model
+from negminer.service.registry import IndexRegistry
+from negminer.service.store import JobStore
+
+__all__ = ["Embedded", "embed_texts"]
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: np.ndarray  # (n, dim) float32
+    tokens: int  # tokens the model read (after truncation), special tokens included
+
+
+def embed_texts(
+    texts: list[str],
+    *,
+    registry: IndexRegistry,
+    settings: ServiceSettings,
+    store: JobStore,
+    model: str | None,
+    param: str,
+    kind: Literal["query", "document"] = "document",
+    prompt_name: str | None = None,
+    normalize: bool = True,
+    truncate: bool = True,
+    truncation: Literal["left", "right"] = "right",
+    dimensions: int | None = None,
+) -> Embedded:
+    """Embed ``texts`` with ``model`` (a name from ``GET /v1/models``; None: the service's model).
+
+    ``dimensions`` keeps the first N dimensions (Matryoshka models), normalized again when ``normalize``;
+    ``truncate=False`` refuses texts longer than the model reads instead of cutting them (as TEI does)."""
+    if not texts:
+        raise bad_param(param, "must not be empty")
+    if len(texts) > settings.max_batch:
+        raise bad_param(param, f"at most {settings.max_batch} texts per request")
+    for i, t in enumerate(texts):
+        if not t.strip():
+            raise bad_param(param, f"text {i} is empty")
+    enc = registry.encoder(resolve_model(model, settings, store))
+    counts = enc.token_counts(texts, truncate=False)
+    limit = enc.max_tokens
+    if not truncate and limit:
+        for i, c in enumerate(counts):
+            if c > limit:
+                raise bad_param(param, f"text {i} has {c} tokens, over the model's {limit} (or truncate=true)")
+    if dimensions is not None and dimensions > enc.dim:
+        raise bad_param("dimensions", f"the model has {enc.dim} dimensions")
+    vecs = enc.encode(
+        texts, kind=kind, prompt_name=prompt_name, desc="embed", normalize=normalize, truncation=truncation
+    )
+    if dimensions is not None:
+        vecs = vecs[:, :dimensions]
+        if normalize:
+            vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True).clip(min=1e-12)
+    return Embedded(np.ascontiguousarray(vecs, dtype=np.float32), sum(min(c, limit) if limit else c for c in counts))

@@ -1,0 +1,88 @@
+"""The request guard (ASGI): request bodies are capped while they stream in, and URLs with NUL bytes are refused.
+
+A body over the cap is refused with 413 as soon as its declared ``Content-Length`` or the bytes received so far
+pass the cap, chunked uploads included, so nothing past the cap is ever read, parsed or spooled to disk. The cap is
+``max_upload_bytes`` for ``POST /v1/files`` and ``max_body_bytes`` elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from negminer.service.config import ServiceSettings
+from negminer.service.errors import problem
+
+__all__ = ["BodyTooLarge", "RequestGuard"]
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when the body passes the cap; an HTTPException so that FastAPI's body parsing lets
+    it through to the problem+json handler (413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, settings: ServiceSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def limit(self, path: str) -> int:
+        s = self.settings
+        return s.max_upload_bytes if path.rstrip("/") == "/v1/files" else s.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if "\x00" in path or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
+            await _answer(send, problem(422, "the URL holds a NUL byte", code="invalid_request", param="url"))
+            return
+        limit = self.limit(path)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > limit:
+            await _answer(send, problem(413, f"request body over {limit} bytes", code="payload_too_large"))
+            return
+        received = 0
+        started = False
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, tracked_send)
+        except BodyTooLarge as exc:  # raised where no handler answered it (outside a route)
+            if started:
+                raise
+            await _answer(send, problem(413, str(exc.detail), code="payload_too_large"))
+
+
+async def _answer(send: Send, response: Any) -> None:
+    """Send a whole JSONResponse without running the app."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": [(b"connection", b"close"), *response.raw_headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
