@@ -35,6 +35,7 @@ def test_top_level_api() -> None:
 def test_subpackage_apis() -> None:
     assert sorted(negminer.index.__all__) == sorted(
         [
+            "DEFAULT_MODEL_NAMES",
             "CorpusIndex",
             "EmbeddingCache",
             "EncodeStats",
@@ -46,6 +47,7 @@ def test_subpackage_apis() -> None:
             "faiss_available",
             "faiss_gpu_count",
             "fingerprint_model",
+            "model_ref",
         ]
     )
     assert sorted(negminer.mining.__all__) == sorted(
