@@ -268,18 +268,23 @@ class Encoder:
         return int(limit) if limit and limit != float("inf") else None
 
     def token_counts(self, texts: list[str], *, truncate: bool = True) -> list[int]:
-        """Tokens of each text as the model counts them (special tokens included; ``truncate``: at most
-        :attr:`max_tokens`), for usage figures and for refusing over-long inputs."""
+        """Tokens of each text as the model reads it (special tokens included, padding not), for usage figures;
+        ``truncate=False``: before truncation, for refusing over-long inputs."""
         if not texts:
             return []
         with self._lock:
-            tok = self.model.tokenizer
+            model = self.model
+            if truncate:
+                features = model.tokenize(list(texts))
+                if "attention_mask" in features:
+                    return [int(x) for x in features["attention_mask"].sum(dim=1).tolist()]
+                if "offsets" in features:  # EmbeddingBag input (static models): one flat id list, row offsets
+                    bounds = [*features["offsets"].tolist(), int(features["input_ids"].numel())]
+                    return [b - a for a, b in zip(bounds, bounds[1:])]
+            tok = model.tokenizer
             if hasattr(tok, "encode_batch"):  # a bare tokenizers.Tokenizer (static embedding models)
-                counts = [len(e.ids) for e in tok.encode_batch(list(texts))]
-            else:
-                counts = [len(x) for x in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
-        limit = self.max_tokens
-        return [min(c, limit) for c in counts] if truncate and limit else counts
+                return [len(e.ids) for e in tok.encode_batch(list(texts))]
+            return [len(x) for x in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
 
     def _check_prompt(self, prompt_name: str | None) -> None:
         if prompt_name is None:

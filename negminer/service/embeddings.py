@@ -50,10 +50,9 @@ def embed_texts(
         if not t.strip():
             raise bad_param(param, f"text {i} is empty")
     enc = registry.encoder(resolve_model(model, settings, store))
-    counts = enc.token_counts(texts, truncate=False)
     limit = enc.max_tokens
     if not truncate and limit:
-        for i, c in enumerate(counts):
+        for i, c in enumerate(enc.token_counts(texts, truncate=False)):
             if c > limit:
                 raise bad_param(param, f"text {i} has {c} tokens, over the model's {limit} (or truncate=true)")
     if dimensions is not None and dimensions > enc.dim:
@@ -65,4 +64,4 @@ def embed_texts(
         vecs = vecs[:, :dimensions]
         if normalize:
             vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True).clip(min=1e-12)
-    return Embedded(np.ascontiguousarray(vecs, dtype=np.float32), sum(min(c, limit) if limit else c for c in counts))
+    return Embedded(np.ascontiguousarray(vecs, dtype=np.float32), sum(enc.token_counts(texts)))
