@@ -39,6 +39,9 @@ class ServiceSettings(Settings):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
     max_batch: int = Field(256, ge=1, description="texts per search or embed request")
     max_top_k: int = Field(1000, ge=1, description="largest top_k")
+    max_mine_depth: int = Field(
+        10_000, ge=1, description="largest candidate depth of a mining request (range_min/max, windows, max_depth)"
+    )
     max_documents: int = Field(100_000, ge=1, description="documents per index creation request")
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file upload (POST /v1/files)")
     database_url: str | None = Field(

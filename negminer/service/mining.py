@@ -7,11 +7,32 @@ from typing import Any
 
 from negminer import RetrievalData
 from negminer._errors import ConfigError
-from negminer.mining import MiningResult, mine
+from negminer.mining import MiningConfig, MiningResult, mine
+from negminer.service.config import ServiceSettings
+from negminer.service.models import bad_param
 from negminer.service.registry import IndexRegistry, Snapshot
 from negminer.service.schemas import MineQuery, MineRequest, MineResponse, MineResult, Negative
 
-__all__ = ["mine_index", "mine_snapshot"]
+__all__ = ["check_mining_limits", "mine_index", "mine_snapshot"]
+
+
+def check_mining_limits(cfg: MiningConfig, settings: ServiceSettings, where: str) -> None:
+    """Mining options within the service's limits (a request must not ask for a billion negatives per query);
+    a 422 names the field (``where.field``) and the setting that bounds it."""
+    limits = {
+        "num_negatives": (settings.max_top_k, "NEGMINER_MAX_TOP_K"),
+        "range_min": (settings.max_mine_depth, "NEGMINER_MAX_MINE_DEPTH"),
+        "range_max": (settings.max_mine_depth, "NEGMINER_MAX_MINE_DEPTH"),
+        "neighbourhood_window": (settings.max_mine_depth, "NEGMINER_MAX_MINE_DEPTH"),
+        "adaptive_window": (settings.max_mine_depth, "NEGMINER_MAX_MINE_DEPTH"),
+        "max_depth": (settings.max_mine_depth, "NEGMINER_MAX_MINE_DEPTH"),
+        "batch_size": (4096, None),
+        "chunk_size": (1 << 16, None),
+    }
+    for name, (cap, env) in limits.items():
+        value = getattr(cfg, name)
+        if value is not None and value > cap:
+            raise bad_param(f"{where}.{name}", f"at most {cap}" + (f" on this service ({env})" if env else ""))
 
 
 def mine_snapshot(

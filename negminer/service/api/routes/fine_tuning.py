@@ -11,6 +11,7 @@ from negminer._vocab import TERMINAL_JOB_STATUSES, JobStatus
 from negminer.service.config import ServiceSettings
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
+from negminer.service.mining import check_mining_limits
 from negminer.service.models import bad_param, default_model, list_page, resolve_model
 from negminer.service.registry import IndexNotFound
 from negminer.service.schemas import Checkpoint, CreateJob, Event, Job, ListPage
@@ -57,6 +58,9 @@ def _hyperparameters(body: CreateJob, settings: ServiceSettings) -> TrainHyperpa
     for name, value, cap, env in caps:
         if value > cap:
             raise bad_param(f"{where}.{name}", f"at most {cap:g} on this service ({env}), got {value:g}")
+    if hp.num_negatives > settings.max_top_k:
+        raise bad_param(f"{where}.num_negatives", f"at most {settings.max_top_k} on this service (NEGMINER_MAX_TOP_K)")
+    check_mining_limits(hp.mining_config(), settings, f"{where}.mining")
     return hp
 
 

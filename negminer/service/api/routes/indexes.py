@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 from negminer import load_corpus
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
-from negminer.service.mining import mine_index
+from negminer.service.mining import check_mining_limits, mine_index
 from negminer.service.models import bad_param, inside_data_dir, resolve_model
 from negminer.service.registry import IndexNotFound
 from negminer.service.schemas import (
@@ -84,7 +84,10 @@ def search(name: str, body: SearchRequest, registry: RegistryDep, settings: Sett
 
         if len({len(v) for v in body.vectors}) != 1:
             raise bad_param("vectors", "all vectors must have the same length")
-        vectors = np.asarray(body.vectors, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            vectors = np.asarray(body.vectors, dtype=np.float32)
+        if not np.isfinite(vectors).all():
+            raise bad_param("vectors", "values must be finite float32 numbers")
     version, results = registry.search(name, body.queries, body.top_k, vectors=vectors)
     hits = [[SearchHit(id=i, score=s, text=t if body.return_text else None) for i, s, t in r] for r in results]
     return SearchResponse(index=name, version=version, results=hits)
@@ -112,4 +115,5 @@ def mine(name: str, body: MineRequest, registry: RegistryDep, settings: Settings
     """Hard negatives for the given queries from the index's corpus, with every mining option of the library."""
     if len(body.queries) > settings.max_batch:
         raise bad_param("queries", f"at most {settings.max_batch} per request")
+    check_mining_limits(body.options, settings, "options")
     return mine_index(registry, name, body)
