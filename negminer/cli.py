@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 import typer  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from negminer._errors import NegminerError, describe  # noqa: E402
+from negminer._errors import ConfigError, NegminerError, describe  # noqa: E402
 from negminer._settings import Settings  # noqa: E402
 from negminer._vocab import (  # noqa: E402
     IndexKind,
@@ -44,6 +44,23 @@ app.add_typer(index_app, name="index")
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv", ".txt", ".png")
+
+
+def _output_dir(path: Path) -> Path:
+    """``--output`` names a folder: refuse a file name (``-o negatives.jsonl`` would make a folder of that name)
+    and an existing file."""
+    if path.suffix.lower() in _FILE_SUFFIXES or path.is_file():
+        _fail(
+            ConfigError(
+                f"--output names a folder (negminer writes several files into it), got {str(path)!r}; "
+                f"try -o {path.with_suffix('') if path.suffix else path.parent / 'out'}",
+                param="output",
+            )
+        )
+    return path
 
 
 def _encoder(
@@ -166,6 +183,7 @@ def mine(
     from negminer import load_data
     from negminer.mining import mine as run_mine
 
+    _output_dir(output)
     try:
         config = _mining(no_margin, **options)
         ds = load_data(data, split=split, corpus=str(corpus) if corpus else None)
@@ -200,6 +218,7 @@ def demo(
     from negminer.mining import mine as run_mine
     from negminer.trainer import train
 
+    _output_dir(output)
     try:
         t0 = time.perf_counter()
         data = build_demo(max_docs, harsh=harsh)
@@ -310,9 +329,30 @@ def train_cmd(
     metrics.png (nDCG@10, Recall@100, MRR@10 on the validation split at the start, each refresh and the end).
     Without a filter flag the trainer's recommended filter applies (--positive-neighbourhood 1.5
     --adaptive-margin 1.0); --no-margin disables it."""
-    from negminer import load_data
-    from negminer.trainer import train
+    import signal
 
+    from negminer import load_data
+    from negminer.trainer import TrainListener, train
+
+    class _StopOnSignal(TrainListener):
+        """SIGTERM / SIGINT: stop after the current step with a checkpoint (--resume goes on from it)."""
+
+        signalled: int | None = None
+
+        def should_stop(self) -> bool:
+            return self.signalled is not None
+
+    listener = _StopOnSignal()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if listener.signalled is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        listener.signalled = signum
+        typer.echo(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint", err=True)
+
+    _output_dir(output)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     try:
         settings = Settings()
         margins = {name: options.pop(name) for name in FILTER_OPTIONS}
@@ -332,10 +372,13 @@ def train_cmd(
             source = HttpNegativeSource.factory(index_url, index_name, api_key=_service_settings().api_key)
         ds = load_data(data, split=split)
         val = load_data(validation, split=split) if validation else None
-        res = train(ds, cfg, validation=val, source=source)
+        res = train(ds, cfg, validation=val, source=source, listener=listener)
     except (NegminerError, ValueError) as exc:
         _fail(exc)
         return
+    if res.stopped:
+        typer.echo(f"stopped at step {res.steps}; checkpoint in {output / 'checkpoints'} (--resume goes on from it)")
+        raise typer.Exit(128 + (listener.signalled or signal.SIGTERM))
     typer.echo(_before_after(res))
     typer.echo(f"model: {res.model_path}\nmetrics: {output / 'metrics.json'}, {output / 'metrics.png'}")
 
@@ -352,9 +395,15 @@ def _service_settings(**flags: Any) -> Any:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="bind address [default: $NEGMINER_HOST or 127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="port [default: $NEGMINER_PORT or 8000]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="indexes live here [default: $NEGMINER_DATA_DIR]")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address (default: $NEGMINER_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: $NEGMINER_PORT or 8000)")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="indexes, uploaded files, models, the job database (default: $NEGMINER_DATA_DIR or "
+            "./negminer-data, relative to where the service starts)"
+        ),
+    ] = None,
     with_worker: Annotated[
         bool,
         typer.Option(
@@ -362,7 +411,8 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Run the REST service (FastAPI on uvicorn). Settings also come from NEGMINER_* environment variables."""
+    """Run the REST service (FastAPI on uvicorn). Every setting also comes from a NEGMINER_* environment variable
+    (NEGMINER_API_KEY, NEGMINER_MODEL, NEGMINER_MAX_TRAIN_STEPS, ...: the README's Service settings table)."""
     import uvicorn
 
     from negminer.service import create_app
@@ -373,14 +423,16 @@ def serve(
 
 @app.command()
 def worker(
-    data_dir: Annotated[Path | None, typer.Option(help="the service's data dir [default: $NEGMINER_DATA_DIR]")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="the service's data dir (default: $NEGMINER_DATA_DIR or ./negminer-data)")
+    ] = None,
     database_url: Annotated[
-        str | None, typer.Option(help="job database [default: $NEGMINER_DATABASE_URL or SQLite in the data dir]")
+        str | None, typer.Option(help="job database (default: $NEGMINER_DATABASE_URL or SQLite in the data dir)")
     ] = None,
     api_url: Annotated[
         str | None,
         typer.Option(
-            help="the service, for jobs that mine from an index [default: $NEGMINER_API_URL or http://HOST:PORT]"
+            help="the service, for jobs that mine from an index (default: $NEGMINER_API_URL or http://HOST:PORT)"
         ),
     ] = None,
 ) -> None:

@@ -168,3 +168,45 @@ def test_demo_mines_trains_and_reports(tmp_path: Path, tiny_model: Path) -> None
     assert history[0]["event"] == "start" and history[-1]["event"] == "end"
     assert json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"] == TRAINING_FILTER
     assert (out / "negatives.jsonl").exists() and (out / "examples.json").exists()
+
+
+def test_output_must_name_a_folder(tmp_path: Path, lexical_model: Path) -> None:
+    """``-o negatives.jsonl`` used to make a folder of that name; it is refused, saying what to do."""
+    res = runner.invoke(app, ["mine", str(_pairs(tmp_path)), "-o", str(tmp_path / "x.jsonl")])
+    assert res.exit_code == 2 and "--output names a folder" in res.output and not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.slow  # a real process, signalled while it trains
+def test_train_stopped_by_sigterm_saves_a_checkpoint_and_resumes(tmp_path: Path, lexical_model: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from negminer import build_demo
+
+    data = build_demo(120)
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"query": q, "positives": [data.corpus_texts[p] for p in pos]}
+            for q, pos in zip(data.queries, data.positives)
+        ],
+    )
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "negminer.cli", "train", "--data", str(pairs), "-o", str(out)]
+    cmd += ["--model", str(lexical_model), "--max-steps", "100000", "--batch-size", "4", "--num-negatives", "1"]
+    cmd += ["--save-steps", "100000", "--cache-dir", str(tmp_path / "cache"), "--logging-steps", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NEGMINER_DEVICE": "cpu"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints").exists() and not (out / "metrics.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # some steps
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "stopping after this step with a checkpoint" in output and "--resume" in output
+    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"))
+    assert ckpts and (ckpts[-1] / "trainer_state.json").exists(), output

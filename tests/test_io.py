@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -71,3 +72,16 @@ def test_without_atomic_exchange_the_swap_still_completes(tmp_path: Path, monkey
         with atomic_dir(target) as tmp:
             (tmp / "x").write_text(text)
     assert (target / "x").read_text() == "2" and [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_atomic_writes_follow_the_umask(tmp_path: Path) -> None:
+    """Files negminer writes get the mode open() would give them (mkstemp alone gives 0600)."""
+    import stat
+
+    from negminer._io import _FILE_MODE, write_json
+
+    write_json(tmp_path / "x.json", {"a": 1})
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == _FILE_MODE
+    mask = os.umask(0)
+    os.umask(mask)
+    assert 0o666 & ~mask == _FILE_MODE

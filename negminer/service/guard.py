@@ -10,21 +10,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from negminer.service.config import ServiceSettings
 from negminer.service.errors import problem
 
-__all__ = ["BodyTooLarge", "RequestGuard"]
-
-
-class BodyTooLarge(HTTPException):
-    """Raised from ``receive`` when the body passes the cap; an HTTPException so that FastAPI's body parsing lets
-    it through to the problem+json handler (413)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body over {limit} bytes")
+__all__ = ["RequestGuard"]
 
 
 class RequestGuard:
@@ -51,29 +42,41 @@ class RequestGuard:
             await _answer(send, problem(413, f"request body over {limit} bytes", code="payload_too_large"))
             return
         received = 0
-        started = False
+        started = refused = False
 
         async def capped_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(limit)
+                    # answer 413 now and tell the app the client left: nothing more is read, parsed or spooled
+                    refused = True
+                    if not started:
+                        await tracked_send_413()
+                    return {"type": "http.disconnect"}
             return message
+
+        async def tracked_send_413() -> None:
+            nonlocal started
+            started = True
+            await _answer(send, problem(413, f"request body over {limit} bytes", code="payload_too_large"))
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
+            if refused:  # the app's own answer to the disconnect: the client already has its 413
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, capped_receive, tracked_send)
-        except BodyTooLarge as exc:  # raised where no handler answered it (outside a route)
-            if started:
+        except Exception:
+            if not refused:
                 raise
-            await _answer(send, problem(413, str(exc.detail), code="payload_too_large"))
 
 
 async def _answer(send: Send, response: Any) -> None:

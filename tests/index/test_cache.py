@@ -100,3 +100,25 @@ def test_blocks_are_cached_as_they_finish_and_report_progress(tiny_model: Path, 
     assert len(list(enc.cache_dir.rglob("*.keys.npy"))) == 3  # one chunk per block
     whole = Encoder(tiny_model, device="cpu", show_progress=False).encode(TEXTS)
     np.testing.assert_allclose(out, whole, atol=1e-5)  # blocks and length sorting change nothing
+
+
+def test_encoder_reports_progress_within_a_block_and_knows_the_default_name(tiny_model: Path) -> None:
+    """Progress moves every few batches (an HTTP index build shows ``encoded`` growing), and the name
+    all-MiniLM-L6-v2 means the bundled copy (offline)."""
+    from negminer.index import Encoder, default_model_path, model_ref
+
+    calls: list[tuple[int, int]] = []
+    enc = Encoder(tiny_model, device="cpu", batch_size=2, show_progress=False)
+    enc.encode([f"text number {i}" for i in range(20)], progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(8, 20), (16, 20), (20, 20)]
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(Path(default_model_path()) / "tokenizer.json"))
+    unnormalized = Encoder(SentenceTransformer(modules=[StaticEmbedding(tok, embedding_dim=8)], device="cpu"))
+    raw = unnormalized.encode(["text number 1"], normalize=False)
+    unit = unnormalized.encode(["text number 1"])
+    assert abs(float(np.linalg.norm(raw)) - 1) > 1e-3 and abs(float(np.linalg.norm(unit)) - 1) < 1e-5
+    assert model_ref("all-MiniLM-L6-v2") == model_ref("sentence-transformers/all-MiniLM-L6-v2") == default_model_path()
+    assert Encoder("all-MiniLM-L6-v2").name == default_model_path()

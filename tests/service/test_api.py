@@ -239,3 +239,24 @@ def test_a_broken_index_on_disk_is_reported_not_fatal(tmp_path: Path, lexical_mo
         assert info["status"] == "failed" and "JSONDecodeError" in info["error"]
         r = c.post("/v1/indexes/docs/search", json={"queries": ["x"]})
         assert r.status_code == 409 and r.json()["code"] == "index_not_ready"
+
+
+def test_a_model_an_index_depends_on_is_pinned(tmp_path: Path, lexical_model: Path) -> None:
+    """Neither checkpoint rotation nor DELETE /v1/models removes a model an index was built or refreshed with."""
+    import shutil
+
+    from negminer.service.registry import pinned_models
+
+    with _client(tmp_path, lexical_model) as c:
+        folder = tmp_path / "data" / "models" / "ftjob-1" / "checkpoint-step-5"
+        shutil.copytree(lexical_model, folder)
+        c.app.state.store.register_model("ft:lexical:ftjob-1:ckpt-step-5", str(folder), "ftjob-1", kind="checkpoint")
+        _create(c)
+        c.post("/v1/indexes/docs/refresh", json={"model": "ft:lexical:ftjob-1:ckpt-step-5"})
+        c.app.state.registry.wait()
+        assert pinned_models(tmp_path / "data" / "indexes")[str(folder.resolve())] == ["docs"]
+        r = c.delete("/v1/models/ft:lexical:ftjob-1:ckpt-step-5")
+        assert r.status_code == 409 and "used by index docs" in r.json()["message"] and folder.is_dir()
+        assert c.delete("/v1/indexes/docs").status_code == 200
+        assert c.delete("/v1/models/ft:lexical:ftjob-1:ckpt-step-5").json()["deleted"] and not folder.exists()
+        assert c.get("/v1/models/ft:lexical:ftjob-1:ckpt-step-5").status_code == 404

@@ -45,7 +45,14 @@ def strict(cls: Any, obj: Any) -> Any:
 def server(tmp_path_factory: pytest.TempPathFactory, lexical_model: Path) -> Iterator[tuple[Any, Path]]:
     tmp = tmp_path_factory.mktemp("sdk")
     port = free_port()
-    proc = start_server(tmp, lexical_model, port, "--with-worker", NEGMINER_API_KEY="sdk-test-key-0123456789")
+    proc = start_server(
+        tmp,
+        lexical_model,
+        port,
+        "--with-worker",
+        NEGMINER_API_KEY="sdk-test-key-0123456789",
+        NEGMINER_MAX_UPLOAD_BYTES=str(2 << 20),
+    )
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sdk-test-key-0123456789", max_retries=0)
     try:
         yield client, tmp
@@ -222,3 +229,27 @@ def test_embeddings(server: tuple[Any, Path], lexical_model: Path) -> None:
     assert len(base64.b64decode(raw.json()["data"][0]["embedding"])) == 64 * 4
     with pytest.raises(openai.UnprocessableEntityError, match="token arrays"):
         client.embeddings.create(input=[[1, 2, 3]], model=model)
+
+
+def test_a_chunked_upload_is_refused_at_the_cap_not_after(server: tuple[Any, Path]) -> None:
+    """No Content-Length (chunked): the body is counted as it streams and refused once past the 2 MiB cap."""
+    import httpx
+
+    client, tmp = server
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n'
+        for _ in range(64):  # 64 MiB offered
+            sent += 1
+            yield b'{"query": "q", "positive": "p"}\n' * (1 << 15)
+
+    headers = {"Authorization": "Bearer sdk-test-key-0123456789", "Content-Type": "multipart/form-data; boundary=b"}
+    try:
+        r = httpx.post(f"{client.base_url}files", content=body(), headers=headers, timeout=60)
+        assert r.status_code == 413 and r.json()["code"] == "payload_too_large", r.text
+    except httpx.HTTPError:  # the server may close the connection while the client still sends
+        pass
+    assert sent < 16  # stopped reading near the cap
+    assert not [p for p in (tmp / "data" / "files").glob("*") if p.stat().st_size > 2 << 20]

@@ -189,3 +189,14 @@ def test_checkpoints_and_models(store: JobStore) -> None:
     assert store.get_model("ft:m:x:ckpt-step-5") is None
     store.register_model("ft:m:x", "/final", job_id)
     assert [m["name"] for m in store.list_models()] == ["ft:m:x:ckpt-step-10", "ft:m:x"]
+
+
+def test_event_retention_drops_the_oldest_metrics_first(store: JobStore) -> None:
+    store.events_kept = 5
+    job = _job(store)
+    store.add_event(job, "started")
+    for i in range(8):
+        store.add_event(job, f"step {i}", type="metrics")
+    store.add_event(job, "done")
+    rows, _ = store.list_events(job, None, 100, descending=False)
+    assert [r["message"] for r in rows] == ["started", "step 5", "step 6", "step 7", "done"]

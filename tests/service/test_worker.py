@@ -90,3 +90,24 @@ def test_a_stopped_worker_requeues_its_job_and_the_next_one_resumes(
         ]
         assert any("shutting down" in m for m in messages)
         assert any(m.startswith("Resuming from checkpoint") for m in messages)
+
+
+def test_a_job_past_its_wall_clock_limit_fails_and_keeps_its_checkpoint(
+    tmp_path: Path, lexical_model: Path, demo_small: Any
+) -> None:
+    """A job asking for far more steps than it can run in NEGMINER_JOB_MAX_SECONDS stops, with a clear error."""
+    settings, c = _setup(tmp_path, lexical_model)
+    settings = settings.model_copy(update={"job_max_seconds": 8.0})
+    with c:
+        fid = _file(c, demo_small)
+        hp = {"max_steps": 100000, "batch_size": 4, "num_negatives": 1, "save_steps": 100000}
+        job = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": hp}).json()
+        assert Worker(settings).run_once() == job["id"]
+        done = c.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
+        assert done["status"] == "failed" and done["error"]["code"] == "time_limit_exceeded", done
+        assert "NEGMINER_JOB_MAX_SECONDS" in done["error"]["message"] and 0 < done["trained_steps"] < 100000
+        assert done["trained_tokens"] > 0 and len(done["result_files"]) == 1
+        ckpts = c.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"]
+        assert ckpts and ckpts[0]["step_number"] == done["trained_steps"]
+        events = [e["message"] for e in c.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=100").json()["data"]]
+        assert any("NEGMINER_JOB_LEASE_SECONDS" in m for m in events)  # the retake time is told
