@@ -476,7 +476,9 @@ class Job(_Response):
     suffix: str | None = None
     trained_steps: int | None = None
     trained_tokens: int | None = Field(None, description="input tokens trained on (padding excluded), when done")
-    estimated_finish: int | None = None
+    estimated_finish: int | None = Field(
+        None, description="when a running job should be done (Unix time), at its pace so far; null otherwise"
+    )
     integrations: list[dict[str, Any]] | None = None
     attempts: int = 0
     cancel_requested: bool = False

@@ -68,6 +68,7 @@ jobs = sa.Table(
     sa.Column("trained_steps", sa.Integer),
     sa.Column("trained_tokens", sa.BigInteger),
     sa.Column("result_files", sa.JSON),
+    sa.Column("estimated_finish", sa.Integer),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("worker_id", sa.String(128)),
     sa.Column("lease_until", sa.Float),
@@ -267,6 +268,7 @@ class JobStore:
         if status in TERMINAL:
             values.setdefault("finished_at", _now())
             values.setdefault("lease_until", None)
+            values.setdefault("estimated_finish", None)
         with self._tx() as c:
             return c.execute(q.values(status=status, **values)).rowcount > 0
 
@@ -377,6 +379,15 @@ class JobStore:
             ).rowcount
             cancel = c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
         return n > 0, bool(cancel)
+
+    def set_estimated_finish(self, job_id: str, worker_id: str, when: int | None) -> None:
+        """When the running job should be done (Unix time), as its worker estimates it."""
+        with self._tx() as c:
+            c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.worker_id == worker_id, jobs.c.status == S.running)
+                .values(estimated_finish=when)
+            )
 
     def release(self, job_id: str, worker_id: str, message: str) -> bool:
         """Give a running job back to the queue (a worker shutting down); the claim is not counted."""

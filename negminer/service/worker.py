@@ -256,6 +256,7 @@ class _JobRun(TrainListener):
         self.last_eval: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []  # one row per logged step / evaluation, for step_metrics.csv
         self._checked = 0.0
+        self._pace: tuple[float, int] | None = None  # (time, step) of this attempt's first log
         self.timed_out = False
 
     def event(
@@ -387,6 +388,7 @@ class _JobRun(TrainListener):
         self.event(message, type=EventType.metrics, data=data)
 
     def on_log(self, event: LogEvent) -> None:
+        self.estimate_finish(event.step, event.max_steps)
         self.last_log = {"train_loss": event.loss, "learning_rate": event.learning_rate}
         self.history.append({"step": event.step, "epoch": event.epoch, **self.last_log})
         loss, lr = event.loss, event.learning_rate
@@ -397,6 +399,18 @@ class _JobRun(TrainListener):
             learning_rate=lr,
             epoch=event.epoch,
         )
+
+    def estimate_finish(self, step: int, max_steps: int) -> None:
+        """The job's ``estimated_finish``: the steps left at this attempt's pace so far (evaluations and refreshes
+        included, as they recur)."""
+        now = time.time()
+        if self._pace is None:
+            self._pace = (now, step)
+            return
+        t0, s0 = self._pace
+        if max_steps > step > s0:
+            when = int(now + (max_steps - step) * (now - t0) / (step - s0))
+            self.store.set_estimated_finish(self.job_id, self.worker_id, when)
 
     def on_evaluation(self, event: EvaluationEvent) -> None:
         scores: dict[str, float] = {

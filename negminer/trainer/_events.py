@@ -28,6 +28,7 @@ class LogEvent:
     loss: float
     learning_rate: float
     epoch: float
+    max_steps: int = 0  # steps the run will take in all (0: unknown)
 
 
 @dataclass(frozen=True)

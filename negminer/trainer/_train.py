@@ -274,6 +274,7 @@ class _ObserveCallback(TrainerCallback):
                     float(logs["loss"]),
                     float(logs.get("learning_rate", 0.0)),
                     round(float(logs.get("epoch") or 0.0), 4),
+                    int(state.max_steps or 0),
                 )
             )
 

@@ -260,3 +260,25 @@ def test_a_model_an_index_depends_on_is_pinned(tmp_path: Path, lexical_model: Pa
         assert c.delete("/v1/indexes/docs").status_code == 200
         assert c.delete("/v1/models/ft:lexical:ftjob-1:ckpt-step-5").json()["deleted"] and not folder.exists()
         assert c.get("/v1/models/ft:lexical:ftjob-1:ckpt-step-5").status_code == 404
+
+
+def test_embed_options_in_tei_and_openai_shapes(tmp_path: Path, tiny_model: Path) -> None:
+    """normalize, truncate, truncation_direction, prompt_name and input_type do what TEI and OpenAI clients expect."""
+    import numpy as np
+
+    with _client(tmp_path, tiny_model) as c:
+        long = " ".join(f"word{i}" for i in range(600))  # past the model's 256 tokens
+        r = c.post("/v1/embed", json={"inputs": [long], "truncate": False})
+        assert r.status_code == 422 and r.json()["param"] == "inputs" and "tokens" in r.json()["message"], r.text
+        right = np.array(c.post("/v1/embed", json={"inputs": [long]}).json())
+        left = np.array(c.post("/v1/embed", json={"inputs": [long], "truncation_direction": "Left"}).json())
+        assert right.shape == left.shape and not np.allclose(right, left)  # the other end of the text was read
+        r = c.post("/v1/embed", json={"inputs": "x", "prompt_name": "nope"})
+        assert r.status_code == 422 and r.json()["param"] == "prompt_name", r.text
+        r = c.post("/v1/embeddings", json={"input": ["a", "b"], "model": "tiny", "encoding_format": "float"})
+        body = r.json()
+        assert (
+            r.status_code == 200 and [d["index"] for d in body["data"]] == [0, 1] and body["usage"]["total_tokens"] == 6
+        )
+        r = c.post("/v1/embeddings", json={"input": "a", "dimensions": 100000})
+        assert r.status_code == 422 and r.json()["param"] == "dimensions"

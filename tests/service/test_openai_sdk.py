@@ -188,6 +188,8 @@ def test_a_fine_tuning_job_from_create_to_model_delete(server: tuple[Any, Path],
         client.models.retrieve(done.fine_tuned_model)
     with pytest.raises(openai.PermissionDeniedError):
         client.models.delete(client.models.list().data[0].id)  # the service's default model
+    log = "".join(p.read_text(errors="replace") for p in tmp.glob("serve-*.log"))
+    assert "lease lost" not in log  # the worker does not mistake a job that ended for one taken from it
 
 
 def test_errors_read_as_messages(server: tuple[Any, Path], training_file: Path) -> None:

@@ -100,14 +100,25 @@ def test_a_job_past_its_wall_clock_limit_fails_and_keeps_its_checkpoint(
     settings = settings.model_copy(update={"job_max_seconds": 8.0})
     with c:
         fid = _file(c, demo_small)
-        hp = {"max_steps": 100000, "batch_size": 4, "num_negatives": 1, "save_steps": 100000}
+        hp = {"max_steps": 100000, "batch_size": 4, "num_negatives": 1, "save_steps": 100000, "logging_steps": 2}
         job = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": hp}).json()
-        assert Worker(settings).run_once() == job["id"]
+        worker = threading.Thread(target=Worker(settings).run_once)
+        worker.start()
+        estimates = []
+        while worker.is_alive():
+            running = c.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
+            if running["status"] == "running" and running["estimated_finish"]:
+                estimates.append(running["estimated_finish"] - time.time())
+            time.sleep(0.3)
+        assert estimates and min(estimates) > 60  # 100000 steps at its pace: far beyond the 8 s limit
         done = c.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
+        assert done["estimated_finish"] is None
         assert done["status"] == "failed" and done["error"]["code"] == "time_limit_exceeded", done
         assert "NEGMINER_JOB_MAX_SECONDS" in done["error"]["message"] and 0 < done["trained_steps"] < 100000
         assert done["trained_tokens"] > 0 and len(done["result_files"]) == 1
         ckpts = c.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"]
         assert ckpts and ckpts[0]["step_number"] == done["trained_steps"]
-        events = [e["message"] for e in c.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=100").json()["data"]]
+        events = [
+            e["message"] for e in c.get(f"/v1/fine_tuning/jobs/{job['id']}/events?order=asc&limit=5").json()["data"]
+        ]
         assert any("NEGMINER_JOB_LEASE_SECONDS" in m for m in events)  # the retake time is told
