@@ -5,7 +5,6 @@ model (the bundled all-MiniLM-L6-v2). Only the port is changed, so the README ca
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service._procs import free_port, stop
+from tests.service._procs import free_port, service_env, start_server, stop
 
 pytestmark = pytest.mark.slow  # a real server, a short fine-tuning job of all-MiniLM-L6-v2
 
@@ -38,9 +37,8 @@ def test_the_readme_examples_run_as_written(tmp_path: Path) -> None:
         for q, pos in zip(data.queries, data.positives):
             fh.write(json.dumps({"query": q, "positives": [data.corpus_texts[p] for p in pos]}) + "\n")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEGMINER_")}
-    environ = {**env, "HF_HUB_OFFLINE": "1", "NEGMINER_DEVICE": "cpu", "NEGMINER_CACHE_DIR": str(tmp_path / "cache")}
-    server = _serve(tmp_path, port, environ)
+    server = start_server(tmp_path, None, port, "--with-worker")  # its default model: all-MiniLM-L6-v2
+    environ = service_env(tmp_path, None, port)
     try:
         for i, (kind, code) in enumerate(blocks()):
             code = code.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("localhost:8000", f"127.0.0.1:{port}")
@@ -52,23 +50,3 @@ def test_the_readme_examples_run_as_written(tmp_path: Path) -> None:
                 assert run.stdout.startswith("succeeded ft:all-MiniLM-L6-v2:docs:"), run.stdout
     finally:
         stop(server)
-
-
-def _serve(tmp_path: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    import time
-
-    import httpx
-
-    cmd = [sys.executable, "-m", "negminer.cli", "serve", "--port", str(port), "--with-worker"]
-    cmd += ["--data-dir", str(tmp_path / "data")]
-    with open(tmp_path / "serve.log", "ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("server did not become ready")

@@ -18,11 +18,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def service_env(tmp_path: Path, model: Path, port: int, **extra: str) -> dict[str, str]:
-    """Environment of a test service: its model, cache, data dir and port, short job leases."""
+def service_env(tmp_path: Path, model: Path | None, port: int, **extra: str) -> dict[str, str]:
+    """Environment of a test service: its model (None: the service's default, all-MiniLM-L6-v2), cache, data dir
+    and port, short job leases."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("NEGMINER_")}
     return {
-        **os.environ,
-        "NEGMINER_MODEL": str(model),
+        **inherited,
+        **({"NEGMINER_MODEL": str(model)} if model is not None else {}),
         "NEGMINER_CACHE_DIR": str(tmp_path / "cache"),
         "NEGMINER_DEVICE": "cpu",
         "HF_HUB_OFFLINE": "1",
@@ -35,7 +37,7 @@ def service_env(tmp_path: Path, model: Path, port: int, **extra: str) -> dict[st
     }
 
 
-def start_server(tmp_path: Path, model: Path, port: int, *args: str, **env: str) -> subprocess.Popen:
+def start_server(tmp_path: Path, model: Path | None, port: int, *args: str, **env: str) -> subprocess.Popen:
     """``negminer serve`` (plus ``args``), returned once ``/readyz`` answers 200."""
     with open(tmp_path / f"serve-{port}.log", "ab") as log:  # the child keeps its own copy of the file
         proc = subprocess.Popen(
