@@ -412,7 +412,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the REST service (FastAPI on uvicorn). Every setting also comes from a NEGMINER_* environment variable
-    (NEGMINER_API_KEY, NEGMINER_MODEL, NEGMINER_MAX_TRAIN_STEPS, ...: the README's Service settings table)."""
+    (NEGMINER_API_KEY, NEGMINER_MODEL, NEGMINER_MAX_TRAIN_STEPS, ...: the README's "Service settings" table)."""
     import uvicorn
 
     from negminer.service import create_app

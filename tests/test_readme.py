@@ -50,3 +50,11 @@ def test_the_readme_examples_run_as_written(tmp_path: Path) -> None:
                 assert run.stdout.startswith("succeeded ft:all-MiniLM-L6-v2:docs:"), run.stdout
     finally:
         stop(server)
+
+
+def test_the_readme_names_every_service_setting() -> None:
+    from negminer.service import ServiceSettings
+
+    text = README.read_text(encoding="utf-8")
+    missing = [n for n in ServiceSettings.model_fields if f"| `NEGMINER_{n.upper()}` |" not in text]
+    assert missing == []

@@ -32,9 +32,12 @@ class ServiceSettings(Settings):
 
     model_config = SettingsConfigDict(env_prefix="NEGMINER_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    data_dir: Path = Path("negminer-data")
+    host: str = Field("127.0.0.1", description="bind address (0.0.0.0: every interface, as in the Docker image)")
+    port: int = Field(8000, ge=1, le=65535, description="port")
+    data_dir: Path = Field(
+        Path("negminer-data"),
+        description="indexes/, files/, models/, jobs/ and the SQLite job database; relative to the working dir",
+    )
     api_key: SecretStr | None = Field(None, description="bearer token required on every route but health")
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
     max_batch: int = Field(256, ge=1, description="texts per search or embed request")
