@@ -87,10 +87,32 @@ TruncationDirection = Literal["right", "left"]
 T = TypeVar("T")
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, _Request):  # checked its own fields, naming them
+        return False
+    if isinstance(value, BaseModel):  # the library's options (TrainHyperparameters, MiningConfig)
+        return _has_nul(value.model_dump())
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class _Request(BaseModel):
-    """Request bodies refuse unknown fields, naming them."""
+    """Request bodies refuse unknown fields, naming them, and NUL characters in any text (no file name, model,
+    id or text needs one, and PostgreSQL cannot store them)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("holds a NUL character (\\u0000)")
+        return value
 
 
 class _Response(BaseModel):

@@ -282,3 +282,11 @@ def test_embed_options_in_tei_and_openai_shapes(tmp_path: Path, tiny_model: Path
         )
         r = c.post("/v1/embeddings", json={"input": "a", "dimensions": 100000})
         assert r.status_code == 422 and r.json()["param"] == "dimensions"
+
+
+def test_nul_characters_are_refused_naming_the_field(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model) as c:
+        r = c.post("/v1/indexes", json={"name": "x", "documents": [{"id": "a", "text": "bad\u0000text"}]})
+        assert r.status_code == 422 and r.json()["param"] == "documents.0.text", r.text
+        r = c.post("/v1/fine_tuning/jobs", json={"training_file": "file-x", "metadata": {"k": "v\u0000"}})
+        assert r.status_code == 422 and r.json()["param"] == "metadata", r.text
