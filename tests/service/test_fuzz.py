@@ -100,7 +100,7 @@ def test_path_fields_that_are_not_regular_files_are_422(fuzz_app: Any) -> None:
     for corpus, says in [
         ("adir.jsonl", "is a directory"),
         ("fifo.jsonl", "not a regular file"),
-        ("corpus\x00.jsonl", "NUL byte"),
+        ("corpus\x00.jsonl", "NUL"),
         ("../outside.jsonl", "escapes the data dir"),
         ("missing.jsonl", "no file"),
     ]:
