@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from negminer.index import Encoder
 from negminer.service.config import ServiceSettings
 from negminer.service.models import bad_param, resolve_model
 from negminer.service.registry import IndexRegistry
@@ -20,7 +21,13 @@ __all__ = ["Embedded", "embed_texts"]
 @dataclass(frozen=True)
 class Embedded:
     vectors: np.ndarray  # (n, dim) float32
-    tokens: int  # tokens the model read (after truncation), special tokens included
+    texts: list[str]
+    encoder: Encoder
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the model read (after truncation, special tokens included): counted only when asked (usage)."""
+        return sum(self.encoder.token_counts(self.texts))
 
 
 def embed_texts(
@@ -64,4 +71,4 @@ def embed_texts(
         vecs = vecs[:, :dimensions]
         if normalize:
             vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True).clip(min=1e-12)
-    return Embedded(np.ascontiguousarray(vecs, dtype=np.float32), sum(enc.token_counts(texts)))
+    return Embedded(np.ascontiguousarray(vecs, dtype=np.float32), texts, enc)

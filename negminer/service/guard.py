@@ -36,16 +36,20 @@ class RequestGuard:
             await _answer(send, problem(422, "the URL holds a NUL byte", code="invalid_request", param="url"))
             return
         limit = self.limit(path)
+
+        def too_large() -> Any:
+            return problem(413, f"request body over {limit} bytes", code="payload_too_large")
+
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > limit:
-            await _answer(send, problem(413, f"request body over {limit} bytes", code="payload_too_large"))
+            await _answer(send, too_large())
             return
         received = 0
         started = refused = False
 
         async def capped_receive() -> Message:
-            nonlocal received, refused
+            nonlocal received, refused, started
             if refused:
                 return {"type": "http.disconnect"}
             message = await receive()
@@ -55,14 +59,10 @@ class RequestGuard:
                     # answer 413 now and tell the app the client left: nothing more is read, parsed or spooled
                     refused = True
                     if not started:
-                        await tracked_send_413()
+                        started = True
+                        await _answer(send, too_large())
                     return {"type": "http.disconnect"}
             return message
-
-        async def tracked_send_413() -> None:
-            nonlocal started
-            started = True
-            await _answer(send, problem(413, f"request body over {limit} bytes", code="payload_too_large"))
 
         async def tracked_send(message: Message) -> None:
             nonlocal started

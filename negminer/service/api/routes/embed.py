@@ -68,8 +68,9 @@ def embeddings(
         )
         for i, v in enumerate(out.vectors)
     ]
+    tokens = out.tokens
     return EmbeddingsResponse(
         data=data,
         model=body.model or default_model(settings)[0],
-        usage=Usage(prompt_tokens=out.tokens, total_tokens=out.tokens),
+        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
     )
