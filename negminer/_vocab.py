@@ -29,6 +29,7 @@ __all__ = [
     "EventLevel",
     "EventType",
     "FilterRule",
+    "IndexChoice",
     "IndexKind",
     "IndexStatus",
     "JobStatus",
@@ -82,8 +83,10 @@ OutputFormat = StrEnum(
     ],
 )
 
-# Vector index structures: exact (flat) or approximate (IVF, HNSW).
-IndexKind = StrEnum("IndexKind", "flat ivf hnsw")
+# Vector index structures: exact (flat) or approximate (IVF with full vectors, IVF with product-quantized codes,
+# HNSW graph); ``auto`` picks one from the corpus size and a memory budget (negminer.index.plan_index).
+IndexKind = StrEnum("IndexKind", "flat ivf ivfpq hnsw")
+IndexChoice = StrEnum("IndexChoice", "auto flat ivf ivfpq hnsw")  # auto + IndexKind (a test holds them equal)
 
 # A named index of the service (building until its first version is published), what produces its next version,
 # and how that went.

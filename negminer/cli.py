@@ -24,11 +24,11 @@ from pydantic import BaseModel  # noqa: E402
 from negminer._errors import ConfigError, NegminerError, describe  # noqa: E402
 from negminer._settings import Settings  # noqa: E402
 from negminer._vocab import (  # noqa: E402
-    IndexKind,
     LossName,
     NegativesMode,
     OutputFormat,  # noqa: E402
 )
+from negminer.index import IndexConfig  # noqa: E402
 from negminer.mining import FILTERS, MiningConfig  # noqa: E402
 from negminer.trainer import TrainConfig, TrainHyperparameters  # noqa: E402
 
@@ -64,7 +64,12 @@ def _output_dir(path: Path) -> Path:
 
 
 def _encoder(
-    model: str | None, cache_dir: Path | None, batch_size: int | None, no_cache: bool, max_seq_length: int | None = None
+    model: str | None,
+    cache_dir: Path | None,
+    batch_size: int | None,
+    no_cache: bool,
+    max_seq_length: int | None = None,
+    devices: str | None = None,
 ) -> Any:
     from negminer.index import Encoder
 
@@ -75,6 +80,7 @@ def _encoder(
         batch_size=batch_size or s.batch_size,
         cache_dir=None if no_cache else (cache_dir or s.cache_dir),
         max_seq_length=max_seq_length,
+        devices=devices or s.encode_devices,
     )
 
 
@@ -84,6 +90,14 @@ CacheOpt = Annotated[
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="encode everything, read and write no cache")]
 BatchOpt = Annotated[int | None, typer.Option(help="texts per encoding batch [default: 64]")]
+DevicesOpt = Annotated[
+    str | None,
+    typer.Option(help=f"{Settings.model_fields['encode_devices'].description} [default: $NEGMINER_ENCODE_DEVICES]"),
+]
+RayOpt = Annotated[
+    str | None,
+    typer.Option("--ray", help=f"{Settings.model_fields['ray_address'].description} [default: $NEGMINER_RAY_ADDRESS]"),
+]
 
 
 def _opt(config: type[BaseModel], name: str, *flags: str, help_prefix: str | None = None) -> Any:
@@ -107,6 +121,7 @@ MINE_OPTIONS = (
     "sampling_strategy",
     "seed",
 )
+INDEX_OPTIONS = ("index", "memory_budget", "recall_target")  # IndexConfig's, for `mine` and `index build`
 TRAIN_OPTIONS = tuple(n for n in TrainHyperparameters.model_fields if n != "mining") + ("seed",)
 FLAGS = {"learning_rate": ("--lr", "--learning-rate")}
 
@@ -159,8 +174,14 @@ def _write_outputs(result: Any, out: Path, output_format: str, output_scores: bo
     return written
 
 
+def _index_config(options: dict[str, Any]) -> IndexConfig:
+    """The IndexConfig of the index options given (popped from ``options``)."""
+    return IndexConfig(**_given(**{k: options.pop(k, None) for k in INDEX_OPTIONS}))
+
+
 @app.command()
 @config_options(MiningConfig, MINE_OPTIONS)
+@config_options(IndexConfig, INDEX_OPTIONS)
 def mine(
     data: Annotated[Path, typer.Argument(help="BEIR folder, pairs .jsonl, or saved datasets.Dataset folder")],
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/mine"),
@@ -174,6 +195,8 @@ def mine(
     teacher: Annotated[str | None, typer.Option(help="second bi-encoder that re-scores candidates")] = None,
     output_format: Annotated[OutputFormat, typer.Option(help="rows written")] = OutputFormat.triplet,
     output_scores: Annotated[bool, typer.Option(help="add scores to the rows")] = False,
+    encode_devices: DevicesOpt = None,
+    ray: RayOpt = None,
     **options: Any,
 ) -> None:
     """Mine hard negatives for DATA. Writes negatives.jsonl / .parquet, report.json and scores.png to --output.
@@ -185,12 +208,21 @@ def mine(
 
     _output_dir(output)
     try:
+        index = _index_config(options)
         config = _mining(no_margin, **options)
         ds = load_data(data, split=split, corpus=str(corpus) if corpus else None)
-        enc = _encoder(model, cache_dir, batch_size, no_cache)
+        enc = _encoder(model, cache_dir, batch_size, no_cache, devices=encode_devices)
         teach = _encoder(teacher, cache_dir, batch_size, no_cache) if teacher else None
         typer.echo(f"{len(ds):,} queries, {len(ds.corpus_ids):,} documents from {ds.source}")
-        result = run_mine(ds, enc, teacher=teach, config=config)
+        result = run_mine(
+            ds,
+            enc,
+            teacher=teach,
+            config=config,
+            index=index,
+            device=Settings().index_device,
+            ray=ray or Settings().ray_address,
+        )
         written = _write_outputs(result, output, output_format, output_scores)
     except (NegminerError, ValueError) as exc:
         _fail(exc)
@@ -452,28 +484,35 @@ def worker(
 
 
 @index_app.command("build")
+@config_options(IndexConfig, INDEX_OPTIONS)
 def index_build(
     data: Annotated[Path, typer.Argument(help="corpus.jsonl, a BEIR folder, or a pairs .jsonl")],
     out: Annotated[Path, typer.Option("--out", "-o", help="index store folder (versions + CURRENT)")],
-    kind: Annotated[IndexKind, typer.Option(help="flat (exact), ivf or hnsw")] = IndexKind.flat,
     model: ModelOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     batch_size: BatchOpt = None,
     keep: Annotated[int, typer.Option(help="versions kept on disk")] = 3,
+    encode_devices: DevicesOpt = None,
+    ray: RayOpt = None,
+    **options: Any,
 ) -> None:
-    """Encode a corpus and publish it as the next version of an index store."""
+    """Encode a corpus and publish it as the next version of an index store: the index structure chosen for its
+    size and memory budget (--index auto), approximate ones tuned to the recall target, measured at build."""
     from negminer import load_corpus, load_data
-    from negminer.index import IndexStore, build_index
+    from negminer.index import IndexStore, build_index, ray_encode
 
     try:
+        config = _index_config(options)
         if data.is_file() and data.name == "corpus.jsonl":
             ids, texts = load_corpus(data)
         else:
             ds = load_data(data)
             ids, texts = ds.corpus_ids, ds.corpus_texts
-        enc = _encoder(model, cache_dir, batch_size, no_cache)
-        index = build_index(enc, ids, texts, kind=kind, device=Settings().index_device)
+        enc = _encoder(model, cache_dir, batch_size, no_cache, devices=encode_devices)
+        if ray or Settings().ray_address:
+            typer.echo(f"ray: {ray_encode(enc, texts, address=ray or Settings().ray_address or 'local')}")
+        index = build_index(enc, ids, texts, config=config, device=Settings().index_device)
         version = IndexStore(out).publish(index, keep=keep)
     except (NegminerError, ValueError) as exc:
         _fail(exc)

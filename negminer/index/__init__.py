@@ -9,11 +9,27 @@ from negminer.index._encoder import (
     fingerprint_model,
     model_ref,
 )
+from negminer.index._plan import (
+    AUTO_FLAT_MAX,
+    IndexConfig,
+    IndexPlan,
+    default_memory_budget,
+    exact_search,
+    parse_bytes,
+    plan_index,
+    recall_at_k,
+)
+from negminer.index._ray import ray_encode
 from negminer.index._store import CorpusIndex, IndexStore, build_index
+from negminer.index._texts import DiskTexts, write_texts
 from negminer.index._vector_index import VectorIndex, faiss_available, faiss_gpu_count
 
 __all__ = [
+    "AUTO_FLAT_MAX",
     "DEFAULT_MODEL_NAMES",
+    "DiskTexts",
+    "IndexConfig",
+    "IndexPlan",
     "CorpusIndex",
     "EmbeddingCache",
     "EncodeStats",
@@ -21,9 +37,16 @@ __all__ = [
     "IndexStore",
     "VectorIndex",
     "build_index",
+    "default_memory_budget",
+    "exact_search",
     "default_model_path",
     "faiss_available",
     "faiss_gpu_count",
     "fingerprint_model",
     "model_ref",
+    "parse_bytes",
+    "plan_index",
+    "ray_encode",
+    "recall_at_k",
+    "write_texts",
 ]

@@ -66,6 +66,11 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return len(self._load())
 
+    def contains(self, keys: Sequence[bytes]) -> np.ndarray:
+        """Which of ``keys`` the cache holds (reads no vectors)."""
+        index = self._load()
+        return np.fromiter((k in index for k in keys), dtype=bool, count=len(keys))
+
     def lookup(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
         """Return (found mask, vectors of the found keys in order) for ``keys``."""
         index = self._load()

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from negminer._errors import ConfigError, ModelError
+from negminer._io import atomic_path
 from negminer.index._cache import EmbeddingCache, text_key
 
 if TYPE_CHECKING:
@@ -134,6 +135,27 @@ def _resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+POOL_MIN_TEXTS = 2048  # fewer texts are encoded in this process (starting a pool costs a model load per process)
+
+
+def _resolve_devices(devices: list[str] | str | None) -> list[str] | None:
+    """``all``: every CUDA device, else two CPU processes; a number: that many CPU processes; a comma list."""
+    if devices is None:
+        return None
+    if isinstance(devices, str):
+        if devices == "all":
+            import torch
+
+            n = torch.cuda.device_count()
+            return [f"cuda:{i}" for i in range(n)] if n else ["cpu"] * 2
+        if devices.isdigit():
+            return ["cpu"] * int(devices)
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    if not devices:
+        raise ConfigError("name at least one device", param="devices")
+    return list(devices)
+
+
 class Encoder:
     """Encodes texts with a sentence-transformers model into L2-normalized float32 vectors, with caching.
 
@@ -147,6 +169,9 @@ class Encoder:
         precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32`` or ``fp16``.
         show_progress: tqdm progress bars while encoding.
         block_size: texts encoded (and cached) per block.
+        devices: encode on several devices at once through sentence-transformers' multi-process pool (one process
+            per entry, e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``; ``"all"``: every GPU, else two CPU
+            processes), for encodes of at least ``POOL_MIN_TEXTS`` texts; None: this process only.
     """
 
     def __init__(
@@ -160,6 +185,7 @@ class Encoder:
         precision: Literal["auto", "fp32", "fp16"] = "auto",
         show_progress: bool = True,
         block_size: int = 8192,
+        devices: list[str] | str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -186,6 +212,25 @@ class Encoder:
         self._caches: dict[tuple[Any, ...], EmbeddingCache] = {}
         self._lock = threading.RLock()  # one forward pass at a time: requests share the model and its tokenizer
         self.stats = EncodeStats()
+        self.devices = _resolve_devices(devices)
+        self._pool: Any = None  # sentence-transformers' multi-process pool
+
+    def close(self) -> None:
+        """Stop the multi-process pool, if one was started (it is also stopped when the process exits)."""
+        if self._pool is not None:
+            from sentence_transformers import SentenceTransformer
+
+            SentenceTransformer.stop_multi_process_pool(self._pool)
+            self._pool = None
+
+    def _pool_for(self, total: int, truncation: str) -> Any:
+        """The multi-process pool for an encode of ``total`` texts, started on first use; None: encode here."""
+        if self.devices is None or len(self.devices) < 2 or total < POOL_MIN_TEXTS or truncation != "right":
+            return None
+        if self._pool is None:
+            logger.info("encoding with a pool of %d processes: %s", len(self.devices), ", ".join(self.devices))
+            self._pool = self.model.start_multi_process_pool(target_devices=list(self.devices))
+        return self._pool
 
     @property
     def name(self) -> str:
@@ -194,6 +239,11 @@ class Encoder:
             return self._model_ref
         card = getattr(self._model, "model_card_data", None)
         return str(getattr(card, "base_model", None) or type(self._model).__name__)
+
+    @property
+    def model_ref(self) -> str | None:
+        """Where the model is loaded from (a folder or Hub name); None for a model object given as such."""
+        return self._model_ref
 
     @property
     def fingerprint(self) -> str:
@@ -361,6 +411,41 @@ class Encoder:
             out[missing] = new_vecs
         return out
 
+    def encode_to(
+        self,
+        texts: Sequence[str],
+        path: str | os.PathLike[str],
+        *,
+        rows_per_step: int = 1 << 16,
+        progress: Callable[[int, int], None] | None = None,
+        desc: str | None = None,
+        **kw: Any,
+    ) -> np.ndarray:
+        """Encode ``texts`` (any sequence: a list, or texts read from disk by row) into the .npy file ``path``,
+        ``rows_per_step`` texts at a time, and return it memory-mapped read-only: memory stays one step of texts
+        and vectors whatever the corpus size. Options are those of :meth:`encode`; the file appears complete or
+        not at all."""
+        n = len(texts)
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            out: Any = None
+            for start in range(0, n, rows_per_step):
+                stop = min(n, start + rows_per_step)
+                step = None if progress is None else (lambda d, t, s=start: progress(s + d, n))
+                vecs = self.encode(list(texts[start:stop]), desc=desc, progress=step, **kw)
+                if out is None:
+                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, vecs.shape[1]))
+                out[start:stop] = vecs
+                if progress is not None:
+                    progress(stop, n)
+            if out is None:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, np.zeros((0, self.dim), dtype=np.float32))
+            else:
+                out.flush()
+                del out
+        return np.load(path, mmap_mode="r")
+
     def _encode_rows(
         self,
         texts: list[str],
@@ -381,8 +466,10 @@ class Encoder:
 
         model = self.model
         fn = model.encode_query if kind == "query" else model.encode_document
-        step = self.batch_size * 4
         total = len(rows)
+        pool = self._pool_for(total, truncation)
+        step = self.batch_size * 4 if pool is None else self.batch_size * 4 * len(pool["processes"])
+        extra: dict[str, Any] = {} if pool is None else {"pool": pool, "chunk_size": self.batch_size * 4}
         bar = tqdm(
             total=total,
             desc=f"Encoding {desc or ('queries' if kind == 'query' else 'documents')}",
@@ -406,6 +493,7 @@ class Encoder:
                             show_progress_bar=False,
                             prompt=prompt,
                             prompt_name=prompt_name,
+                            **extra,
                         )
                     parts.append(np.asarray(vecs, dtype=np.float32))
                     done += len(todo)

@@ -2,10 +2,13 @@
 
 Layout of one saved index (a folder)::
 
-    meta.json      format, version, backend, kind, dim, size, model, model fingerprint, sha256 of every file
-    vectors.faiss  (or vectors.npy for the NumPy backend)
+    meta.json      format, version, backend, kind, dim, size, model, model fingerprint, recall measured at build,
+                   why this index structure, sha256 of every file
+    vectors.faiss  the FAISS index (absent for the NumPy backend, which searches vectors.npy)
+    vectors.npy    the unit vectors, row order (memory-mapped when loaded: re-scoring, mining, refresh)
     ids.json       document ids, row order
-    texts.json     the documents' texts, row order (when the index keeps them)
+    texts.jsonl    the documents' texts, row order, with texts.offsets.npy (read by row when needed; when the
+                   index keeps texts; older versions hold texts.json)
 
 A save writes into a temporary folder beside the target and renames it into place, so a reader never sees a
 half-written index. :class:`IndexStore` keeps numbered versions (``v000001``...) and a ``CURRENT`` pointer that
@@ -18,8 +21,9 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,9 @@ import numpy as np
 from negminer._errors import ConfigError, IndexFileError
 from negminer._io import atomic_dir, atomic_open, sha256_file, write_json
 from negminer.index._encoder import Encoder
-from negminer.index._vector_index import Device, VectorIndex
+from negminer.index._plan import IndexConfig
+from negminer.index._texts import DiskTexts, write_texts
+from negminer.index._vector_index import Backend, Device, VectorIndex
 
 __all__ = ["CorpusIndex", "IndexStore", "build_index"]
 
@@ -46,16 +52,29 @@ class CorpusIndex:
     model: str
     version: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    texts: list[str] | None = None  # the documents' texts, saved with the version when given
+    texts: Sequence[str] | None = None  # the documents' texts, saved with the version when given (read lazily)
+    vectors: np.ndarray | None = None  # unit vectors in row order (a memory map once saved or loaded)
+    _workdir: Any = field(default=None, repr=False, compare=False)  # keeps a temporary vectors file alive
 
     def __post_init__(self) -> None:
         if len(self.doc_ids) != self.index.ntotal:
             raise ConfigError(f"{len(self.doc_ids)} doc ids for {self.index.ntotal} vectors")
         if self.texts is not None and len(self.texts) != len(self.doc_ids):
             raise ConfigError(f"{len(self.texts)} texts for {len(self.doc_ids)} doc ids")
+        if self.vectors is None and self.index.backend == "numpy":
+            self.vectors = self.index._vectors
+        if self.vectors is not None and self.vectors.shape != (len(self.doc_ids), self.index.dim):
+            raise ConfigError(f"vectors of shape {tuple(self.vectors.shape)} for {len(self.doc_ids)} doc ids")
 
     def __len__(self) -> int:
         return len(self.doc_ids)
+
+    def row_of(self, doc_id: str) -> int | None:
+        """The row of a document id (a lookup table built on first use), or None."""
+        rows = self.__dict__.get("_rows")
+        if rows is None:
+            rows = self.__dict__["_rows"] = {d: i for i, d in enumerate(self.doc_ids)}
+        return rows.get(doc_id)
 
     def search(self, query_vectors: np.ndarray, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (scores, rows); see :meth:`VectorIndex.search`. Map rows to ids with ``doc_ids``."""
@@ -65,15 +84,20 @@ class CorpusIndex:
         """Write to folder ``path`` atomically (temporary folder, then an atomic swap with an existing folder)."""
         path = Path(path)
         with atomic_dir(path) as tmp:
-            vec_name = "vectors.npy" if self.index.backend == "numpy" else "vectors.faiss"
-            self.index.write(tmp / vec_name)
+            names = ["ids.json"]
+            if self.index.backend == "numpy":
+                self.index.write(tmp / "vectors.npy")
+            else:
+                self.index.write(tmp / "vectors.faiss")
+                names.append("vectors.faiss")
+                _save_rows(self.vectors, tmp / "vectors.npy")
+            if (tmp / "vectors.npy").exists():
+                names.append("vectors.npy")
             with atomic_open(tmp / "ids.json") as fh:
-                json.dump(self.doc_ids, fh)
-            names = [vec_name, "ids.json"]
+                json.dump(list(self.doc_ids), fh)
             if self.texts is not None:
-                with atomic_open(tmp / "texts.json") as fh:
-                    json.dump(self.texts, fh, ensure_ascii=False)
-                names.append("texts.json")
+                write_texts(tmp / "texts.jsonl", self.texts)
+                names += ["texts.jsonl", "texts.offsets.npy"]
             files = {name: sha256_file(tmp / name) for name in names}
             meta = {
                 "format": FORMAT,
@@ -87,6 +111,7 @@ class CorpusIndex:
                     "nprobe": self.index.nprobe,
                     "hnsw_m": self.index.hnsw_m,
                     "ef_search": self.index.ef_search,
+                    "pq_m": self.index.pq_m,
                 },
                 "files": files,
                 "extra": self.meta,
@@ -129,6 +154,8 @@ class CorpusIndex:
                 raise IndexFileError(f"{f}: checksum mismatch (file corrupted or modified)")
         vec_name = "vectors.npy" if meta["backend"] == "numpy" else "vectors.faiss"
         opts = meta.get("options", {})
+        if meta["backend"] == "faiss" and meta["kind"] != "ivfpq":
+            opts = {k: v for k, v in opts.items() if k != "pq_m"}
         index = VectorIndex.read(
             path / vec_name,
             backend=meta["backend"],
@@ -143,43 +170,103 @@ class CorpusIndex:
             raise IndexFileError(f"{path / 'ids.json'}: unreadable ({exc})") from exc
         if len(doc_ids) != index.ntotal:
             raise IndexFileError(f"{path}: {len(doc_ids)} ids for {index.ntotal} vectors")
-        texts = None
-        if "texts.json" in meta.get("files", {}):
+        index.recall, index.plan = meta.get("recall"), meta.get("plan")
+        vectors = None
+        if "vectors.npy" in meta.get("files", {}):
+            try:
+                vectors = np.load(path / "vectors.npy", mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise IndexFileError(f"{path / 'vectors.npy'}: unreadable ({exc})") from exc
+            if vectors.shape != (len(doc_ids), index.dim):
+                raise IndexFileError(f"{path / 'vectors.npy'}: shape {vectors.shape}, expected {len(doc_ids)} rows")
+            if index.kind == "ivfpq":
+                index.attach_vectors(vectors)
+        texts: Sequence[str] | None = None
+        files = meta.get("files", {})
+        if "texts.jsonl" in files:
+            texts = DiskTexts(path / "texts.jsonl")
+        elif "texts.json" in files:  # written before texts were read by row
             texts = json.loads((path / "texts.json").read_text(encoding="utf-8"))
-            if len(texts) != len(doc_ids):
-                raise IndexFileError(f"{path}: {len(texts)} texts for {len(doc_ids)} ids")
+        if texts is not None and len(texts) != len(doc_ids):
+            raise IndexFileError(f"{path}: {len(texts)} texts for {len(doc_ids)} ids")
         return cls(
-            index, doc_ids, meta["model_fingerprint"], meta["model"], meta.get("version"), meta.get("extra", {}), texts
+            index,
+            doc_ids,
+            meta["model_fingerprint"],
+            meta["model"],
+            meta.get("version"),
+            meta.get("extra", {}),
+            texts,
+            vectors,
         )
+
+
+def _save_rows(vectors: np.ndarray | None, dest: Path) -> None:
+    """Write row vectors to ``dest`` (.npy): a memory-mapped .npy is copied as a file, never read into memory."""
+    if vectors is None:
+        return
+    source = getattr(vectors, "filename", None)
+    if isinstance(vectors, np.memmap) and source and Path(source).suffix == ".npy" and vectors.flags.c_contiguous:
+        shutil.copyfile(source, dest)
+        return
+    with open(dest, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
 
 
 def build_index(
     encoder: Encoder,
-    doc_ids: list[str],
-    texts: list[str],
+    doc_ids: Sequence[str],
+    texts: Sequence[str],
     *,
-    kind: str = "flat",
-    backend: str = "auto",
+    config: IndexConfig | None = None,
+    backend: Backend = "auto",
     device: Device = "auto",
     prompt: str | None = None,
     prompt_name: str | None = None,
     keep_texts: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    **options: Any,
+    work_dir: str | os.PathLike[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> CorpusIndex:
-    """Encode ``texts`` (through the encoder's cache) and index them; ``keep_texts`` saves the texts too;
-    ``progress(done, total)`` follows the encoding."""
+    """Encode ``texts`` (through the encoder's cache) and index them with the structure ``config`` plans for
+    their number (tuned to its recall target); ``keep_texts`` saves the texts too; ``progress(stage, done, total)``
+    follows the stages: ``encoding`` (texts) and ``indexing`` (vectors added). The vectors go block by block to a
+    memory-mapped file in ``work_dir`` (default: a temporary folder that lives as long as the returned index), so
+    no full in-memory copy is made."""
     if len(doc_ids) != len(texts):
         raise ConfigError(f"{len(doc_ids)} doc ids for {len(texts)} texts")
     if len(set(doc_ids)) != len(doc_ids):
         raise ConfigError("doc ids must be unique")
-    vectors = encoder.encode(
-        texts, kind="document", prompt=prompt, prompt_name=prompt_name, desc="corpus", progress=progress
+    if work_dir is None:
+        if encoder.cache_dir is not None:  # beside the cache: the same disk as the vectors it holds
+            encoder.cache_dir.mkdir(parents=True, exist_ok=True)
+        work = tempfile.TemporaryDirectory(prefix="negminer-vectors-", dir=encoder.cache_dir)
+        work_dir = work.name
+    else:
+        work = None
+    vectors = encoder.encode_to(
+        texts,
+        Path(work_dir) / "vectors.npy",
+        kind="document",
+        prompt=prompt,
+        prompt_name=prompt_name,
+        desc="corpus",
+        progress=None if progress is None else (lambda d, t: progress("encoding", d, t)),
     )
-    index = VectorIndex(vectors.shape[1], kind=kind, backend=backend, device=device, **options)  # type: ignore[arg-type]
-    index.add(vectors)
+    index = VectorIndex.for_vectors(
+        vectors,
+        config,
+        backend=backend,
+        device=device,
+        progress=None if progress is None else (lambda d, t: progress("indexing", d, t)),
+    )
     return CorpusIndex(
-        index, list(doc_ids), encoder.fingerprint, encoder.name, texts=list(texts) if keep_texts else None
+        index,
+        list(doc_ids),
+        encoder.fingerprint,
+        encoder.name,
+        texts=texts if keep_texts else None,
+        vectors=vectors,
+        _workdir=work,
     )
 
 

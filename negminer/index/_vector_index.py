@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,16 +17,21 @@ import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError
 from negminer._vocab import IndexKind, values
+from negminer.index._plan import IndexConfig, exact_search, recall_at_k
 
 __all__ = ["VectorIndex", "faiss_available", "faiss_gpu_count"]
 
 logger = logging.getLogger("negminer")
 
-Kind = IndexKind | Literal["flat", "ivf", "hnsw"]
+Kind = IndexKind | Literal["flat", "ivf", "ivfpq", "hnsw"]
 Backend = Literal["auto", "faiss", "numpy"]
 Device = Literal["auto", "cpu", "gpu"]
 
 GPU_MAX_K = 2048  # FAISS GPU indexes answer at most 2048 neighbours per query.
+ADD_ROWS = 1 << 16  # vectors added per step while building (bounded copies of a memory-mapped source)
+TRAIN_PER_LIST = 50  # IVF training sample: vectors per list (FAISS warns below 39)
+REFINE_FACTOR = 4  # IVF-PQ: candidates per result re-scored exactly when the full vectors are attached
+RECALL_SAMPLE = 1000  # queries of the build-time recall measurement
 
 
 def _faiss() -> Any:
@@ -77,11 +82,14 @@ class VectorIndex:
 
     Args:
         dim: vector dimension.
-        kind: ``flat`` (exact, default), ``ivf`` (inverted lists, for millions of vectors) or ``hnsw`` (graph).
+        kind: ``flat`` (exact, default), ``ivf`` (inverted lists, for millions of vectors), ``ivfpq`` (inverted
+            lists of product-quantized codes: ``pq_m`` bytes a vector) or ``hnsw`` (graph). :func:`plan_index`
+            picks one for a size and a memory budget.
         backend: ``auto`` (FAISS when installed, else NumPy), ``faiss`` or ``numpy`` (exact only; the reference).
-        device: ``auto`` (all GPUs when faiss-gpu sees CUDA, else CPU), ``cpu`` or ``gpu``.
-        nlist: IVF lists (default about 4 * sqrt(n)); nprobe: lists visited per query.
-        hnsw_m: HNSW graph degree; ef_search: HNSW search breadth.
+        device: ``auto`` (all GPUs when faiss-gpu sees CUDA, sharded across them, else CPU), ``cpu`` or ``gpu``.
+        nlist: IVF lists (default about 2 * sqrt(n)); nprobe: lists visited per query (:meth:`tune` sets it).
+        pq_m: IVF-PQ code bytes per vector (a divisor of ``dim``; default dim / 4).
+        hnsw_m: HNSW graph degree; ef_search: HNSW search breadth (:meth:`tune` sets it).
     """
 
     def __init__(
@@ -95,6 +103,7 @@ class VectorIndex:
         nprobe: int = 16,
         hnsw_m: int = 32,
         ef_search: int = 128,
+        pq_m: int | None = None,
     ) -> None:
         if dim < 1:
             raise ConfigError(f"dim must be positive, got {dim}")
@@ -115,6 +124,10 @@ class VectorIndex:
         gpus = faiss_gpu_count() if backend == "faiss" else 0
         if device == "gpu" and gpus == 0:
             raise ConfigError("device='gpu' but FAISS sees no GPU (needs faiss-gpu and CUDA)")
+        if kind == "ivfpq":
+            pq_m = pq_m or max(1, dim // 4)
+            if dim % pq_m:
+                raise ConfigError(f"must divide the dimension {dim}, got {pq_m}", param="pq_m")
         use_gpu = backend == "faiss" and device != "cpu" and gpus > 0 and kind != "hnsw"
         self.dim = dim
         self.kind = IndexKind(kind)
@@ -124,7 +137,11 @@ class VectorIndex:
         self.nprobe = nprobe
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
+        self.pq_m = pq_m if kind == "ivfpq" else None
+        self.recall: dict[str, Any] | None = None  # what :meth:`tune` measured
+        self.plan: dict[str, Any] | None = None  # why this structure (:meth:`for_vectors`)
         self._use_gpu = use_gpu
+        self._refine: np.ndarray | None = None  # full vectors (a memory map) re-scoring IVF-PQ candidates
         self._vectors: np.ndarray | None = None  # numpy backend
         self._cpu_index: Any = None  # faiss backend, always kept (saving, k > 2048)
         self._gpu_index: Any = None
@@ -139,13 +156,29 @@ class VectorIndex:
 
     def describe(self) -> dict[str, Any]:
         """Backend, kind, device and size, for reports."""
-        return {
+        out: dict[str, Any] = {
             "backend": self.backend,
             "kind": self.kind,
             "device": self.device,
             "dim": self.dim,
             "ntotal": self.ntotal,
         }
+        if self.kind in ("ivf", "ivfpq"):
+            out["nlist"], out["nprobe"] = self.nlist, self.nprobe
+        if self.kind == "ivfpq":
+            out["pq_m"], out["refined"] = self.pq_m, self._refine is not None
+        if self.kind == "hnsw":
+            out["hnsw_m"], out["ef_search"] = self.hnsw_m, self.ef_search
+        if self.recall is not None:
+            out["recall"] = self.recall
+        if self.plan is not None:
+            out["plan"] = {k: self.plan[k] for k in ("reason", "memory_bytes", "memory_budget")}
+        return out
+
+    @property
+    def exact(self) -> bool:
+        """True for exhaustive search (flat): every result is the true top-k."""
+        return self.kind == "flat"
 
     def _check(self, vectors: np.ndarray, what: str) -> np.ndarray:
         arr = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -165,6 +198,132 @@ class VectorIndex:
         self._gpu_index = None  # rebuilt lazily from the CPU index
         return self
 
+    def build(
+        self,
+        vectors: np.ndarray,
+        *,
+        seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> VectorIndex:
+        """Add ``vectors`` (an array or a memory map) incrementally: IVF trains on a random sample of
+        ``TRAIN_PER_LIST`` vectors per list, then vectors are added ``ADD_ROWS`` at a time, so a memory-mapped
+        corpus is never copied whole. ``progress(done, total)`` follows the adds."""
+        n = int(vectors.shape[0])
+        if n == 0:
+            return self
+        if self.backend == "faiss" and self._cpu_index is None and self.kind in ("ivf", "ivfpq"):
+            nlist = self.nlist or min(n, max(1, int(2 * np.sqrt(n))))
+            size = min(n, max(nlist, TRAIN_PER_LIST * nlist))
+            rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+            self._cpu_index = self._new_faiss_index(self._check(vectors[rows], "vectors"))
+        for start, stop in _chunks(n, ADD_ROWS):
+            self.add(vectors[start:stop])
+            if progress is not None:
+                progress(stop, n)
+        return self
+
+    @classmethod
+    def for_vectors(
+        cls,
+        vectors: np.ndarray,
+        config: IndexConfig | None = None,
+        *,
+        queries: np.ndarray | None = None,
+        k: int = 10,
+        backend: Backend = "auto",
+        device: Device = "auto",
+        seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> VectorIndex:
+        """The index ``config`` plans for ``vectors`` (an array or a memory map), built incrementally and, when
+        approximate, tuned to ``config.recall_target`` at recall@``k`` on a sample of ``queries`` (default: a sample
+        of the vectors themselves), measured against an exact search that streams over ``vectors``."""
+        config = config or IndexConfig()
+        n, dim = int(vectors.shape[0]), int(vectors.shape[1])
+        plan = config.plan(n, dim)
+        if backend == "numpy" and plan.kind != "flat" and config.index == "auto":
+            plan = IndexConfig(index="flat", memory_budget=config.memory_budget).plan(n, dim)
+        index = cls(dim, backend=backend, device=device, **plan.options())
+        index.plan = plan.to_dict()
+        index.build(vectors, seed=seed, progress=progress)
+        if index.kind == "ivfpq":
+            index.attach_vectors(vectors)
+        rng = np.random.default_rng(seed)
+        source = queries if queries is not None else vectors
+        m = int(source.shape[0])
+        sample = np.sort(rng.choice(m, size=min(m, config.recall_sample), replace=False)) if m else np.zeros(0, int)
+        sample_q = np.asarray(source[sample], dtype=np.float32)
+        if index.exact:
+            index.tune(sample_q, k=k, target=config.recall_target)
+        else:
+            index.tune(sample_q, k=k, target=config.recall_target, vectors=vectors)
+        index.recall = {**(index.recall or {}), "sample_of": "queries" if queries is not None else "documents"}
+        return index
+
+    def attach_vectors(self, vectors: np.ndarray | None) -> None:
+        """Full vectors in row order (a memory map is fine): an IVF-PQ search then re-scores
+        ``REFINE_FACTOR`` x k code-distance candidates exactly, so its scores are true inner products."""
+        if vectors is not None and (vectors.ndim != 2 or vectors.shape != (self.ntotal, self.dim)):
+            raise ConfigError(f"vectors must have shape ({self.ntotal}, {self.dim}), got {tuple(vectors.shape)}")
+        self._refine = vectors
+
+    def tune(
+        self,
+        queries: np.ndarray,
+        *,
+        k: int = 10,
+        target: float = 0.95,
+        truth: np.ndarray | None = None,
+        vectors: np.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """Set ``nprobe`` (IVF) or ``ef_search`` (HNSW) to the smallest value whose recall@``k`` on ``queries``
+        reaches ``target``, against ``truth`` (exact rows) or an exact search of ``vectors``. Returns and keeps
+        (in :meth:`describe`) what it measured. An exact index measures nothing: its recall is 1."""
+        q = self._check(queries, "queries")
+        k = max(1, min(k, self.ntotal))
+        if self.exact or len(q) == 0:
+            self.recall = {"k": k, "recall": 1.0, "target": target, "queries": len(q), "exact": True}
+            return self.recall
+        if truth is None:
+            if vectors is None:
+                raise ConfigError("tune needs truth rows or the vectors to search exactly")
+            truth = exact_search(vectors, q, k)[1]
+        if self.kind == "hnsw":
+            name, values_ = "ef_search", [v for v in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if v >= k]
+        else:
+            assert self.nlist is not None
+            steps = [1 << i for i in range(int(np.log2(self.nlist)) + 1)]
+            name, values_ = "nprobe", sorted({*(v for v in steps if v < self.nlist), self.nlist})
+        tried = []
+        recall = 0.0
+        for value in values_ or [4096]:
+            self._set(name, value)
+            recall = recall_at_k(self.search(q, k)[1], truth, k)
+            tried.append([value, round(recall, 4)])
+            if recall >= target:
+                break
+        self.recall = {
+            "k": k,
+            "recall": round(recall, 4),
+            "target": target,
+            "queries": len(q),
+            name: getattr(self, name),
+        }
+        self.recall["tried"] = tried
+        return self.recall
+
+    def _set(self, name: str, value: int) -> None:
+        setattr(self, name, value)
+        if self._cpu_index is None:
+            return
+        faiss = _faiss()
+        if name == "nprobe":
+            faiss.extract_index_ivf(self._cpu_index).nprobe = value
+            if self._gpu_index is not None:
+                faiss.GpuParameterSpace().set_index_parameter(self._gpu_index, "nprobe", value)
+        else:
+            self._cpu_index.hnsw.efSearch = value
+
     def _new_faiss_index(self, train: np.ndarray) -> Any:
         faiss = _faiss()
         if self.kind == "flat":
@@ -173,12 +332,16 @@ class VectorIndex:
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = self.ef_search
             return index
-        nlist = self.nlist or max(1, int(4 * np.sqrt(len(train))))
+        nlist = self.nlist or max(1, int(2 * np.sqrt(len(train))))
         if len(train) < nlist:
             raise ConfigError(f"nlist={nlist} needs at least {nlist} vectors to train IVF, got {len(train)}")
         self.nlist = nlist
         quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if self.kind == "ivfpq":
+            nbits = 8 if len(train) >= 256 else max(1, int(np.log2(len(train))))
+            index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(train)
         index.nprobe = self.nprobe
         return index
@@ -192,7 +355,7 @@ class VectorIndex:
             co.shard = True
             co.useFloat16 = True
             self._gpu_index = faiss.index_cpu_to_all_gpus(self._cpu_index, co=co)
-            if self.kind == "ivf":
+            if self.kind in ("ivf", "ivfpq"):
                 faiss.GpuParameterSpace().set_index_parameter(self._gpu_index, "nprobe", self.nprobe)
         return self._gpu_index
 
@@ -218,14 +381,53 @@ class VectorIndex:
                 scores[s:e, :kk] = sc
                 rows[s:e, :kk] = ix
             return scores, rows
-        searcher = self._searcher(kk)
+        refine = self._refine is not None and self.kind == "ivfpq"
+        wide = min(total, kk * REFINE_FACTOR) if refine else kk
+        searcher = self._searcher(wide)
         for s, e in _chunks(n, batch_size):
-            sc, ix = searcher.search(q[s:e], kk)
+            sc, ix = searcher.search(q[s:e], wide)
+            if refine:
+                sc, ix = self._rescore(q[s:e], ix, kk)
             scores[s:e, :kk] = sc
             rows[s:e, :kk] = ix
         missing = rows < 0
         scores[missing] = -np.inf
         return scores, rows
+
+    def _rescore(self, q: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner products of the candidates (read from the attached vectors), best ``k`` kept; 64 queries
+        at a time, so the gathered candidate vectors stay small."""
+        assert self._refine is not None
+        exact = np.full(rows.shape, -np.inf, dtype=np.float32)
+        for s, e in _chunks(len(q), 64):
+            block = rows[s:e]
+            valid = block >= 0
+            uniq, inverse = np.unique(block[valid], return_inverse=True)
+            vecs = np.asarray(self._refine[uniq], dtype=np.float32)  # sorted rows: sequential-ish map reads
+            qi = np.nonzero(valid)[0]
+            part = np.full(block.shape, -np.inf, dtype=np.float32)
+            part[valid] = np.einsum("ij,ij->i", q[s:e][qi], vecs[inverse])
+            exact[s:e] = part
+        order = np.lexsort((np.where(rows < 0, np.iinfo(np.int64).max, rows), -exact), axis=1)[:, :k]
+        return np.take_along_axis(exact, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+    # -- pickling (Ray ships indexes to its workers) -------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_gpu_index"] = None
+        if self._cpu_index is not None:
+            state["_cpu_index"] = _faiss().serialize_index(self._cpu_index)
+        if self._refine is not None:
+            state["_refine"] = np.asarray(self._refine)
+        if self._vectors is not None:
+            state["_vectors"] = np.asarray(self._vectors)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._cpu_index is not None:
+            self._cpu_index = _faiss().deserialize_index(self._cpu_index)
+            self._use_gpu = self._use_gpu and faiss_gpu_count() > 0
 
     # -- files --------------------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike[str]) -> None:
@@ -251,7 +453,7 @@ class VectorIndex:
         if backend == "numpy":
             index = cls(dim, kind="flat", backend="numpy")
             try:
-                index._vectors = np.load(path)
+                index._vectors = np.load(path, mmap_mode="r")
             except (OSError, ValueError) as exc:
                 raise IndexFileError(f"{path}: unreadable vectors: {exc}") from exc
             return index
@@ -264,8 +466,11 @@ class VectorIndex:
             raise IndexFileError(f"{path}: unreadable FAISS index: {exc}") from exc
         if index._cpu_index.d != dim:
             raise IndexFileError(f"{path}: dimension {index._cpu_index.d}, expected {dim}")
-        if kind == "ivf":
+        if kind in ("ivf", "ivfpq"):
             index._cpu_index.nprobe = index.nprobe
+            index.nlist = int(index._cpu_index.nlist)
+            if kind == "ivfpq":
+                index.pq_m = int(_faiss().downcast_index(_faiss().extract_index_ivf(index._cpu_index)).pq.M)
         elif kind == "hnsw":
             index._cpu_index.hnsw.efSearch = index.ef_search
         return index

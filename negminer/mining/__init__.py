@@ -14,7 +14,7 @@ from negminer.mining._filters import (
     select_negatives,
     threshold_mask,
 )
-from negminer.mining._miner import RULES, MiningResult, mine
+from negminer.mining._miner import RULES, MiningResult, StackedRows, mine, mine_vectors
 from negminer.mining._output import OUTPUT_FORMATS
 from negminer.mining._report import MiningReport
 from negminer.mining._teacher import BiEncoderTeacher, CrossEncoderTeacher, Teacher
@@ -30,12 +30,14 @@ __all__ = [
     "MiningConfig",
     "MiningReport",
     "MiningResult",
+    "StackedRows",
     "Teacher",
     "absolute_margin_mask",
     "adaptive_thresholds",
     "max_score_mask",
     "min_score_mask",
     "mine",
+    "mine_vectors",
     "neighbourhood_z",
     "positive_neighbourhood_mask",
     "positive_reference",

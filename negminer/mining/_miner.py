@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,13 +16,13 @@ from tqdm.auto import tqdm
 from negminer._data import RetrievalData
 from negminer._errors import ConfigError, config_error
 from negminer._vocab import FilterRule, values
-from negminer.index import Encoder, VectorIndex
+from negminer.index import AUTO_FLAT_MAX, Encoder, IndexConfig, VectorIndex
 from negminer.mining import _filters as F
 from negminer.mining._config import MiningConfig
 from negminer.mining._report import MiningReport
 from negminer.mining._teacher import Teacher, as_teacher
 
-__all__ = ["mine", "MiningResult", "RULES"]
+__all__ = ["mine", "mine_vectors", "MiningResult", "RULES", "StackedRows"]
 
 logger = logging.getLogger("negminer")
 
@@ -28,6 +30,54 @@ MAX_PLOT_SCORES = 1_000_000  # removed-candidate scores kept per rule for the re
 NEIGHBOURHOOD_BLOCK = 1 << 22  # candidate x positive similarities held at once by the neighbourhood rule (16 MB)
 
 RULES = values(FilterRule)  # the order in which they apply
+STREAM_MIN_DOCS = AUTO_FLAT_MAX  # larger corpora are encoded into a memory-mapped file, never held in memory
+MAX_TUNE_DEPTH = 256  # recall of an approximate index is measured (and tuned) at the search depth, up to this
+
+
+class StackedRows:
+    """Rows of ``base`` (an array or memory map) followed by the rows of ``extra``, indexed as one array without
+    copying ``base``: a persisted index's vectors plus the vectors of positives outside it."""
+
+    def __init__(self, base: Any, extra: Any) -> None:
+        self.base, self.extra = base, extra
+        self.n = len(base)
+        self.shape = (self.n + len(extra), *tuple(base.shape[1:]))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: Any) -> Any:
+        idx = np.asarray(rows, dtype=np.int64)
+        if isinstance(self.base, np.ndarray):
+            out = np.empty((*idx.shape, *self.shape[1:]), dtype=self.base.dtype)
+            low = idx < self.n
+            out[low] = self.base[idx[low]]
+            out[~low] = self.extra[idx[~low] - self.n]
+            return out
+        return [self.base[i] if i < self.n else self.extra[i - self.n] for i in idx.reshape(-1)]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.concatenate([np.asarray(self.base, dtype=dtype), np.asarray(self.extra, dtype=dtype)])
+
+
+Rows = np.ndarray | StackedRows  # corpus vectors: an array, a memory map, or one stacked with extra rows
+
+
+class RowNames(Sequence[str]):
+    """``"0"``, ``"1"``... : the ids of rows that have no other name (vectors mined without texts)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [str(j) for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return str(i % self.n)
 
 
 @dataclass
@@ -40,10 +90,10 @@ class MiningResult:
     candidates were retrieved for it (more than the default when deepening was needed).
     """
 
-    queries: list[str]
-    query_ids: list[str]
-    doc_ids: list[str]
-    doc_texts: list[str]
+    queries: Sequence[str]
+    query_ids: Sequence[str]
+    doc_ids: Sequence[str]
+    doc_texts: Sequence[str]
     positives: list[list[int]]
     positive_scores: list[np.ndarray]
     negatives: np.ndarray
@@ -116,7 +166,7 @@ class _Miner:
         cfg: MiningConfig,
         index: VectorIndex,
         q_vecs: np.ndarray,
-        doc_vecs: np.ndarray,
+        doc_vecs: Rows,
         queries: Sequence[str],
         doc_texts: Sequence[str],
         positives: list[list[int]],
@@ -130,7 +180,7 @@ class _Miner:
         self.doc_texts = doc_texts
         self.positives = positives
         self.teacher = teacher
-        self.rng = np.random.default_rng(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)  # reseeded per query chunk (chunks may run anywhere, any order)
         self.max_positives = max(len(p) for p in positives)
         self.range_max = cfg.resolved_range_max(self.max_positives)
         self.timing = {"search": 0.0, "teacher": 0.0, "neighbourhood": 0.0, "filter": 0.0}
@@ -262,6 +312,47 @@ class _Miner:
             new_pos[i, : len(pos)] = pos
         return new_scores, new_rows, new_pos
 
+    def chunk(self, qidx: np.ndarray, depth0: int, max_depth: int) -> list[tuple[np.ndarray, _Chunk, np.ndarray]]:
+        """Mine one chunk of queries, deepening the search for the ones the filters left short: (query rows,
+        results, which of them are final) per pass. Random sampling is seeded by the chunk's first query, so a
+        chunk gives the same negatives in this process or in a Ray task."""
+        self.rng = np.random.default_rng([self.cfg.seed, int(qidx[0]) if len(qidx) else 0])
+        out = []
+        depth = depth0
+        while len(qidx):
+            ch = self.run_chunk(qidx, depth)
+            is_short = (ch.negatives < 0).any(axis=1)
+            again = self.cfg.deepens and depth < max_depth
+            out.append((qidx, ch, np.asarray(~is_short) if again else np.ones(len(qidx), dtype=bool)))
+            if not again:
+                break
+            qidx = qidx[is_short]
+            depth = min(max_depth, depth * 4)
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:  # Ray ships the miner to its tasks
+        state = self.__dict__.copy()
+        state["q_vecs"], state["doc_vecs"] = np.asarray(self.q_vecs), np.asarray(self.doc_vecs)
+        state["queries"] = state["doc_texts"] = None  # only a teacher reads texts, and it does not run in Ray
+        return state
+
+
+def _corpus_vectors(encoder: Encoder, texts: Sequence[str], cfg: MiningConfig, work: Path | None) -> np.ndarray:
+    """The corpus vectors: in memory for a small corpus, a memory-mapped file in ``work`` for a large one."""
+    kw: dict[str, Any] = {"kind": "document", "prompt": cfg.corpus_prompt, "prompt_name": cfg.corpus_prompt_name}
+    if work is None:
+        return encoder.encode(list(texts), desc="corpus", **kw)
+    return encoder.encode_to(texts, work / "corpus.npy", desc="corpus", **kw)
+
+
+def _index_of(index: IndexConfig | VectorIndex | str | None) -> IndexConfig | VectorIndex:
+    if isinstance(index, (IndexConfig, VectorIndex)):
+        return index
+    try:
+        return IndexConfig() if index is None else IndexConfig(index=index)
+    except ValueError as exc:
+        raise config_error(exc) from None
+
 
 def mine(
     data: RetrievalData,
@@ -269,9 +360,11 @@ def mine(
     *,
     config: MiningConfig | None = None,
     teacher: Any = None,
-    index_kind: str = "flat",
+    index: IndexConfig | VectorIndex | str | None = None,
     index_backend: str = "auto",
     device: str = "auto",
+    ray: str | bool | None = None,
+    work_dir: str | Path | None = None,
     show_progress: bool = True,
     **options: Any,
 ) -> MiningResult:
@@ -283,6 +376,13 @@ def mine(
     order of :data:`RULES`. ``teacher`` (an :class:`Encoder`, ``SentenceTransformer`` or ``CrossEncoder``)
     re-scores candidates and positives before the filters (the neighbourhood rule keeps using ``encoder``'s
     document vectors).
+
+    ``index``: an :class:`~negminer.index.IndexConfig` (or just its kind: ``auto``, ``flat``, ``ivf``, ``ivfpq``,
+    ``hnsw``), or a built :class:`~negminer.index.VectorIndex` over the corpus rows. ``auto`` searches exactly up to
+    100k documents and picks an approximate index above, tuned to the recall target on a sample of the queries
+    (the report's ``index.recall``). A corpus above 100k documents is encoded into a memory-mapped file under
+    ``work_dir`` (default: a temporary folder), so its vectors are never all in memory. ``ray`` (an address,
+    ``"auto"`` or True for a local Ray) runs the query chunks as Ray tasks, with the same results.
     The corpus is de-duplicated by text, like sentence-transformers; queries are already unique in ``data``.
     """
     try:
@@ -291,35 +391,204 @@ def mine(
         raise config_error(exc) from None
     if len(data) == 0:
         raise ConfigError("no queries to mine", param="data")
+    index_choice = _index_of(index)
     t_start = time.perf_counter()
     encoder = encoder or Encoder(batch_size=cfg.batch_size, show_progress=show_progress)
     teach = as_teacher(teacher) if teacher is not None else None
     doc_ids, doc_texts, doc2u = data.dedup_corpus()
     positives = [list(dict.fromkeys(int(doc2u[d]) for d in pos)) for pos in data.positives]
 
-    t0 = time.perf_counter()
-    stats_before = (encoder.stats.cached, encoder.stats.encoded)
-    doc_vecs = encoder.encode(
-        doc_texts, kind="document", prompt=cfg.corpus_prompt, prompt_name=cfg.corpus_prompt_name, desc="corpus"
+    with _workdir(work_dir, len(doc_texts), encoder) as work:
+        t0 = time.perf_counter()
+        stats_before = (encoder.stats.cached, encoder.stats.encoded)
+        if ray:
+            from negminer.index import ray_encode
+
+            ray_encode(
+                encoder,
+                doc_texts,
+                address=ray,
+                kind="document",
+                prompt=cfg.corpus_prompt,
+                prompt_name=cfg.corpus_prompt_name,
+            )
+        doc_vecs = _corpus_vectors(encoder, doc_texts, cfg, work)
+        q_vecs = encoder.encode(
+            list(data.queries),
+            kind="query",
+            prompt=cfg.query_prompt,
+            prompt_name=cfg.query_prompt_name,
+            desc="queries",
+        )
+        t_encode = time.perf_counter() - t0
+        return _mine(
+            cfg,
+            q_vecs,
+            doc_vecs,
+            positives,
+            index=index_choice,
+            backend=index_backend,
+            device=device,
+            queries=data.queries,
+            query_ids=data.query_ids,
+            doc_ids=doc_ids,
+            doc_texts=doc_texts,
+            teacher=teach,
+            ray=ray,
+            show_progress=show_progress,
+            t_start=t_start,
+            report_extra={
+                "data_source": data.source,
+                "corpus_rows": len(data.corpus_texts),
+                "timings": {"encode": t_encode},
+                "encoder": {
+                    "model": encoder.name,
+                    "fingerprint": encoder.fingerprint,
+                    "cached": encoder.stats.cached - stats_before[0],
+                    "encoded": encoder.stats.encoded - stats_before[1],
+                },
+            },
+        )
+
+
+class _workdir:
+    """A folder for the corpus vectors of a large corpus (``work_dir`` or a temporary one); None for a small one."""
+
+    def __init__(self, work_dir: str | Path | None, n_docs: int, encoder: Encoder) -> None:
+        self.path = Path(work_dir) if work_dir is not None else None
+        self.tmp: tempfile.TemporaryDirectory[str] | None = None
+        if self.path is None and n_docs > STREAM_MIN_DOCS:
+            if encoder.cache_dir is not None:
+                encoder.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.tmp = tempfile.TemporaryDirectory(prefix="negminer-mine-", dir=encoder.cache_dir)
+            self.path = Path(self.tmp.name)
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> Path | None:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+def mine_vectors(
+    query_vectors: np.ndarray,
+    doc_vectors: Rows,
+    positives: Sequence[Sequence[int]],
+    *,
+    config: MiningConfig | None = None,
+    index: IndexConfig | VectorIndex | str | None = None,
+    index_backend: str = "auto",
+    device: str = "auto",
+    queries: Sequence[str] | None = None,
+    doc_ids: Sequence[str] | None = None,
+    doc_texts: Sequence[str] | None = None,
+    ray: str | bool | None = None,
+    show_progress: bool = True,
+    **options: Any,
+) -> MiningResult:
+    """Mine negatives from vectors already encoded (unit rows; ``doc_vectors`` may be a memory map, e.g. a corpus
+    :meth:`~negminer.index.Encoder.encode_to` wrote): ``positives[i]`` are the corpus rows of query ``i``. The same
+    search, filters and report as :func:`mine`, without a teacher; ids default to row numbers."""
+    try:
+        cfg = MiningConfig(**{**(config.model_dump() if config else {}), **options})
+    except ValueError as exc:
+        raise config_error(exc) from None
+    n_q, n_d = len(query_vectors), len(doc_vectors)
+    if n_q == 0:
+        raise ConfigError("no queries to mine", param="query_vectors")
+    if len(positives) != n_q:
+        raise ConfigError(f"{len(positives)} positive lists for {n_q} queries", param="positives")
+    pos = [list(dict.fromkeys(int(p) for p in ps)) for ps in positives]
+    for i, ps in enumerate(pos):
+        if not ps or min(ps) < 0 or max(ps) >= n_d:
+            raise ConfigError(f"query {i}: positives must be 1+ corpus rows in 0..{n_d - 1}", param="positives")
+    return _mine(
+        cfg,
+        np.asarray(query_vectors, dtype=np.float32),
+        doc_vectors,
+        pos,
+        index=_index_of(index),
+        backend=index_backend,
+        device=device,
+        queries=queries if queries is not None else RowNames(n_q),
+        query_ids=RowNames(n_q),
+        doc_ids=doc_ids if doc_ids is not None else RowNames(n_d),
+        doc_texts=doc_texts if doc_texts is not None else RowNames(n_d),
+        teacher=None,
+        ray=ray,
+        show_progress=show_progress,
+        t_start=time.perf_counter(),
+        report_extra={"data_source": "vectors", "corpus_rows": n_d, "timings": {}, "encoder": {}},
     )
-    q_vecs = encoder.encode(
-        list(data.queries), kind="query", prompt=cfg.query_prompt, prompt_name=cfg.query_prompt_name, desc="queries"
+
+
+def _build_index(
+    choice: IndexConfig | VectorIndex,
+    doc_vecs: Rows,
+    q_vecs: np.ndarray,
+    depth: int,
+    backend: str,
+    device: str,
+    seed: int,
+) -> VectorIndex:
+    """The index to search: the one given (its rows are the corpus rows), or the one ``choice`` plans, tuned at the
+    search depth on a sample of the queries."""
+    if isinstance(choice, VectorIndex):  # rows past its end (positives outside the index) are never candidates
+        if choice.ntotal > len(doc_vecs):
+            raise ConfigError(f"the index holds {choice.ntotal} vectors, the corpus {len(doc_vecs)}", param="index")
+        return choice
+    return VectorIndex.for_vectors(
+        np.asarray(doc_vecs) if isinstance(doc_vecs, StackedRows) else doc_vecs,
+        choice,
+        queries=q_vecs,
+        k=max(1, min(depth, MAX_TUNE_DEPTH)),
+        backend=backend,  # type: ignore[arg-type]
+        device=device,  # type: ignore[arg-type]
+        seed=seed,
     )
-    t_encode = time.perf_counter() - t0
+
+
+def _chunks_of(n: int, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, n, size):
+        yield np.arange(start, min(n, start + size))
+
+
+def _mine(
+    cfg: MiningConfig,
+    q_vecs: np.ndarray,
+    doc_vecs: Rows,
+    positives: list[list[int]],
+    *,
+    index: IndexConfig | VectorIndex,
+    backend: str,
+    device: str,
+    queries: Sequence[str],
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    doc_texts: Sequence[str],
+    teacher: Teacher | None,
+    ray: str | bool | None,
+    show_progress: bool,
+    t_start: float,
+    report_extra: dict[str, Any],
+) -> MiningResult:
+    n_q = len(q_vecs)
+    max_positives = max(len(p) for p in positives)
+    depth0 = cfg.resolved_range_max(max_positives) + max_positives
+    if cfg.positive_neighbourhood is not None:  # the rule's statistics need its window of candidates
+        depth0 = max(depth0, cfg.neighbourhood_window + max_positives)
+    depth0 = min(depth0, len(doc_vecs))
 
     t0 = time.perf_counter()
-    index = VectorIndex(doc_vecs.shape[1], kind=index_kind, backend=index_backend, device=device)  # type: ignore[arg-type]
-    index.add(doc_vecs)
+    vindex = _build_index(index, doc_vecs, q_vecs, depth0, backend, device, cfg.seed)
     t_index = time.perf_counter() - t0
 
-    miner = _Miner(cfg, index, q_vecs, doc_vecs, data.queries, doc_texts, positives, teach)
-    n_q = len(data)
-    ntotal = index.ntotal
-    depth0 = miner.range_max + miner.max_positives
-    if cfg.positive_neighbourhood is not None:  # the rule's statistics need its window of candidates
-        depth0 = max(depth0, cfg.neighbourhood_window + miner.max_positives)
-    depth0 = min(depth0, ntotal)
-    max_depth = min(ntotal, max(cfg.max_depth, depth0))
+    depth0 = min(depth0, vindex.ntotal)
+    miner = _Miner(cfg, vindex, q_vecs, doc_vecs, queries, doc_texts, positives, teacher)
+    max_depth = min(vindex.ntotal, max(cfg.max_depth, depth0))
 
     num = cfg.num_negatives
     negatives = np.full((n_q, num), -1, dtype=np.int64)
@@ -347,24 +616,28 @@ def mine(
                 kept.append(v)
 
     bar = tqdm(total=n_q, desc="Mining", unit="query", disable=not show_progress)
-    for start in range(0, n_q, cfg.chunk_size):
-        qidx = np.arange(start, min(n_q, start + cfg.chunk_size))
-        depth = depth0
-        while len(qidx):
-            ch = miner.run_chunk(qidx, depth)
-            is_short = (ch.negatives < 0).any(axis=1)
-            again = cfg.deepens and depth < max_depth
-            store(qidx, ch, final=np.asarray(~is_short) if again else np.ones(len(qidx), dtype=bool))
-            if not again:
-                break
-            qidx = qidx[is_short]
-            depth = min(max_depth, depth * 4)
-        bar.update(min(n_q, start + cfg.chunk_size) - start)
+    chunks = _chunks_of(n_q, cfg.chunk_size)
+    if ray:
+        if teacher is not None:
+            raise ConfigError("a teacher cannot run in Ray tasks yet; mine in process", param="ray")
+        from negminer.mining._ray import map_chunks
+
+        results: Iterator[tuple[list[tuple[np.ndarray, _Chunk, np.ndarray]], dict[str, float]]] = map_chunks(
+            miner, list(chunks), depth0, max_depth, address=ray
+        )
+    else:
+        results = ((miner.chunk(qidx, depth0, max_depth), {}) for qidx in chunks)
+    for passes, timing in results:
+        for qidx, ch, final in passes:
+            store(qidx, ch, final)
+        for k, v in timing.items():
+            miner.timing[k] = miner.timing.get(k, 0.0) + v
+        bar.update(len(passes[0][0]) if passes else 0)
     bar.close()
 
     report = MiningReport.build(
         cfg=cfg,
-        data_source=data.source,
+        data_source=report_extra["data_source"],
         positives=positives,
         pos_scores=pos_scores,
         negatives=negatives,
@@ -376,21 +649,21 @@ def mine(
         depth_used=depth_used,
         depth0=depth0,
         range_max=miner.range_max,
-        corpus_size=len(doc_texts),
-        corpus_rows=len(data.corpus_texts),
-        timings={"encode": t_encode, "index": t_index, **miner.timing, "total": time.perf_counter() - t_start},
-        encoder={
-            "model": encoder.name,
-            "fingerprint": encoder.fingerprint,
-            "cached": encoder.stats.cached - stats_before[0],
-            "encoded": encoder.stats.encoded - stats_before[1],
+        corpus_size=len(doc_vecs),
+        corpus_rows=report_extra["corpus_rows"],
+        timings={
+            **report_extra["timings"],
+            "index": t_index,
+            **miner.timing,
+            "total": time.perf_counter() - t_start,
         },
-        index=index.describe(),
-        teacher=getattr(teach, "name", None),
+        encoder=report_extra["encoder"],
+        index=vindex.describe(),
+        teacher=getattr(teacher, "name", None),
     )
     return MiningResult(
-        queries=list(data.queries),
-        query_ids=list(data.query_ids),
+        queries=queries,
+        query_ids=query_ids,
         doc_ids=doc_ids,
         doc_texts=doc_texts,
         positives=positives,

@@ -1,13 +1,16 @@
 """Mining against an index of the service: the queries of a ``/mine`` request, the index's current version (a
-snapshot that a refresh never disturbs), the library's :func:`negminer.mining.mine`."""
+snapshot that a refresh never disturbs: its persisted index and memory-mapped vectors, searched as they are), the
+library's :func:`negminer.mining.mine_vectors`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from negminer import RetrievalData
-from negminer._errors import ConfigError
-from negminer.mining import MiningConfig, MiningResult, mine
+import numpy as np
+
+from negminer._errors import ConfigError, config_error
+from negminer.mining import MiningConfig, MiningResult, StackedRows, mine_vectors
 from negminer.service.config import ServiceSettings
 from negminer.service.models import bad_param
 from negminer.service.registry import IndexRegistry, Snapshot
@@ -35,37 +38,87 @@ def check_mining_limits(cfg: MiningConfig, settings: ServiceSettings, where: str
             raise bad_param(f"{where}.{name}", f"at most {cap}" + (f" on this service ({env})" if env else ""))
 
 
+def _text_rows(snapshot: Snapshot, texts: list[str], vectors: np.ndarray) -> list[int | None]:
+    """The row of each text in the snapshot's corpus, found by searching its own vector (a document whose text is
+    the same has the same vector), or None: positives given as texts that the index already holds are masked."""
+    if not texts:
+        return []
+    scores, rows = snapshot.index.search(vectors, min(4, len(snapshot.index)))
+    out: list[int | None] = []
+    for t, sc, rw in zip(texts, scores, rows):
+        out.append(next((int(r) for s, r in zip(sc, rw) if r >= 0 and s > 0.999 and snapshot.texts[r] == t), None))
+    return out
+
+
 def mine_snapshot(
     snapshot: Snapshot, registry: IndexRegistry, queries: list[MineQuery], options: dict[str, Any]
 ) -> MiningResult:
-    """Mine negatives for ``queries`` from the snapshot's corpus with the index's model.
-
-    A query's positives are document ids of the index or extra texts (added to the candidates as positives)."""
-    ids, corpus = list(snapshot.index.doc_ids), list(snapshot.texts)
-    row = {d: i for i, d in enumerate(ids)}
-    positives = []
+    """Mine negatives for ``queries`` by searching the snapshot's persisted index (no rebuild per request) with the
+    index's model. A query's positives are document ids of the index, or texts: a text the index holds is that
+    document; another one is a positive outside the index (scored, never a candidate)."""
+    try:
+        cfg = MiningConfig(**options)
+    except ValueError as exc:
+        raise config_error(exc) from None
+    current = snapshot.index
+    encoder = registry.encoder(snapshot.model)
+    extra = [t for q in queries for t in q.positives]
+    extra_vecs = (
+        encoder.encode(extra, kind="document", prompt=cfg.corpus_prompt, prompt_name=cfg.corpus_prompt_name)
+        if extra
+        else np.zeros((0, current.index.dim), np.float32)
+    )
+    found = _text_rows(snapshot, extra, extra_vecs)
+    outside: list[int] = []  # indices into ``extra`` of the positives outside the index (rows n, n + 1...)
+    positives, k, n = [], 0, len(current)
     for qi, q in enumerate(queries):
         rows = []
         for d in q.positive_ids:
-            if d not in row:
+            r = current.row_of(d)
+            if r is None:
                 raise ConfigError(f"unknown document id {d!r}", param=f"queries[{qi}].positive_ids")
-            rows.append(row[d])
-        for t in q.positives:
-            ids.append(f"positive:{qi}:{len(rows)}")
-            corpus.append(t)
-            rows.append(len(ids) - 1)
+            rows.append(r)
+        for _ in q.positives:
+            r, k = found[k], k + 1
+            if r is None:
+                r = n + len(outside)
+                outside.append(k - 1)
+            rows.append(r)
         if not rows:
             raise ConfigError("needs positive_ids or positives", param=f"queries[{qi}]")
         positives.append(rows)
-    data = RetrievalData(
-        ids,
-        corpus,
-        [f"q{i}" for i in range(len(queries))],
-        [q.query for q in queries],
-        positives,
-        source=f"index:{snapshot.name}",
+    base = current.vectors
+    if base is None:  # a version saved before vectors were kept: its texts are in the embedding cache
+        base = encoder.encode(list(snapshot.texts), kind="document", desc="corpus")
+    q_vecs = encoder.encode(
+        [q.query for q in queries], kind="query", prompt=cfg.query_prompt, prompt_name=cfg.query_prompt_name
     )
-    return mine(data, registry.encoder(snapshot.model), show_progress=False, **options)
+    return mine_vectors(
+        q_vecs,
+        StackedRows(base, extra_vecs[outside]),
+        positives,
+        config=cfg,
+        index=current.index,
+        queries=[q.query for q in queries],
+        doc_ids=_Concat(current.doc_ids, [f"positive:{i}" for i in outside]),
+        doc_texts=_Concat(snapshot.texts, [extra[i] for i in outside]),
+        show_progress=False,
+    )
+
+
+class _Concat(Sequence[str]):
+    """Two sequences read as one (the index's ids or texts, then those of positives outside it)."""
+
+    def __init__(self, a: Sequence[str], b: Sequence[str]) -> None:
+        self.a, self.b = a, b
+
+    def __len__(self) -> int:
+        return len(self.a) + len(self.b)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.a[i] if i < len(self.a) else self.b[i - len(self.a)]
 
 
 def mine_index(registry: IndexRegistry, name: str, body: MineRequest) -> MineResponse:

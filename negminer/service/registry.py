@@ -15,7 +15,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +23,8 @@ import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError, NegminerError
 from negminer._io import atomic_open
-from negminer._vocab import IndexKind, IndexStatus, OperationStatus, OperationType
-from negminer.index import CorpusIndex, Encoder, IndexStore, build_index
+from negminer._vocab import IndexChoice, IndexStatus, OperationStatus, OperationType
+from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index
 from negminer.service.schemas import NAME_PATTERN, IndexInfo, Operation
 
 __all__ = [
@@ -106,7 +106,7 @@ class IndexState:
     kind: str
     status: IndexStatus = IndexStatus.building
     current: CorpusIndex | None = None
-    texts: list[str] = field(default_factory=list)
+    texts: Sequence[str] = field(default_factory=list)  # read from disk by row
     error: str | None = None
     build_seconds: float | None = None
     operation: Operation | None = None  # the build / refresh / documents update in progress or last done
@@ -122,7 +122,8 @@ class IndexState:
                 size=len(cur) if cur else 0,
                 model=self.model,
                 model_fingerprint=cur.fingerprint if cur else None,
-                kind=IndexKind(self.kind),
+                kind=IndexChoice(cur.index.kind if cur else self.kind),
+                recall=(cur.index.recall or {}).get("recall") if cur else None,
                 error=self.error,
                 build_seconds=self.build_seconds,
                 operation=self.operation.model_copy() if self.operation else None,
@@ -136,7 +137,7 @@ class Snapshot:
 
     name: str
     index: CorpusIndex
-    texts: list[str]
+    texts: Sequence[str]
     model: str
 
     @property
@@ -169,11 +170,11 @@ class IndexRegistry:
             meta_path = d / "index.json"
             if not meta_path.exists():
                 continue
-            state = IndexState(name=d.name, model="", kind=IndexKind.flat)
+            state = IndexState(name=d.name, model="", kind=IndexChoice.auto)
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
-                state.model, state.kind = meta["model"], meta.get("kind", "flat")
-                state.current = IndexStore(d).load()
+                state.model, state.kind = meta["model"], meta.get("kind", "auto")
+                state.current = IndexStore(d).load(verify=False)  # checksums: `negminer index info` / a reload
                 if state.current.texts is None:
                     raise IndexFileError(f"{d}: the current version holds no texts")
                 state.texts = state.current.texts
@@ -191,7 +192,14 @@ class IndexRegistry:
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def create(
-        self, name: str, model: str, doc_ids: list[str], texts: list[str], *, kind: str = "flat", wait: bool = False
+        self,
+        name: str,
+        model: str,
+        doc_ids: Sequence[str],
+        texts: Sequence[str],
+        *,
+        kind: str = "auto",
+        wait: bool = False,
     ) -> IndexState:
         """Start building index ``name`` in the background (``wait=True`` builds in this thread)."""
         if not NAME_RE.match(name):
@@ -205,7 +213,7 @@ class IndexRegistry:
                 raise IndexExists(name)
             state = IndexState(name=name, model=model, kind=kind)
             self._states[name] = state
-        self._rebuild(state, OperationType.build, model, list(doc_ids), list(texts), wait=wait)
+        self._rebuild(state, OperationType.build, model, doc_ids, texts, wait=wait)
         return state
 
     def add_documents(self, name: str, doc_ids: list[str], texts: list[str], *, wait: bool = False) -> IndexState:
@@ -213,7 +221,7 @@ class IndexRegistry:
         if len(set(doc_ids)) != len(doc_ids):
             raise ConfigError("duplicate ids", param="documents")
         snap = self.snapshot(name)
-        state, ids, all_texts = self.get(name), list(snap.index.doc_ids), list(snap.texts)
+        state, ids, all_texts = self.get(name), list(snap.index.doc_ids), list(snap.texts)  # documents: a copy
         pos = {d: i for i, d in enumerate(ids)}
         for d, t in zip(doc_ids, texts):
             if d in pos:
@@ -227,12 +235,19 @@ class IndexRegistry:
 
     def refresh(self, name: str, model: str, *, wait: bool = False) -> IndexState:
         """Re-encode the corpus with ``model`` (a newer checkpoint) into the next version, then swap it in."""
-        snap, state = self.snapshot(name), self.get(name)
-        self._rebuild(state, OperationType.refresh, model, list(snap.index.doc_ids), list(snap.texts), wait=wait)
+        snap, state = self.snapshot(name), self.get(name)  # texts stream from the current version's files
+        self._rebuild(state, OperationType.refresh, model, snap.index.doc_ids, snap.texts, wait=wait)
         return state
 
     def _rebuild(
-        self, state: IndexState, op: OperationType, model: str, doc_ids: list[str], texts: list[str], *, wait: bool
+        self,
+        state: IndexState,
+        op: OperationType,
+        model: str,
+        doc_ids: Sequence[str],
+        texts: Sequence[str],
+        *,
+        wait: bool,
     ) -> None:
         with state.lock:
             if state.operation and state.operation.status == OperationStatus.running:
@@ -249,21 +264,37 @@ class IndexRegistry:
                 with atomic_open(pin) as fh:
                     json.dump({"type": str(op), "model": model}, fh)
 
-                def progress(done: int, total: int) -> None:
+                began: dict[str, float] = {}
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    elapsed = time.perf_counter() - began.setdefault(stage, time.perf_counter())
                     with state.lock:
-                        operation.encoded, operation.to_encode = done, total
+                        operation.stage = stage
+                        if stage == "encoding":
+                            operation.encoded, operation.to_encode = done, total
+                        operation.eta_seconds = round(elapsed * (total - done) / done, 1) if done else None
 
                 index = build_index(
-                    self.encoder(model), doc_ids, texts, kind=state.kind, keep_texts=True, progress=progress
+                    self.encoder(model),
+                    doc_ids,
+                    texts,
+                    config=IndexConfig(index=state.kind),
+                    keep_texts=True,
+                    progress=progress,
                 )
                 if not (d / "index.json").exists():
                     with atomic_open(d / "index.json") as fh:
                         json.dump({"name": state.name, "model": model, "kind": state.kind}, fh)
-                IndexStore(d).publish(index)
+                progress("saving", 0, 1)
+                store = IndexStore(d)
+                version = store.publish(index)
+                del index  # served from the saved files: texts read by row, vectors memory-mapped
+                loaded = store.load(version, verify=False)
                 with state.lock:  # the swap: readers holding the old version keep it
-                    state.current, state.texts, state.model = index, list(texts), model
+                    state.current, state.texts, state.model = loaded, loaded.texts or [], model
                     state.status, state.error = IndexStatus.ready, None
-                    operation.status, operation.version = OperationStatus.succeeded, index.version
+                    operation.status, operation.version = OperationStatus.succeeded, version
+                    operation.stage, operation.eta_seconds = None, None
             except Exception as exc:  # noqa: BLE001 - a failed build is reported in the index status
                 logger.exception("%s of index %s failed", op, state.name)
                 with state.lock:

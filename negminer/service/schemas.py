@@ -25,7 +25,7 @@ from pydantic import (
 from negminer._vocab import (
     EventLevel,
     EventType,
-    IndexKind,
+    IndexChoice,
     IndexStatus,
     JobStatus,
     ModelKind,
@@ -188,7 +188,11 @@ class CreateIndex(_Request):
     documents: list[Document] | None = Field(None, min_length=1, description="inline documents, or corpus_file")
     corpus_file: str | None = Field(None, description="a corpus.jsonl (_id, title, text) inside the data dir")
     from_index: str | None = Field(None, description="copy the documents of this index (its current version)")
-    kind: IndexKind = IndexKind.flat
+    kind: IndexChoice = Field(
+        IndexChoice.auto,
+        description="auto (exact up to 100,000 documents, IVF above, IVF-PQ past the memory budget), flat, ivf, "
+        "ivfpq or hnsw; approximate ones are tuned to recall@10 >= 0.95 vs exact search and report it",
+    )
 
 
 class AddDocuments(_Request):
@@ -214,6 +218,8 @@ class Operation(_Response):
     documents: int = Field(description="documents of the version being built")
     to_encode: int | None = Field(None, description="texts not in the embedding cache (known once encoding starts)")
     encoded: int = 0
+    stage: str | None = Field(None, description="encoding, indexing (training, adding, tuning) or saving")
+    eta_seconds: float | None = Field(None, description="estimated seconds left in the current stage")
     seconds: float | None = None
     error: str | None = None
     version: int | None = Field(None, description="the version it published")
@@ -226,7 +232,8 @@ class IndexInfo(_Response):
     size: int = 0
     model: str
     model_fingerprint: str | None = None
-    kind: IndexKind
+    kind: IndexChoice = Field(description="the structure of the current version (what was asked for until then)")
+    recall: float | None = Field(None, description="recall@k vs exact search measured at build (1 for flat)")
     error: str | None = None
     build_seconds: float | None = None
     operation: Operation | None = None

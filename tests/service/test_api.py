@@ -206,6 +206,42 @@ def test_mine_over_http_equals_in_process(tmp_path: Path, lexical_model: Path) -
         assert typo.status_code == 422 and typo.json()["param"] == "options.margin_typo"
 
 
+def test_mine_searches_the_persisted_version_without_building_an_index(
+    tmp_path: Path, lexical_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/mine searches the version on disk (texts read by row, vectors memory-mapped); a positive given as a text
+    the index holds is that document (never its own negative); one the index lacks is scored, never a candidate."""
+    import numpy as np
+
+    from negminer.index import DiskTexts, VectorIndex
+
+    with _client(tmp_path, lexical_model) as c:
+        info = _create(c)
+        assert info["kind"] == "flat" and info["recall"] == 1.0  # auto: exact for 30 documents
+        assert info["operation"]["stage"] is None and info["operation"]["status"] == "succeeded"
+        snap = c.app.state.registry.snapshot("docs")
+        assert isinstance(snap.texts, DiskTexts) and isinstance(snap.index.vectors, np.memmap)
+
+        def no_build(*a, **kw):  # type: ignore[no-untyped-def]
+            raise AssertionError("/mine built an index")
+
+        monkeypatch.setattr(VectorIndex, "for_vectors", no_build)
+        queries = [
+            {"query": "topic number 4", "positives": [DOCS[4]["text"]]},
+            {"query": "topic number 5", "positives": ["a text that no document of the index has"]},
+        ]
+        r = c.post("/v1/indexes/docs/mine", json={"queries": queries, "options": {"num_negatives": 5}})
+        assert r.status_code == 200, r.text
+        first, second = r.json()["results"]
+        assert "d4" not in [n["id"] for n in first["negatives"]] and len(first["negatives"]) == 5
+        assert len(second["negatives"]) == 5 and all(n["id"].startswith("d") for n in second["negatives"])
+        by_id = c.post(
+            "/v1/indexes/docs/mine",
+            json={"queries": [{"query": "topic number 4", "positive_ids": ["d4"]}], "options": {"num_negatives": 5}},
+        ).json()["results"][0]
+        assert by_id["negatives"] == first["negatives"] and by_id["positive_scores"] == first["positive_scores"]
+
+
 def test_corpus_file_inside_the_data_dir_and_embed_dimensions(tmp_path: Path, lexical_model: Path) -> None:
     import json
 
