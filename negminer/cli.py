@@ -353,6 +353,7 @@ def train_cmd(
         ),
     ] = None,
     index_name: Annotated[str, typer.Option(help="index the service keeps for this run")] = "negminer-train",
+    ray: RayOpt = None,
     **options: Any,
 ) -> None:
     """Fine-tune a sentence-transformers model on (query, positives) data with mined or refreshed hard negatives.
@@ -394,6 +395,7 @@ def train_cmd(
             cache_dir=cache_dir or settings.cache_dir,
             device=settings.device,
             resume=resume,
+            ray=ray or settings.ray_address,
             mining=_mining(no_margin, training=True, **margins),
             **_given(**options),
         )

@@ -71,6 +71,14 @@ def test_index_build_info_search(tmp_path: Path, lexical_model: Path) -> None:
     res = runner.invoke(app, ["index", "search", str(store), "document about topic 7", "-k", "3", *args])
     assert res.exit_code == 0, res.output
     assert res.output.splitlines()[1].split()[-1] == "d7"
+    meta = json.loads(info.output)["meta"]
+    assert meta["kind"] == "flat" and meta["recall"]["recall"] == 1.0 and "exact search" in meta["plan"]["reason"]
+    res = runner.invoke(app, ["index", "build", str(corpus), "-o", str(store), "--index", "hnsw", *args])
+    assert res.exit_code == 0, res.output
+    meta = json.loads(runner.invoke(app, ["index", "info", str(store)]).output)["meta"]
+    assert meta["version"] == 2 and meta["kind"] == "hnsw" and meta["recall"]["recall"] >= 0.95
+    bad = runner.invoke(app, ["index", "build", str(corpus), "-o", str(store), "--memory-budget", "lots", *args])
+    assert bad.exit_code == 2 and "memory_budget" in bad.output
 
 
 def test_help_on_every_command() -> None:

@@ -33,6 +33,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
             batch_size=settings.batch_size,
             cache_dir=settings.cache_dir,
             show_progress=False,
+            devices=settings.encode_devices,
         )
 
     @asynccontextmanager
@@ -55,7 +56,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
 
     app = FastAPI(title="negminer", version=__version__, lifespan=lifespan)
     app.state.settings = settings
-    app.state.registry = IndexRegistry(settings.data_dir / "indexes", encoder_factory)
+    app.state.registry = IndexRegistry(settings.data_dir / "indexes", encoder_factory, ray_address=settings.ray_address)
     app.state.store = JobStore(settings.database, events_kept=settings.job_events_kept)
     app.state.ready = False
     app.state.metrics = metrics.ServiceMetrics(app.state.registry)

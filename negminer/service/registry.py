@@ -24,7 +24,7 @@ import numpy as np
 from negminer._errors import ConfigError, IndexFileError, NegminerError
 from negminer._io import atomic_open
 from negminer._vocab import IndexChoice, IndexStatus, OperationStatus, OperationType
-from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index
+from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index, ray_encode
 from negminer.service.schemas import NAME_PATTERN, IndexInfo, Operation
 
 __all__ = [
@@ -151,10 +151,14 @@ class IndexRegistry:
     Args:
         root: folder of the indexes.
         encoder_factory: ``model -> Encoder`` (the service passes one that shares its cache and device).
+        ray_address: encode the corpus of builds and refreshes on this Ray cluster (Ray Data, into the cache).
     """
 
-    def __init__(self, root: str | Path, encoder_factory: Callable[[str], Encoder]) -> None:
+    def __init__(
+        self, root: str | Path, encoder_factory: Callable[[str], Encoder], *, ray_address: str | None = None
+    ) -> None:
         self.root = Path(root)
+        self.ray_address = ray_address
         self.root.mkdir(parents=True, exist_ok=True)
         self._encoder_factory = encoder_factory
         self._encoders: dict[str, Encoder] = {}
@@ -274,6 +278,9 @@ class IndexRegistry:
                             operation.encoded, operation.to_encode = done, total
                         operation.eta_seconds = round(elapsed * (total - done) / done, 1) if done else None
 
+                if self.ray_address:
+                    progress("encoding", 0, len(texts))
+                    ray_encode(self.encoder(model), texts, address=self.ray_address)
                 index = build_index(
                     self.encoder(model),
                     doc_ids,

@@ -295,6 +295,7 @@ class _JobRun(TrainListener):
             cache_dir=str(self.s.cache_dir),
             device=self.s.device,
             encode_batch_size=self.s.batch_size,
+            ray=self.s.ray_address,
             **job["hyperparameters"],
         )
         source = None  # mined in the training process, unless the job mines from an index of the service

@@ -136,4 +136,7 @@ class TrainConfig(TrainHyperparameters):
     cache_dir: PathStr | None = Field(None, description="embedding cache (default: $NEGMINER_CACHE_DIR)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     encode_batch_size: int = Field(64, ge=1, description="texts per encoding batch (evaluation, mining)")
+    ray: str | None = Field(
+        None, description="refresh negatives on this Ray cluster (encoding and mining; an address, 'auto' or 'local')"
+    )
     show_progress: bool = Field(True, description="progress bars")

@@ -62,9 +62,12 @@ class LocalNegativeSource:
         *,
         encoder: Callable[[str], Encoder] = Encoder,
         show_progress: bool = True,
+        ray: str | None = None,
     ) -> None:
-        """``encoder(checkpoint)`` builds the encoder of a checkpoint (the run's device, cache, batch size...)."""
+        """``encoder(checkpoint)`` builds the encoder of a checkpoint (the run's device, cache, batch size...);
+        ``ray``: mine (encode and search) on that Ray cluster."""
         self.data = data
+        self.ray = ray
         self.config = config
         self.encoder = encoder
         self.show_progress = show_progress
@@ -74,7 +77,7 @@ class LocalNegativeSource:
 
     def refresh(self, checkpoint: str) -> None:
         self.last_encoder = self.encoder(checkpoint)
-        result = mine(self.data, self.last_encoder, config=self.config, show_progress=self.show_progress)
+        result = mine(self.data, self.last_encoder, config=self.config, show_progress=self.show_progress, ray=self.ray)
         self.version += 1
         self._ready = NegativesUpdate.from_result(self.version, result)
 

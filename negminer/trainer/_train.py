@@ -177,6 +177,17 @@ def _save_model(model: Any, path: Path) -> Path:
 
 
 # -- one run's shared state ------------------------------------------------------------------------------------------
+def spare_devices(device: str) -> list[str]:
+    """The CUDA devices a single-device training run on ``device`` leaves free (none on CPU or with one GPU)."""
+    import torch
+
+    n = torch.cuda.device_count()
+    if n < 2 or not (device in ("auto", "cuda") or device.startswith("cuda:")):
+        return []
+    used = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+    return [f"cuda:{i}" for i in range(n) if i != used]
+
+
 @dataclass
 class _Run:
     """What the pieces of one run share."""
@@ -207,6 +218,23 @@ class _Run:
             cache_dir=self.cache_dir,
             max_seq_length=cfg.max_seq_length,
             show_progress=cfg.show_progress,
+        )
+
+    def refresh_encoder(self, path: str) -> Encoder:
+        """The encoder that re-mines negatives: on the GPUs training does not use when there are any (one, or a
+        multi-process pool over several), so refreshing does not take the training device's memory and time."""
+        spare = spare_devices(self.cfg.device)
+        if not spare:
+            return self.encoder(path)
+        cfg = self.cfg
+        return Encoder(
+            path,
+            device=spare[0],
+            batch_size=cfg.encode_batch_size,
+            cache_dir=self.cache_dir,
+            max_seq_length=cfg.max_seq_length,
+            show_progress=cfg.show_progress,
+            devices=spare if len(spare) > 1 else None,
         )
 
     def save_metrics(self) -> None:
@@ -366,7 +394,11 @@ def _source(
     if given is not None:
         return given(train_data, cfg.mining_config()), True
     return LocalNegativeSource(
-        train_data, cfg.mining_config(), encoder=run.encoder, show_progress=cfg.show_progress
+        train_data,
+        cfg.mining_config(),
+        encoder=run.refresh_encoder,
+        show_progress=cfg.show_progress,
+        ray=cfg.ray,
     ), True
 
 

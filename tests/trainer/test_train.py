@@ -164,3 +164,17 @@ def test_last_checkpoint_skips_one_cut_short(tmp_path) -> None:
         if state is not None:
             (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
+
+
+def test_refresh_encodes_on_the_gpus_training_leaves_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from negminer.trainer._train import spare_devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert spare_devices("cuda:1") == ["cuda:0", "cuda:2", "cuda:3"]
+    assert spare_devices("auto") == ["cuda:1", "cuda:2", "cuda:3"]
+    assert spare_devices("cpu") == []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert spare_devices("cuda") == []
