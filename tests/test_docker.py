@@ -14,7 +14,7 @@ DOCKER = Path(__file__).resolve().parent.parent / "docker"
 def test_compose_services_volumes_health_and_gpu_profile() -> None:
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"api", "worker", "worker-gpu", "postgres"}
+    assert set(services) == {"api", "worker", "worker-gpu", "postgres", "ray-head", "ray-worker"}
     api, worker, gpu, pg = (services[s] for s in ("api", "worker", "worker-gpu", "postgres"))
     assert api["command"] == ["serve"] and worker["command"] == gpu["command"] == ["worker"]
     assert "curl" not in str(api["healthcheck"]["test"]) and "/healthz" in str(api["healthcheck"]["test"])
@@ -30,6 +30,13 @@ def test_compose_services_volumes_health_and_gpu_profile() -> None:
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
     assert pg["profiles"] == ["postgres"] and "pg_isready" in str(pg["healthcheck"]["test"])
     assert api["depends_on"]["postgres"] == {"condition": "service_healthy", "required": False}
+    head, ray_worker = services["ray-head"], services["ray-worker"]
+    assert head["profiles"] == ray_worker["profiles"] == ["ray"] and head["build"]["args"]["EXTRAS"] == "ray"
+    assert head["entrypoint"] == ray_worker["entrypoint"] == ["ray"] and "--head" in head["command"]
+    assert "--address=ray-head:6379" in ray_worker["command"]
+    assert ray_worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert "negminer-data:/data" in head["volumes"]  # actors load fine-tuned models from the data volume
+    assert "NEGMINER_RAY_ADDRESS" in api["environment"] and "NEGMINER_RAY_ADDRESS" in worker["environment"]
 
 
 def test_dockerfile_one_file_for_both_variants() -> None:
