@@ -39,21 +39,21 @@ def generate(folder: Path, n_docs: int, n_queries: int, seed: int = 0) -> None:
     if (folder / "positives.npy").exists():
         return
     rng = np.random.default_rng(seed)
-    n_clusters = max(100, n_docs // 500)
+    n_clusters = max(100, n_docs // 100)  # topics of ~100 documents; IVF lists cut across them
     centers = rng.normal(size=(n_clusters, LATENT)).astype(np.float32)
     proj = rng.normal(size=(LATENT, DIM)).astype(np.float32) / np.sqrt(LATENT)
     docs = np.lib.format.open_memmap(folder / "docs.tmp.npy", mode="w+", dtype=np.float32, shape=(n_docs, DIM))
     for s in range(0, n_docs, 1 << 16):
         e = min(n_docs, s + (1 << 16))
         c = rng.integers(0, n_clusters, size=e - s)
-        lat = centers[c] + 0.6 * rng.normal(size=(e - s, LATENT)).astype(np.float32)
-        v = lat @ proj + 0.15 * rng.normal(size=(e - s, DIM)).astype(np.float32)
+        lat = centers[c] + 0.8 * rng.normal(size=(e - s, LATENT)).astype(np.float32)
+        v = lat @ proj + 0.2 * rng.normal(size=(e - s, DIM)).astype(np.float32)
         docs[s:e] = v / np.linalg.norm(v, axis=1, keepdims=True)
     docs.flush()
     pos = rng.choice(n_docs, size=n_queries, replace=False)
     q = np.asarray(docs[np.sort(pos)], dtype=np.float32)
     pos = np.sort(pos)
-    q = q + 0.02 * rng.normal(size=q.shape).astype(np.float32)  # cosine to its positive about 0.93
+    q = q + 0.03 * rng.normal(size=q.shape).astype(np.float32)  # cosine to its positive about 0.86
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     del docs
     (folder / "docs.tmp.npy").rename(folder / "docs.npy")

@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -133,3 +134,17 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def release_pages(array: Any) -> None:
+    """Let the kernel take back the pages of a read-only memory map that this process has touched (``madvise
+    DONTNEED``): they stay in the page cache, so reading them again is cheap, but they no longer count in this
+    process's resident memory. A no-op for arrays that are not memory maps. Streaming passes over a large vector
+    file call it after each block, so their resident memory stays one block."""
+    base = array
+    while base is not None and not hasattr(base, "_mmap"):
+        base = getattr(base, "base", None)
+    mm = getattr(base, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise") and getattr(base, "mode", "r") == "r":
+        with contextlib.suppress(OSError, ValueError):
+            mm.madvise(mmap.MADV_DONTNEED)

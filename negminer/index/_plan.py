@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from negminer._errors import ConfigError
+from negminer._io import release_pages
 from negminer._vocab import IndexChoice, IndexKind, values
 
 __all__ = [
@@ -208,30 +209,30 @@ def exact_search(
     queries: np.ndarray,
     k: int,
     *,
-    block_rows: int = 1 << 16,
+    block_cells: int = 1 << 24,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner products of ``queries`` over ``vectors``, reading ``vectors`` (a memory map is fine)
-    ``block_rows`` at a time: memory stays ``queries x block`` whatever the corpus size. Ties go to the lower
-    row, like FAISS's flat index."""
+    a block at a time: memory stays about ``block_cells`` scores (64 MB) whatever the corpus size, and the pages of
+    a memory map are released after each block. Ties go to the lower row, like FAISS's flat index."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
     n = vectors.shape[0]
     kk = min(k, n)
-    best_s = np.full((len(q), kk), -np.inf, dtype=np.float32)
-    best_r = np.full((len(q), kk), -1, dtype=np.int64)
+    block_rows = max(kk, block_cells // max(1, len(q)))
+    best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_r = np.full((len(q), 0), -1, dtype=np.int64)
     for start in range(0, n, block_rows):
         block = np.asarray(vectors[start : start + block_rows], dtype=np.float32)
         s = q @ block.T
-        r = np.broadcast_to(np.arange(start, start + len(block)), s.shape)
-        all_s = np.concatenate([best_s, s], axis=1)
-        all_r = np.concatenate([best_r, r], axis=1)
-        if all_s.shape[1] > kk:
-            part = np.argpartition(-all_s, kk - 1, axis=1)[:, :kk]
-            all_s = np.take_along_axis(all_s, part, axis=1)
-            all_r = np.take_along_axis(all_r, part, axis=1)
-        order = np.lexsort((np.where(all_r < 0, np.iinfo(np.int64).max, all_r), -all_s), axis=1)
-        best_s = np.take_along_axis(all_s, order, axis=1)
-        best_r = np.take_along_axis(all_r, order, axis=1)
+        if s.shape[1] > kk:  # the block's own top-k first: only 2k columns are ever merged
+            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            s, r = np.take_along_axis(s, part, axis=1), part + start
+        else:
+            r = np.broadcast_to(np.arange(start, start + len(block)), s.shape)
+        all_s, all_r = np.concatenate([best_s, s], axis=1), np.concatenate([best_r, r], axis=1)
+        order = np.lexsort((all_r, -all_s), axis=1)[:, :kk]
+        best_s, best_r = np.take_along_axis(all_s, order, axis=1), np.take_along_axis(all_r, order, axis=1)
+        release_pages(vectors)
         if progress is not None:
             progress(min(n, start + block_rows), n)
     out_s = np.full((len(q), k), -np.inf, dtype=np.float32)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError
+from negminer._io import release_pages
 from negminer._vocab import IndexKind, values
 from negminer.index._plan import IndexConfig, exact_search, recall_at_k
 
@@ -218,6 +219,7 @@ class VectorIndex:
             self._cpu_index = self._new_faiss_index(self._check(vectors[rows], "vectors"))
         for start, stop in _chunks(n, ADD_ROWS):
             self.add(vectors[start:stop])
+            release_pages(vectors)  # a memory-mapped source stays out of this process's resident memory
             if progress is not None:
                 progress(stop, n)
         return self
@@ -392,6 +394,8 @@ class VectorIndex:
             rows[s:e, :kk] = ix
         missing = rows < 0
         scores[missing] = -np.inf
+        if refine:
+            release_pages(self._refine)
         return scores, rows
 
     def _rescore(self, q: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

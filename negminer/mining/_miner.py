@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from negminer._data import RetrievalData
 from negminer._errors import ConfigError, config_error
+from negminer._io import release_pages
 from negminer._vocab import FilterRule, values
 from negminer.index import AUTO_FLAT_MAX, Encoder, IndexConfig, VectorIndex
 from negminer.mining import _filters as F
@@ -630,6 +631,7 @@ def _mine(
     for passes, timing in results:
         for qidx, ch, final in passes:
             store(qidx, ch, final)
+        release_pages(doc_vecs)  # rows a chunk read from a memory-mapped corpus leave this process's RSS
         for k, v in timing.items():
             miner.timing[k] = miner.timing.get(k, 0.0) + v
         bar.update(len(passes[0][0]) if passes else 0)

@@ -76,7 +76,7 @@ def test_exact_search_streams_over_a_memory_map(tmp_path: Path) -> None:
     docs, queries = clustered(3000, 32, 0), clustered(50, 32, 1)
     np.save(tmp_path / "docs.npy", docs)
     mapped = np.load(tmp_path / "docs.npy", mmap_mode="r")
-    scores, rows = exact_search(mapped, queries, 20, block_rows=256)  # 12 blocks merged
+    scores, rows = exact_search(mapped, queries, 20, block_cells=256 * 50)  # 12 blocks of 256 rows merged
     ref_s, ref_r = VectorIndex(32, backend="numpy").add(docs).search(queries, 20)
     np.testing.assert_allclose(scores, ref_s, atol=1e-5)
     assert (rows == ref_r).mean() > 0.999
