@@ -399,7 +399,7 @@ def mine(
     doc_ids, doc_texts, doc2u = data.dedup_corpus()
     positives = [list(dict.fromkeys(int(doc2u[d]) for d in pos)) for pos in data.positives]
 
-    with _workdir(work_dir, len(doc_texts), encoder) as work:
+    with _WorkDir(work_dir, len(doc_texts), encoder) as work:
         t0 = time.perf_counter()
         stats_before = (encoder.stats.cached, encoder.stats.encoded)
         if ray:
@@ -452,7 +452,7 @@ def mine(
         )
 
 
-class _workdir:
+class _WorkDir:
     """A folder for the corpus vectors of a large corpus (``work_dir`` or a temporary one); None for a small one."""
 
     def __init__(self, work_dir: str | Path | None, n_docs: int, encoder: Encoder) -> None:

@@ -3,6 +3,8 @@ refresh."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, HTTPException
 
 from negminer import load_corpus
@@ -35,6 +37,8 @@ def create_index(body: CreateIndex, registry: RegistryDep, settings: SettingsDep
     if sum(x is not None for x in (body.documents, body.corpus_file, body.from_index)) != 1:
         raise bad_param("documents", "give exactly one of documents, corpus_file or from_index")
     copied_model = None  # from_index without a model: keep that index's model
+    ids: Sequence[str]
+    texts: Sequence[str]
     if body.documents is not None:
         if len(body.documents) > settings.max_documents:
             raise HTTPException(413, f"documents: at most {settings.max_documents} per request")
@@ -44,7 +48,7 @@ def create_index(body: CreateIndex, registry: RegistryDep, settings: SettingsDep
             snap = registry.snapshot(body.from_index)
         except IndexNotFound:
             raise bad_param("from_index", f"no index {body.from_index!r}") from None
-        ids, texts, copied_model = list(snap.index.doc_ids), list(snap.texts), snap.model
+        ids, texts, copied_model = snap.index.doc_ids, snap.texts, snap.model  # streamed, not copied
     else:
         ids, texts = load_corpus(inside_data_dir(body.corpus_file or "", settings, "corpus_file", suffixes=(".jsonl",)))
     model = copied_model if body.model is None and copied_model else resolve_model(body.model, settings, models)
