@@ -39,7 +39,7 @@ def generate(folder: Path, n_docs: int, n_queries: int, seed: int = 0) -> None:
     if (folder / "positives.npy").exists():
         return
     rng = np.random.default_rng(seed)
-    n_clusters = max(100, n_docs // 100)  # topics of ~100 documents; IVF lists cut across them
+    n_clusters = max(100, n_docs // 150)  # topics of ~150 documents, overlapping; IVF lists cut across them
     centers = rng.normal(size=(n_clusters, LATENT)).astype(np.float32)
     proj = rng.normal(size=(LATENT, DIM)).astype(np.float32) / np.sqrt(LATENT)
     docs = np.lib.format.open_memmap(folder / "docs.tmp.npy", mode="w+", dtype=np.float32, shape=(n_docs, DIM))

@@ -55,8 +55,11 @@ def test_parse_bytes_refuses_nonsense(bad: str) -> None:
 
 def test_plan_by_size_and_budget() -> None:
     assert plan_index(50_000, 384, memory_budget="16GB").kind == "flat"
-    big = plan_index(1_000_000, 384, memory_budget="16GB")
-    assert big.kind == "ivf" and big.nlist == 2048 and big.memory_bytes < 2 * 1_000_000 * 384 * 4
+    mid = plan_index(1_000_000, 384, memory_budget="16GB")
+    assert mid.kind == "hnsw" and mid.hnsw_m == 32 and mid.memory_bytes < 2 * 1_000_000 * 384 * 4
+    big = plan_index(10_000_000, 384, memory_budget="64GB")
+    assert big.kind == "ivf" and big.nlist == 8192 and big.memory_bytes < 2 * 10_000_000 * 384 * 4
+    assert plan_index(1_000_000, 384, memory_budget="1.6GB").kind == "ivf"  # no room for the graph's links
     tight = plan_index(1_000_000, 384, memory_budget="1GB")
     assert tight.kind == "ivfpq" and 384 % tight.pq_m == 0 and tight.memory_bytes <= 1e9
     assert tight.pq_m == 192  # the most code bytes that fit: the best recall the budget allows

@@ -90,7 +90,7 @@ def test_an_approximate_index_reports_its_recall_and_keeps_exact_negatives() -> 
     approx = mine_vectors(q, docs, positives, index=IndexConfig(index="ivf"), show_progress=False, **FILTER)
     info = approx.report.to_dict()["index"]
     assert info["kind"] == "ivf" and info["recall"]["recall"] >= 0.95 and info["recall"]["sample_of"] == "queries"
-    assert info["recall"]["k"] == 32  # measured at the ranks negatives come from (range_max 31 + the positive)
+    assert info["recall"]["k"] == 32  # measured at the search depth: range_max 31 + the positive
     same = np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approx.negatives, exact.negatives)])
     assert same >= 0.95
 
