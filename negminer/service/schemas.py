@@ -190,8 +190,9 @@ class CreateIndex(_Request):
     from_index: str | None = Field(None, description="copy the documents of this index (its current version)")
     kind: IndexChoice = Field(
         IndexChoice.auto,
-        description="auto (exact up to 100,000 documents, IVF above, IVF-PQ past the memory budget), flat, ivf, "
-        "ivfpq or hnsw; approximate ones are tuned to recall@10 >= 0.95 vs exact search and report it",
+        description="auto (exact up to 100,000 documents, HNSW up to 4,000,000, IVF above, IVF-PQ past the memory "
+        "budget), flat, ivf, ivfpq or hnsw; approximate ones are tuned to recall@10 >= 0.95 vs exact search and "
+        "report it",
     )
 
 
