@@ -9,6 +9,7 @@ index) on a sample of queries. The document vectors are a memory-mapped .npy, as
 ``Encoder.encode_to`` leave them; the queries are in memory.
 
     python benchmarks/scale.py [--sizes 100000,300000,1000000] [--kinds flat,ivf,hnsw] [--sample 1000]
+                               [--recall-target 0.95] [--memory-budget 4GB]
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def generate(folder: Path, n_docs: int, n_queries: int, seed: int = 0) -> None:
     np.save(folder / "positives.npy", pos)
 
 
-def run_one(folder: Path, kind: str, sample: int, out: Path, memory_budget: str | None) -> None:
+def run_one(folder: Path, kind: str, sample: int, out: Path, memory_budget: str | None, target: float) -> None:
     """One mining run in this process; writes its figures to ``out`` (JSON)."""
     from negminer.index import IndexConfig
     from negminer.mining import RECOMMENDED_FILTER, mine_vectors
@@ -78,7 +79,7 @@ def run_one(folder: Path, kind: str, sample: int, out: Path, memory_budget: str 
         queries,
         docs,
         positives,
-        index=IndexConfig(index=kind, memory_budget=memory_budget, recall_sample=sample),
+        index=IndexConfig(index=kind, memory_budget=memory_budget, recall_sample=sample, recall_target=target),
         show_progress=False,
         **RECOMMENDED_FILTER,
     )
@@ -119,12 +120,13 @@ def main() -> None:
     ap.add_argument("--kinds", default="flat,ivf,hnsw")
     ap.add_argument("--sample", type=int, default=1000, help="queries of the recall and identical-negatives samples")
     ap.add_argument("--memory-budget", default=None)
+    ap.add_argument("--recall-target", type=float, default=0.95)
     ap.add_argument("--work", default="runs/scale")
     ap.add_argument("--child", nargs=4, metavar=("FOLDER", "KIND", "SAMPLE", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         folder, kind, sample, out = args.child
-        run_one(Path(folder), kind, int(sample), Path(out), args.memory_budget)
+        run_one(Path(folder), kind, int(sample), Path(out), args.memory_budget, args.recall_target)
         return
 
     rows = []
@@ -145,6 +147,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", str(folder), kind, str(args.sample), str(out)]
             if args.memory_budget:
                 cmd += ["--memory-budget", args.memory_budget]
+            cmd += ["--recall-target", str(args.recall_target)]
             subprocess.run(cmd, check=True)
             results[kind] = json.loads(out.read_text())
             results[kind]["negatives"] = np.load(out.with_suffix(".npy"))
@@ -166,7 +169,10 @@ def main() -> None:
                     f"{identical_share(r['negatives'][sample], exact):.3f}",
                 ]
             )
-    print(f"\n{machine()}; mining with the recommended filter (positive neighbourhood 1.5); {args.sample} sampled\n")
+    print(
+        f"\n{machine()}; mining with the recommended filter (positive neighbourhood 1.5); recall target "
+        f"{args.recall_target} at the search depth; {args.sample} queries sampled\n"
+    )
     print(
         markdown_table(
             [
