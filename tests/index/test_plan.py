@@ -88,7 +88,7 @@ def test_exact_search_streams_over_a_memory_map(tmp_path: Path) -> None:
     assert (pad_r[:, 5:] == -1).all() and np.isneginf(pad_s[:, 5:]).all()
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("kind", ["ivf", "hnsw", pytest.param("ivfpq", marks=pytest.mark.slow)])
 def test_approximate_indexes_are_tuned_to_the_recall_target(kind: str) -> None:
     docs, queries = clustered(20_000 if kind != "ivfpq" else 8_000, 32, 2), clustered(400, 32, 3)
     index = VectorIndex.for_vectors(docs, IndexConfig(index=kind, recall_sample=200), queries=queries, k=10)

@@ -78,6 +78,7 @@ def test_positives_outside_the_index_are_scored_never_candidates(demo_small, enc
     assert res.positive_scores[0][0] == pytest.approx(float(outside[0] @ q[0]), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_an_approximate_index_reports_its_recall_and_keeps_exact_negatives() -> None:
     docs = clustered(30_000, 32, 7)
     rng = np.random.default_rng(8)
