@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -410,6 +411,13 @@ class Encoder:
         if new_vecs is not None:
             out[missing] = new_vecs
         return out
+
+    def scratch_dir(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
+        """A temporary folder for large vector files: beside the cache (the same disk as the vectors it holds) when
+        there is one, else the system's temporary folder."""
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(prefix=prefix, dir=self.cache_dir)
 
     def encode_to(
         self,

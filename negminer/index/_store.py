@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -237,9 +236,7 @@ def build_index(
     if len(set(doc_ids)) != len(doc_ids):
         raise ConfigError("doc ids must be unique")
     if work_dir is None:
-        if encoder.cache_dir is not None:  # beside the cache: the same disk as the vectors it holds
-            encoder.cache_dir.mkdir(parents=True, exist_ok=True)
-        work = tempfile.TemporaryDirectory(prefix="negminer-vectors-", dir=encoder.cache_dir)
+        work = encoder.scratch_dir("negminer-vectors-")
         work_dir = work.name
     else:
         work = None

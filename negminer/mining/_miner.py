@@ -39,7 +39,7 @@ class StackedRows:
     """Rows of ``base`` (an array or memory map) followed by the rows of ``extra``, indexed as one array without
     copying ``base``: a persisted index's vectors plus the vectors of positives outside it."""
 
-    def __init__(self, base: Any, extra: Any) -> None:
+    def __init__(self, base: np.ndarray, extra: np.ndarray) -> None:
         self.base, self.extra = base, extra
         self.n = len(base)
         self.shape = (self.n + len(extra), *tuple(base.shape[1:]))
@@ -47,15 +47,13 @@ class StackedRows:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __getitem__(self, rows: Any) -> Any:
+    def __getitem__(self, rows: Any) -> np.ndarray:
         idx = np.asarray(rows, dtype=np.int64)
-        if isinstance(self.base, np.ndarray):
-            out = np.empty((*idx.shape, *self.shape[1:]), dtype=self.base.dtype)
-            low = idx < self.n
-            out[low] = self.base[idx[low]]
-            out[~low] = self.extra[idx[~low] - self.n]
-            return out
-        return [self.base[i] if i < self.n else self.extra[i - self.n] for i in idx.reshape(-1)]
+        out = np.empty((*idx.shape, *self.shape[1:]), dtype=self.base.dtype)
+        low = idx < self.n
+        out[low] = self.base[idx[low]]
+        out[~low] = self.extra[idx[~low] - self.n]
+        return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return np.concatenate([np.asarray(self.base, dtype=dtype), np.asarray(self.extra, dtype=dtype)])
@@ -338,12 +336,27 @@ class _Miner:
         return state
 
 
-def _corpus_vectors(encoder: Encoder, texts: Sequence[str], cfg: MiningConfig, work: Path | None) -> np.ndarray:
-    """The corpus vectors: in memory for a small corpus, a memory-mapped file in ``work`` for a large one."""
+def _corpus_vectors(
+    encoder: Encoder, texts: Sequence[str], cfg: MiningConfig, work: Path | None, ray: str | bool | None
+) -> np.ndarray:
+    """The corpus vectors: in memory for a small corpus, a memory-mapped file in ``work`` for a large one; with
+    ``ray``, the texts the cache lacks are encoded on the Ray cluster first (then read from the cache)."""
     kw: dict[str, Any] = {"kind": "document", "prompt": cfg.corpus_prompt, "prompt_name": cfg.corpus_prompt_name}
+    if ray:
+        from negminer.index import ray_encode
+
+        ray_encode(encoder, texts, address=ray, **kw)
     if work is None:
         return encoder.encode(list(texts), desc="corpus", **kw)
     return encoder.encode_to(texts, work / "corpus.npy", desc="corpus", **kw)
+
+
+def _config(config: MiningConfig | None, options: dict[str, Any]) -> MiningConfig:
+    """``config`` with ``options`` over it, validated; the first bad option becomes the error's param."""
+    try:
+        return MiningConfig(**{**(config.model_dump() if config else {}), **options})
+    except ValueError as exc:  # pydantic's ValidationError
+        raise config_error(exc) from None
 
 
 def _index_of(index: IndexConfig | VectorIndex | str | None) -> IndexConfig | VectorIndex:
@@ -386,10 +399,7 @@ def mine(
     ``"auto"`` or True for a local Ray) runs the query chunks as Ray tasks, with the same results.
     The corpus is de-duplicated by text, like sentence-transformers; queries are already unique in ``data``.
     """
-    try:
-        cfg = MiningConfig(**{**(config.model_dump() if config else {}), **options})
-    except ValueError as exc:  # pydantic's ValidationError: the first bad option becomes the error's param
-        raise config_error(exc) from None
+    cfg = _config(config, options)
     if len(data) == 0:
         raise ConfigError("no queries to mine", param="data")
     index_choice = _index_of(index)
@@ -402,18 +412,7 @@ def mine(
     with _WorkDir(work_dir, len(doc_texts), encoder) as work:
         t0 = time.perf_counter()
         stats_before = (encoder.stats.cached, encoder.stats.encoded)
-        if ray:
-            from negminer.index import ray_encode
-
-            ray_encode(
-                encoder,
-                doc_texts,
-                address=ray,
-                kind="document",
-                prompt=cfg.corpus_prompt,
-                prompt_name=cfg.corpus_prompt_name,
-            )
-        doc_vecs = _corpus_vectors(encoder, doc_texts, cfg, work)
+        doc_vecs = _corpus_vectors(encoder, doc_texts, cfg, work, ray)
         q_vecs = encoder.encode(
             list(data.queries),
             kind="query",
@@ -459,9 +458,7 @@ class _WorkDir:
         self.path = Path(work_dir) if work_dir is not None else None
         self.tmp: tempfile.TemporaryDirectory[str] | None = None
         if self.path is None and n_docs > STREAM_MIN_DOCS:
-            if encoder.cache_dir is not None:
-                encoder.cache_dir.mkdir(parents=True, exist_ok=True)
-            self.tmp = tempfile.TemporaryDirectory(prefix="negminer-mine-", dir=encoder.cache_dir)
+            self.tmp = encoder.scratch_dir("negminer-mine-")
             self.path = Path(self.tmp.name)
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -493,10 +490,7 @@ def mine_vectors(
     """Mine negatives from vectors already encoded (unit rows; ``doc_vectors`` may be a memory map, e.g. a corpus
     :meth:`~negminer.index.Encoder.encode_to` wrote): ``positives[i]`` are the corpus rows of query ``i``. The same
     search, filters and report as :func:`mine`, without a teacher; ids default to row numbers."""
-    try:
-        cfg = MiningConfig(**{**(config.model_dump() if config else {}), **options})
-    except ValueError as exc:
-        raise config_error(exc) from None
+    cfg = _config(config, options)
     n_q, n_d = len(query_vectors), len(doc_vectors)
     if n_q == 0:
         raise ConfigError("no queries to mine", param="query_vectors")
