@@ -18,7 +18,7 @@ import numpy as np
 from negminer._errors import ConfigError, IndexFileError
 from negminer._io import release_pages
 from negminer._vocab import IndexKind, values
-from negminer.index._plan import IndexConfig, exact_search, recall_at_k
+from negminer.index._plan import IndexConfig, default_nlist, exact_search, recall_at_k
 
 __all__ = ["VectorIndex", "faiss_available", "faiss_gpu_count"]
 
@@ -32,7 +32,6 @@ GPU_MAX_K = 2048  # FAISS GPU indexes answer at most 2048 neighbours per query.
 ADD_ROWS = 1 << 16  # vectors added per step while building (bounded copies of a memory-mapped source)
 TRAIN_PER_LIST = 50  # IVF training sample: vectors per list (FAISS warns below 39)
 REFINE_FACTOR = 4  # IVF-PQ: candidates per result re-scored exactly when the full vectors are attached
-RECALL_SAMPLE = 1000  # queries of the build-time recall measurement
 
 
 def _faiss() -> Any:
@@ -213,7 +212,7 @@ class VectorIndex:
         if n == 0:
             return self
         if self.backend == "faiss" and self._cpu_index is None and self.kind in ("ivf", "ivfpq"):
-            nlist = self.nlist or min(n, max(1, int(2 * np.sqrt(n))))
+            nlist = self.nlist = self.nlist or default_nlist(n)  # sized for the whole corpus, not the sample
             size = min(n, max(nlist, TRAIN_PER_LIST * nlist))
             rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
             self._cpu_index = self._new_faiss_index(self._check(vectors[rows], "vectors"))
