@@ -85,6 +85,37 @@ class RetrievalData:
         train = [i for i in range(len(self.queries)) if i not in test_set]
         return self.subset(train), self.subset(test)
 
+    def hide_positives(self, fraction: float, *, seed: int = 0) -> tuple[RetrievalData, list[list[int]]]:
+        """Simulate incomplete labels: hide ``floor(fraction * n)`` of each query's ``n`` positives, at least one
+        staying visible. Returns (the data with only the visible positives, each query's hidden positives).
+
+        Which positives are hidden depends only on ``seed``, the query id and the document id (a hash), never on
+        the order of the data or on a training seed, so every run of a benchmark hides the same ones. The hidden
+        documents stay in the corpus: unlabeled positives, as in real data."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        visible, hidden = [], []
+        for qid, pos in zip(self.query_ids, self.positives):
+            order = sorted(pos, key=lambda d: _stable_int(f"{seed}\x00{qid}\x00{self.corpus_ids[d]}"))
+            k = min(int(fraction * len(order)), len(order) - 1)
+            hidden_set = set(order[:k])
+            visible.append([d for d in pos if d not in hidden_set])
+            hidden.append([d for d in pos if d in hidden_set])
+        return self.with_positives(visible), hidden
+
+    def with_positives(self, positives: Sequence[Iterable[int]]) -> RetrievalData:
+        """The same corpus and queries with other positives (one list per query, in query order)."""
+        if len(positives) != len(self.queries):
+            raise ValueError(f"positives for {len(positives)} queries, the data has {len(self.queries)}")
+        return RetrievalData(
+            corpus_ids=self.corpus_ids,
+            corpus_texts=self.corpus_texts,
+            query_ids=list(self.query_ids),
+            queries=list(self.queries),
+            positives=[list(dict.fromkeys(int(d) for d in p)) for p in positives],
+            source=self.source,
+        )
+
     def dedup_corpus(self) -> tuple[list[str], list[str], list[int]]:
         """(ids, texts) of the corpus de-duplicated by text (first id wins), and each document's row in it.
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from negminer import DataError, from_hf_dataset, load_beir, load_data, load_pairs
+from negminer import DataError, RetrievalData, from_hf_dataset, load_beir, load_data, load_pairs
 from tests.conftest import write_jsonl
 
 
@@ -136,3 +136,53 @@ def test_saved_hf_dataset_folder(tmp_path: Path) -> None:
     assert data.queries == ["q1", "q2"] and data.corpus_texts == ["a", "b"]
     with pytest.raises(DataError, match="not a BEIR folder"):
         load_data(tmp_path)
+
+
+def _many_positives() -> RetrievalData:
+    corpus = [f"document {i}" for i in range(40)]
+    return RetrievalData(
+        [f"d{i}" for i in range(40)],
+        corpus,
+        ["q1", "q2", "q3", "q4"],
+        ["one", "two", "five", "twelve"],
+        [[0], [1, 2], [3, 4, 5, 6, 7], list(range(10, 22))],
+    )
+
+
+def test_hide_positives_hides_floor_share_keeps_one_visible() -> None:
+    data = _many_positives()
+    visible, hidden = data.hide_positives(0.5)
+    assert [len(h) for h in hidden] == [0, 1, 2, 6]
+    assert [len(v) for v in visible.positives] == [1, 1, 3, 6]
+    for v, h, full in zip(visible.positives, hidden, data.positives):
+        assert set(v) | set(h) == set(full) and not set(v) & set(h)
+    assert visible.corpus_texts == data.corpus_texts  # hidden positives stay in the corpus
+    _, most = data.hide_positives(0.99)
+    assert [len(h) for h in most] == [0, 1, 4, 11]  # at least one positive stays visible
+
+
+def test_hide_positives_is_deterministic_and_independent_of_order() -> None:
+    data = _many_positives()
+    _, hidden = data.hide_positives(0.5)
+    assert data.hide_positives(0.5)[1] == hidden
+    # the same queries in another order, positives listed in another order: the same documents hidden
+    rev = data.subset([3, 2, 1, 0])
+    rev.positives = [list(reversed(p)) for p in rev.positives]
+    _, hidden_rev = rev.hide_positives(0.5)
+    assert [set(h) for h in reversed(hidden_rev)] == [set(h) for h in hidden]
+    # another seed hides other documents
+    assert data.hide_positives(0.5, seed=1)[1] != hidden
+
+
+def test_hide_positives_bad_fraction() -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        _many_positives().hide_positives(1.0)
+
+
+def test_with_positives_replaces_labels() -> None:
+    data = _many_positives()
+    more = data.with_positives([[0, 1], [1, 2, 2], [3], [10]])
+    assert more.positives == [[0, 1], [1, 2], [3], [10]]
+    assert more.queries == data.queries and data.positives[0] == [0]
+    with pytest.raises(ValueError, match="positives for 1 queries"):
+        data.with_positives([[0]])

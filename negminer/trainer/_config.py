@@ -92,6 +92,13 @@ class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
         description="batch a query's (query, positive) rows in groups of up to a quarter of the batch, so its "
         "positives share a batch (what makes the decoupled loss differ from infonce); the same number of steps",
     )
+    max_pairs_per_query: int | None = Field(
+        None,
+        ge=1,
+        description="train on at most this many (query, positive) pairs a query (its first positives as listed); "
+        "the others stay known positives, never negatives (keeps queries with many positives from filling the "
+        "epoch)",
+    )
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="queries held out for evaluation when no validation data is given"
     )

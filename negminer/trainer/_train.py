@@ -65,6 +65,7 @@ class TrainResult:
     steps: int = 0
     stopped: bool = False  # the listener stopped the run early: no final model, the last checkpoint is kept
     tokens: int = 0  # input tokens trained on (padding excluded), over every resumed attempt
+    positives_masked: int = 0  # in-batch candidates kept out of a query's negatives as known positives (this attempt)
 
     @property
     def before(self) -> dict[str, Any]:
@@ -78,12 +79,14 @@ class TrainResult:
 class NegativeTable:
     """Rows = (query, positive) pairs; each row's negatives come from the newest mining result."""
 
-    def __init__(self, data: RetrievalData, num_negatives: int, seed: int) -> None:
+    def __init__(self, data: RetrievalData, num_negatives: int, seed: int, max_pairs: int | None = None) -> None:
         self.data = data
         _, self.texts, doc_of = data.dedup_corpus()
         self._row_of = {t: i for i, t in enumerate(self.texts)}
-        self.positives = [sorted({doc_of[d] for d in pos}) for pos in data.positives]
-        self.rows = [(q, p) for q, pos in enumerate(self.positives) for p in pos]
+        listed = [list(dict.fromkeys(doc_of[d] for d in pos)) for pos in data.positives]
+        self.positives = [sorted(pos) for pos in listed]
+        # rows: the first max_pairs positives of each query as listed; every positive stays known (masked)
+        self.rows = [(q, p) for q, pos in enumerate(listed) for p in sorted(pos[:max_pairs] if max_pairs else pos)]
         self.num_negatives = num_negatives
         self.negatives: list[list[int]] = [[] for _ in data.queries]
         self.rng = np.random.default_rng(seed)
@@ -468,7 +471,7 @@ def train(
     if not run.history:
         run.evaluate(0, "start", model_path)
 
-    run.table = NegativeTable(train_data, cfg.num_negatives, cfg.seed)
+    run.table = NegativeTable(train_data, cfg.num_negatives, cfg.seed, cfg.max_pairs_per_query)
     run.source, owned = _source(source, train_data, run)
     try:
         if cfg.negatives != NegativesMode.none:
@@ -499,11 +502,17 @@ def train(
         if owned and close is not None:
             close()
     steps, tokens = trainer.state.global_step, int(trainer.state.num_input_tokens_seen or 0)
+    masked = loss.positives_masked
+    logger.info("%d in-batch candidates were masked as known positives of their query (not negatives)", masked)
     if run.stopped_at is not None:
         logger.info("stopped at step %d; last checkpoint in %s", steps, run.ckpt_dir)
-        return TrainResult(str(out), "", run.history, run.refreshes, steps=steps, stopped=True, tokens=tokens)
+        return TrainResult(
+            str(out), "", run.history, run.refreshes, steps=steps, stopped=True, tokens=tokens, positives_masked=masked
+        )
     final = _save_model(model, out / "model")
     run.evaluate(steps, "end", str(final))
     _plot(run.history, out / "metrics.png")
     logger.info("trained %d steps; model in %s", steps, final)
-    return TrainResult(str(out), str(final), run.history, run.refreshes, steps=steps, tokens=tokens)
+    return TrainResult(
+        str(out), str(final), run.history, run.refreshes, steps=steps, tokens=tokens, positives_masked=masked
+    )

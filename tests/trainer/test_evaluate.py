@@ -27,3 +27,13 @@ def test_hit_beyond_10_counts_for_recall_only() -> None:
     rows = _pad([list(range(100, 111)) + [7]])
     m = retrieval_metrics(rows, [{7}])
     assert m["ndcg@10"] == 0 and m["mrr@10"] == 0 and m["recall@100"] == 1
+
+
+def test_per_query_values_average_to_the_means() -> None:
+    rows = _pad([[5, 1, 2], [7, 8, 9], [3, 4]])
+    m = retrieval_metrics(rows, [{1, 2}, {42}, {3}], per_query=True)
+    for key in ("ndcg@10", "recall@100", "mrr@10"):
+        assert len(m["per_query"][key]) == 3
+        assert np.mean(m["per_query"][key]) == pytest.approx(m[key])
+    assert m["per_query"]["mrr@10"] == [0.5, 0.0, 1.0]
+    assert "per_query" not in retrieval_metrics(rows, [{1, 2}, {42}, {3}])

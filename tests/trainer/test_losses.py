@@ -218,3 +218,15 @@ def test_guide_model_decides_the_masking(st_model, tiny_teacher: Path) -> None:
     expected = sum(int((cos[i] > pos[i]).sum()) for i in range(5))  # s + 0 > pos; the positive itself is not
     assert expected > 0 and loss.last_masked == expected
     assert all(not p.requires_grad for p in guide.parameters())
+
+
+def test_known_positives_masked_are_counted() -> None:
+    """Query 7 knows doc 24, which sits in the batch as row 4's hard negative: masked once per training batch."""
+    q, cols, q_ids, col_ids, known = _batch(0)
+    loss = InfoNCELoss(torch.nn.Identity(), temperature=TAU, positives=known)
+    loss._keys = (torch.tensor(q_ids), [torch.tensor(c) for c in col_ids])
+    loss.loss_from_embeddings(q, cols)
+    assert loss.positives_masked == 1
+    loss.eval()  # evaluation batches are not counted
+    loss.loss_from_embeddings(q, cols)
+    assert loss.positives_masked == 1

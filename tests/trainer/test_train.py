@@ -178,3 +178,17 @@ def test_refresh_encodes_on_the_gpus_training_leaves_free(monkeypatch: pytest.Mo
     assert spare_devices("cpu") == []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert spare_devices("cuda") == []
+
+
+def test_max_pairs_per_query_caps_rows_and_keeps_the_rest_known() -> None:
+    from negminer import RetrievalData
+    from negminer.trainer._train import NegativeTable
+
+    corpus = [f"doc {i}" for i in range(10)]
+    data = RetrievalData([f"d{i}" for i in range(10)], corpus, ["a", "b"], ["qa", "qb"], [[5, 1, 3, 7], [2]])
+    capped = NegativeTable(data, num_negatives=1, seed=0, max_pairs=2)
+    assert capped.rows == [(0, 1), (0, 5), (1, 2)]  # the first two positives as listed, then in corpus order
+    assert capped.known_positives == {0: {1, 3, 5, 7}, 1: {2}}  # every positive stays known
+    assert NegativeTable(data, num_negatives=1, seed=0).rows == [(0, 1), (0, 3), (0, 5), (0, 7), (1, 2)]
+    with pytest.raises(ConfigError, match="max_pairs_per_query"):
+        TrainConfig(max_pairs_per_query=0)

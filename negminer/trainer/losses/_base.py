@@ -158,6 +158,9 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         self._features: list[dict[str, Tensor]] | None = None
         self.tokens_seen = 0  # input tokens of the training batches (special tokens included, padding not)
         self.last_masked = 0  # false negatives masked in the last batch (for logging)
+        # in-batch candidates kept out of a query's negatives because they are its known positives (not paired with
+        # it in the batch), over every training batch: what the labels do inside the loss
+        self.positives_masked = 0
 
     # -- the per-positive term, given by each loss ----------------------------------------------------------
     def pair_terms(self, scores: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
@@ -228,6 +231,7 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         # positive[u, j]: document j is a positive of unique query u
         hits = (pos_key[:, None] == d_key[None, :]).float()
         positive = torch.zeros(len(groups), n_docs).index_add_(0, group_of_row, hits) > 0
+        paired = positive.clone()  # the documents the batch pairs with the query (column 1 of its rows)
         for u, g in enumerate(groups.tolist()):
             known = self.positives.get(g)
             if known:
@@ -238,6 +242,8 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         first.scatter_reduce_(0, inverse, torch.arange(n_docs), reduce="amin")
         alive = (torch.arange(n_docs) == first[inverse])[None, :].expand(len(groups), -1).clone()
         positive &= alive
+        if self.training:
+            self.positives_masked += int((positive & ~paired).sum())
 
         cos = q_all[first_row.to(q_all.device)] @ d_all.T  # (U, D)
         if self.false_negative_filter is not None:
