@@ -62,8 +62,10 @@ NegativesMode = StrEnum("NegativesMode", "none mined refresh")
 # The miner's false-negative rules, in the order they apply; the mining report counts removals under these names (a
 # candidate two rules would remove is counted under the first). The document-side rule comes first: it looks at the
 # corpus, not at the query's scores, and removes the near-duplicates of known positives that the margins let through.
+# The sibling rule, also document-side, is calibrated on the query's own known positives.
 FilterRule = StrEnum(
-    "FilterRule", "positive_neighbourhood absolute_margin relative_margin adaptive_margin max_score min_score"
+    "FilterRule",
+    "positive_neighbourhood positive_siblings absolute_margin relative_margin adaptive_margin max_score min_score",
 )
 
 # In-loss false-negative masking rules (the miner's margins applied to in-batch scores).

@@ -86,6 +86,7 @@ def test_subpackage_apis() -> None:
             "positive_reference",
             "relative_margin_mask",
             "select_negatives",
+            "sibling_thresholds",
             "threshold_mask",
         ]
     )

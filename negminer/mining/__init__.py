@@ -12,6 +12,7 @@ from negminer.mining._filters import (
     positive_reference,
     relative_margin_mask,
     select_negatives,
+    sibling_thresholds,
     threshold_mask,
 )
 from negminer.mining._miner import RULES, MiningResult, StackedRows, mine, mine_vectors
@@ -43,5 +44,6 @@ __all__ = [
     "positive_reference",
     "relative_margin_mask",
     "select_negatives",
+    "sibling_thresholds",
     "threshold_mask",
 ]

@@ -12,7 +12,7 @@ from negminer._vocab import SamplingStrategy
 __all__ = ["FILTERS", "RECOMMENDED_FILTER", "TRAINING_FILTER", "MiningConfig"]
 
 # The positive-aware false-negative filters (they need the query's known positives), in the order they apply.
-FILTERS = ("positive_neighbourhood", "absolute_margin", "relative_margin", "adaptive_margin")
+FILTERS = ("positive_neighbourhood", "positive_siblings", "absolute_margin", "relative_margin", "adaptive_margin")
 
 # The filter `negminer mine` (and the demo's mining) applies when the user names none: the positive-neighbourhood
 # rule at 1.5 robust standard deviations. In the README's false-negative benchmark (half of each query's positives
@@ -56,6 +56,14 @@ class MiningConfig(BaseModel):
         ge=0.0,
         description="drop a candidate whose cosine to one of the query's known positives is more than this many "
         "robust standard deviations above that positive's median cosine to the query's top candidates",
+    )
+    positive_siblings: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="drop a candidate at least as close (cosine) to one of the query's known positives as this "
+        "quantile of the known positives' cosines to their nearest other known positive (a threshold calibrated "
+        "per query on its own labels; queries with >= 2 known positives)",
     )
     neighbourhood_window: int = Field(
         100, ge=2, description="top candidates that set each positive's typical cosine (positive_neighbourhood)"
@@ -126,4 +134,6 @@ class MiningConfig(BaseModel):
         """Whether queries left short are searched again, deeper (default: with the adaptive filters)."""
         if self.deepen is not None:
             return self.deepen
-        return self.adaptive_margin is not None or self.positive_neighbourhood is not None
+        return any(
+            getattr(self, f) is not None for f in ("adaptive_margin", "positive_neighbourhood", "positive_siblings")
+        )

@@ -15,6 +15,7 @@ __all__ = [
     "positive_reference",
     "neighbourhood_z",
     "positive_neighbourhood_mask",
+    "sibling_thresholds",
     "absolute_margin_mask",
     "relative_margin_mask",
     "max_score_mask",
@@ -130,6 +131,29 @@ def positive_neighbourhood_mask(scores: np.ndarray, z: np.ndarray, k: float) -> 
     """Remove a candidate whose :func:`neighbourhood_z` exceeds ``k`` (robust standard deviations)."""
     with np.errstate(invalid="ignore"):
         return _alive(scores) & (np.nan_to_num(z, nan=-np.inf) > k)
+
+
+def sibling_thresholds(positive_vectors: list[np.ndarray], quantile: float) -> np.ndarray:
+    """Per query, how close (cosine) a positive is to the query's *other* known positives: the ``quantile`` of each
+    known positive's cosine to its nearest other known positive; ``+inf`` for a query with fewer than two.
+
+    A leave-one-out (conformal) calibration: if one of the query's known positives had been left unlabeled, it
+    would sit at least this close to the rest of them with probability about ``1 - quantile``. An unlabeled positive
+    is, in the same sense, a positive someone left out, so a candidate whose highest cosine to a known positive
+    reaches this threshold is probably one (:func:`closest_positive`). The threshold is on the model's own scale
+    and the query's own labels: a query whose positives are near-copies of each other gets a high threshold, one
+    whose positives are diverse (many indirect links) a lower one. ``positive_vectors[i]`` holds query ``i``'s
+    known positives' L2-normalized vectors (rows)."""
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {quantile}")
+    out = np.full(len(positive_vectors), np.inf, dtype=np.float32)
+    for i, vecs in enumerate(positive_vectors):
+        if len(vecs) < 2:
+            continue
+        sims = vecs @ vecs.T
+        np.fill_diagonal(sims, -np.inf)
+        out[i] = np.quantile(sims.max(axis=1), quantile)
+    return out
 
 
 def threshold_mask(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

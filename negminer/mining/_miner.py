@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,12 +185,14 @@ class _Miner:
         self.range_max = cfg.resolved_range_max(self.max_positives)
         self.timing = {"search": 0.0, "teacher": 0.0, "neighbourhood": 0.0, "filter": 0.0}
 
-    def neighbourhood(self, qidx: np.ndarray, rows: np.ndarray, alive: np.ndarray) -> np.ndarray:
-        """:func:`neighbourhood_z` of a chunk's candidates, computed in blocks of queries (bounded memory). The
-        query's own positives, still candidates with ``include_positives``, are neither measured nor removed."""
+    def neighbourhood(self, qidx: np.ndarray, rows: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(:func:`neighbourhood_z`, the highest cosine to a known positive) of a chunk's candidates, computed in
+        blocks of queries (bounded memory). The query's own positives, still candidates with
+        ``include_positives``, are neither measured nor removed (NaN)."""
         n, depth = rows.shape
         width = max(len(self.positives[q]) for q in qidx)
         z = np.full((n, depth), np.nan, dtype=np.float32)
+        closest = np.full((n, depth), np.nan, dtype=np.float32)
         block = max(1, NEIGHBOURHOOD_BLOCK // max(1, depth * width))
         for start in range(0, n, block):
             stop = min(n, start + block)
@@ -199,7 +202,16 @@ class _Miner:
                 sims[i - start, :, : len(pos)] = self.doc_vecs[np.maximum(rows[i], 0)] @ self.doc_vecs[pos].T
                 sims[i - start, np.isin(rows[i], pos)] = np.nan  # a kept positive (include_positives) stays
             z[start:stop] = F.neighbourhood_z(sims, alive[start:stop], window=self.cfg.neighbourhood_window)
-        return z
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a kept positive
+                closest[start:stop] = np.where(alive[start:stop], np.nanmax(sims, axis=2), np.nan)
+        return z, closest
+
+    def sibling_thresholds(self, qidx: np.ndarray) -> np.ndarray:
+        """:func:`sibling_thresholds` of a chunk's queries."""
+        assert self.cfg.positive_siblings is not None
+        vecs = [np.asarray(self.doc_vecs[sorted(self.positives[q])]) for q in qidx]
+        return F.sibling_thresholds(vecs, self.cfg.positive_siblings)
 
     def run_chunk(self, qidx: np.ndarray, depth: int) -> _Chunk:
         cfg = self.cfg
@@ -231,13 +243,16 @@ class _Miner:
         before_filters = scores.copy()
         pos_ref = F.positive_reference(pos_scores)
         masks: list[tuple[str, Any]] = []
-        if cfg.positive_neighbourhood is not None:
+        if cfg.positive_neighbourhood is not None or cfg.positive_siblings is not None:
             t_nb = time.perf_counter()
-            z = self.neighbourhood(qidx, rows, np.isfinite(scores) & (rows >= 0))
+            z, closest = self.neighbourhood(qidx, rows, np.isfinite(scores) & (rows >= 0))
+            if cfg.positive_neighbourhood is not None:
+                k = cfg.positive_neighbourhood
+                masks.append(("positive_neighbourhood", lambda s: F.positive_neighbourhood_mask(s, z, k)))
+            if cfg.positive_siblings is not None:
+                near = np.nan_to_num(closest, nan=-np.inf) >= self.sibling_thresholds(qidx)[:, None]
+                masks.append(("positive_siblings", lambda s: np.isfinite(s) & near))
             self.timing["neighbourhood"] += time.perf_counter() - t_nb
-            masks.append(
-                ("positive_neighbourhood", lambda s: F.positive_neighbourhood_mask(s, z, cfg.positive_neighbourhood))
-            )
         if cfg.absolute_margin is not None:
             masks.append(("absolute_margin", lambda s: F.absolute_margin_mask(s, pos_ref, cfg.absolute_margin)))
         if cfg.relative_margin is not None:

@@ -15,6 +15,7 @@ from negminer.mining import (
     positive_reference,
     relative_margin_mask,
     select_negatives,
+    sibling_thresholds,
     threshold_mask,
 )
 
@@ -183,3 +184,29 @@ def test_neighbourhood_is_free_of_the_cosine_scale() -> None:
     a = positive_neighbourhood_mask(np.zeros((3, 30)), neighbourhood_z(sims, alive, min_spread=0.0), 1.5)
     b = positive_neighbourhood_mask(np.zeros((3, 30)), neighbourhood_z(squeezed, alive, min_spread=0.0), 1.5)
     assert (a == b).all() and a[:, 4].all()
+
+
+def _unit(*rows: list[float]) -> np.ndarray:
+    v = np.asarray(rows, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_sibling_threshold_is_quantile_of_nearest_other_positive() -> None:
+    # three positives: p0 and p1 close (cos 0.8), p2 far from both (cos 0.6 to p0, 0.0 to p1)
+    p = np.array([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.6, -0.8, 0.0]], dtype=np.float32)
+    nearest = [0.8, 0.8, 0.6]  # each positive's cosine to its nearest other positive
+    got = sibling_thresholds([p], 0.0)
+    assert got[0] == pytest.approx(min(nearest), abs=1e-6)
+    assert sibling_thresholds([p], 0.5)[0] == pytest.approx(np.quantile(nearest, 0.5), abs=1e-6)
+    assert sibling_thresholds([p], 1.0)[0] == pytest.approx(0.8, abs=1e-6)
+
+
+def test_sibling_threshold_off_below_two_positives_and_scale_of_labels() -> None:
+    one = _unit([1.0, 0.0])
+    copies = _unit([1.0, 0.0], [1.0, 0.01])  # near-copies: a high bar
+    diverse = _unit([1.0, 0.0], [0.0, 1.0])  # unrelated labels: a low bar
+    t = sibling_thresholds([one, np.zeros((0, 2), np.float32), copies, diverse], 0.1)
+    assert np.isinf(t[0]) and np.isinf(t[1])
+    assert t[2] > 0.99 and abs(t[3]) < 1e-6
+    with pytest.raises(ValueError, match="quantile"):
+        sibling_thresholds([copies], 1.5)

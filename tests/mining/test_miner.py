@@ -275,3 +275,33 @@ def test_positive_neighbourhood_removes_near_copies_of_positives(cached_encoder:
     )
     assert all(i in kept.negatives[i] for i in range(len(topics)))
     assert not any(own[i] in kept.negatives[i] for i in range(len(topics)))
+
+
+def test_positive_siblings_removes_candidates_as_close_as_the_labels_are(cached_encoder: Encoder) -> None:
+    """A query with two labelled near-copies calibrates a high bar: its third, unlabeled copy is removed, the
+    filler is not. A query with one label has no calibration and keeps its negatives."""
+    encoder = cached_encoder
+    topics = ["sorting lists", "parsing dates", "opening sockets", "reading files"]
+    labelled = [[f"a helper for {t} in python with examples{s}" for s in ("", " and notes")] for t in topics]
+    unlabeled = [f"a helper for {t} in python with examples and note" for t in topics]
+    filler = [f"unrelated text number {i} about gardening and weather" for i in range(40)]
+    corpus = [d for pair in labelled for d in pair] + unlabeled + filler
+    lone = "a lonely query about knitting"
+    data = RetrievalData(
+        [f"d{i}" for i in range(len(corpus))],
+        corpus,
+        [f"q{i}" for i in range(len(topics) + 1)],
+        [f"how do I do {t}" for t in topics] + [lone],
+        [[2 * i, 2 * i + 1] for i in range(len(topics))] + [[len(corpus) - 1]],
+    )
+    plain = mine(data, encoder, num_negatives=2, range_max=12, show_progress=False)
+    sib = mine(data, encoder, num_negatives=2, range_max=12, positive_siblings=0.0, show_progress=False)
+    own = [sib.doc_texts.index(unlabeled[i]) for i in range(len(topics))]
+    assert sum(own[i] in plain.negatives[i] for i in range(len(topics))) > 0  # unfiltered, the copy gets mined
+    assert not any(own[i] in sib.negatives[i] for i in range(len(topics)))
+    assert sib.report.removed["positive_siblings"] >= len(topics) and sib.config.deepens
+    assert sib.report.queries_full == len(data)
+    np.testing.assert_array_equal(sib.negatives[-1], plain.negatives[-1])  # one label: the rule does not apply
+    # with the neighbourhood rule first, a candidate both would remove counts under the first
+    both = mine(data, encoder, num_negatives=2, positive_neighbourhood=1.5, positive_siblings=0.0, show_progress=False)
+    assert set(both.report.removed) >= {"positive_neighbourhood", "positive_siblings"}
