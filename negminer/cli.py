@@ -201,7 +201,8 @@ def mine(
 ) -> None:
     """Mine hard negatives for DATA. Writes negatives.jsonl / .parquet, report.json and scores.png to --output.
 
-    Without a filter flag the recommended filter applies (--positive-neighbourhood 1.5); --no-margin disables it.
+    Without a filter flag the recommended filter applies (negminer.mining.RECOMMENDED_FILTER: the
+    positive-neighbourhood and sibling rules; report.json shows the options used); --no-margin disables it.
     """
     from negminer import load_data
     from negminer.mining import mine as run_mine
@@ -360,8 +361,8 @@ def train_cmd(
 
     Writes the final model (SentenceTransformer(path) loads it) to OUTPUT/model, checkpoints, metrics.json and
     metrics.png (nDCG@10, Recall@100, MRR@10 on the validation split at the start, each refresh and the end).
-    Without a filter flag the trainer's recommended filter applies (--positive-neighbourhood 1.5
-    --adaptive-margin 1.0); --no-margin disables it."""
+    Without a filter flag the trainer's recommended filter applies (negminer.mining.TRAINING_FILTER; metrics.json
+    shows the options used); --no-margin disables it."""
     import signal
 
     from negminer import load_data
