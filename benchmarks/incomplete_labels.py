@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, markdown_table  # noqa: E402
+from _common import machine, markdown_table, st_recipe  # noqa: E402
 
 from negminer import DataError, Encoder, RetrievalData, load_beir, mine  # noqa: E402
 from negminer.index import default_model_path  # noqa: E402
@@ -55,6 +55,7 @@ from negminer.trainer import LocalNegativeSource, TrainConfig, evaluate, train  
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nfcorpus"
 
 
+LF: dict[str, Any] = {"loss_filter": "relative", "loss_filter_margin": 0.05}
 BAND: dict[str, Any] = {"positive_neighbourhood": 1.5, "range_min": 10, "range_max": 60, "sampling_strategy": "random"}
 
 
@@ -82,6 +83,9 @@ ROWS: list[Row] = [
     Row("all-default", "all labels visible, negminer training default", mining=TRAINING_FILTER, labels="all"),
     # a band below the top: where labels are incomplete the top ranks are crowded with unlabeled positives
     Row("band", "neighbourhood 1.5, random from ranks 10-60", mining=BAND),
+    # in-loss masking of in-batch candidates scoring near the query's positive (likely unlabeled positives)
+    Row("train-default-lf", "negminer training default + in-loss relative 0.05", mining=TRAINING_FILTER, options=LF),
+    Row("inbatch-lf", "in-batch only + in-loss relative 0.05", negatives="none", options=LF),
 ]
 ROW_OF = {r.key: r for r in ROWS}
 DEFAULT_ROWS = ",".join(r.key for r in ROWS)
@@ -255,48 +259,24 @@ class Bench:
         return {**result, **extra, "seconds": round(time.perf_counter() - t0, 1)}
 
     def st_recipe(self, seed: int, out: Path) -> tuple[str, dict[str, Any]]:
-        """sentence-transformers as its users run it: mine_hard_negatives(relative_margin=0.05) on the visible
-        pairs (at most --max-pairs a query), MultipleNegativesRankingLoss, its own trainer."""
+        """sentence-transformers' recipe on the visible pairs (at most --max-pairs a query), as its users run it."""
         from datasets import Dataset
-        from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-        from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-        from sentence_transformers.util import mine_hard_negatives
 
         a, vis = self.args, self.setup.visible
         pairs = [(q, vis.corpus_texts[d]) for q, pos in zip(vis.queries, vis.positives) for d in pos[: a.max_pairs]]
-        model = SentenceTransformer(a.model or default_model_path(), device="cpu")
-        model.max_seq_length = a.max_seq_length
-        ds = mine_hard_negatives(
+        path, kept = st_recipe(
             Dataset.from_dict({"anchor": [p[0] for p in pairs], "positive": [p[1] for p in pairs]}),
-            model,
             corpus=list(dict.fromkeys(vis.corpus_texts)),
-            relative_margin=0.05,
+            model_path=a.model or default_model_path(),
+            out=out,
+            max_seq_length=a.max_seq_length,
             num_negatives=a.num_negatives,
-            output_format="n-tuple",
-            use_faiss=True,
-            verbose=False,
-            batch_size=64,
-        )
-        kept = len(ds)
-        targs = SentenceTransformerTrainingArguments(
-            output_dir=str(out / "st"),
             max_steps=a.steps,
-            per_device_train_batch_size=a.batch_size,
-            learning_rate=a.lr,
-            warmup_steps=0.1,
+            batch_size=a.batch_size,
+            lr=a.lr,
             seed=seed,
-            report_to=[],
-            save_strategy="no",
-            use_cpu=True,
-            disable_tqdm=True,
         )
-        if kept:
-            SentenceTransformerTrainer(
-                model=model, args=targs, train_dataset=ds, loss=MultipleNegativesRankingLoss(model, scale=20.0)
-            ).train()
-        model.save(str(out / "model"))
-        return str(out / "model"), {"rows kept": kept, "pairs": len(pairs)}
+        return str(path), {"rows kept": kept, "pairs": len(pairs)}
 
 
 # -- the report ---------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, markdown_table  # noqa: E402
+from _common import st_recipe as common_st_recipe  # noqa: E402
 
 from negminer import Encoder, build_demo  # noqa: E402
 from negminer.index import default_model_path  # noqa: E402
@@ -55,45 +56,21 @@ ST_ROW = ("sentence-transformers recipe (relative 0.05 + MNRL)", "mnrl")
 
 
 def st_recipe(train_data: Any, test: Any, args: argparse.Namespace, tmp: Path, seed: int) -> dict[str, Any]:
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-    from sentence_transformers.util import mine_hard_negatives
-
-    model = SentenceTransformer(default_model_path(), device="cpu")
-    model.max_seq_length = args.max_seq_length
-    ds = mine_hard_negatives(
+    path, _ = common_st_recipe(
         train_data.to_pairs_dataset(),
-        model,
-        relative_margin=0.05,
+        corpus=None,
+        model_path=default_model_path(),
+        out=tmp / "st",
+        max_seq_length=args.max_seq_length,
         num_negatives=args.num_negatives,
-        output_format="n-tuple",
-        use_faiss=True,
-        verbose=False,
-        batch_size=64,
-    )
-    targs = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp / "st"),
         max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=args.lr,
-        warmup_steps=0.1,
+        batch_size=args.batch_size,
+        lr=args.lr,
         seed=seed,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
     )
-    SentenceTransformerTrainer(
-        model=model, args=targs, train_dataset=ds, loss=MultipleNegativesRankingLoss(model, scale=20.0)
-    ).train()
-    model.save(str(tmp / "st-model"))
     try:
-        return evaluate(
-            Encoder(str(tmp / "st-model"), device="cpu", max_seq_length=args.max_seq_length, show_progress=False), test
-        )
+        return evaluate(Encoder(str(path), device="cpu", max_seq_length=args.max_seq_length, show_progress=False), test)
     finally:
-        shutil.rmtree(tmp / "st-model", ignore_errors=True)
         shutil.rmtree(tmp / "st", ignore_errors=True)
 
 

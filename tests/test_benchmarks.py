@@ -98,12 +98,13 @@ def test_end_to_end_on_a_small_folder(bench, topics_dir: Path, tiny_model: Path,
     out = tmp_path / "result.json"
     args = ["--data", str(topics_dir), "--queries", "6", "--steps", "2", "--batch-size", "4", "--seeds", "1,2"]
     args += ["--model", str(tiny_model), "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
-    args += ["--rows", "inbatch,naive,labels-known,train-default"]
+    args += ["--rows", "inbatch,naive,labels-known,train-default,st"]
     bench.main(args)
     printed = capsys.readouterr().out
     assert "## Gates" in printed and "Paired bootstrap" in printed
     state = json.loads(out.read_text())
-    assert set(state["runs"]) == {"inbatch", "naive", "labels-known", "train-default"}
+    assert set(state["runs"]) == {"inbatch", "naive", "labels-known", "train-default", "st"}
+    assert state["runs"]["st"]["1"]["pairs"] == 12  # 6 queries x 2 visible positives
     assert all(set(runs) == {"1", "2"} for runs in state["runs"].values())
     assert state["mining"]["labels-known"]["hidden mined"] == 0
     assert state["runs"]["labels-known"]["1"]["steps"] == 2
