@@ -30,6 +30,7 @@ already there (``--fresh`` starts over), so the table can be built in several si
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import statistics
@@ -129,7 +130,6 @@ def load_setup(
         ev = load_beir(data, eval_split)
     except DataError as exc:
         raise SystemExit(f"{exc}") from None
-    import hashlib
 
     def key(i: int) -> bytes:
         return hashlib.sha1(f"{split_seed}\x00{train_all.query_ids[i]}".encode()).digest()
@@ -445,8 +445,8 @@ def main(argv: list[str] | None = None) -> None:
             if key not in state["mining"]:
                 state["mining"][key] = bench.first_mining(row)
                 save()
-            if key == DEFAULT_KEY or "labels-known" not in state["mining"]:
-                state["mining"].setdefault("labels-known", bench.first_mining(ROW_OF["labels-known"]))
+            if "labels-known" not in state["mining"]:  # the hardness reference of every row
+                state["mining"]["labels-known"] = bench.first_mining(ROW_OF["labels-known"])
             for seed in seeds:
                 if str(seed) in state["runs"].get(key, {}):
                     continue

@@ -186,8 +186,8 @@ class _Miner:
         self.timing = {"search": 0.0, "teacher": 0.0, "neighbourhood": 0.0, "filter": 0.0}
 
     def neighbourhood(self, qidx: np.ndarray, rows: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(:func:`neighbourhood_z`, the highest cosine to a known positive) of a chunk's candidates, computed in
-        blocks of queries (bounded memory). The query's own positives, still candidates with
+        """(:func:`neighbourhood_z` (NaN when the rule is off), the highest cosine to a known positive) of a chunk's
+        candidates, computed in blocks of queries (bounded memory). The query's own positives, still candidates with
         ``include_positives``, are neither measured nor removed (NaN)."""
         n, depth = rows.shape
         width = max(len(self.positives[q]) for q in qidx)
@@ -201,7 +201,8 @@ class _Miner:
                 pos = self.positives[qidx[i]]
                 sims[i - start, :, : len(pos)] = self.doc_vecs[np.maximum(rows[i], 0)] @ self.doc_vecs[pos].T
                 sims[i - start, np.isin(rows[i], pos)] = np.nan  # a kept positive (include_positives) stays
-            z[start:stop] = F.neighbourhood_z(sims, alive[start:stop], window=self.cfg.neighbourhood_window)
+            if self.cfg.positive_neighbourhood is not None:
+                z[start:stop] = F.neighbourhood_z(sims, alive[start:stop], window=self.cfg.neighbourhood_window)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a kept positive
                 closest[start:stop] = np.where(alive[start:stop], np.nanmax(sims, axis=2), np.nan)
