@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from negminer._errors import DataError
+from negminer._model import text_problem
 
 __all__ = ["RetrievalData", "from_hf_dataset", "load_beir", "load_corpus", "load_data", "load_pairs", "read_jsonl"]
 
@@ -195,6 +196,12 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
                 raise DataError(f"broken JSON: {exc.msg} at column {exc.colno}", file=path, line=lineno) from None
             if not isinstance(obj, dict):
                 raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=lineno)
+            if "\\u" in line:  # only a \u escape can spell a lone surrogate or a NUL in valid UTF-8 JSON
+                for key, value in obj.items():
+                    problem = text_problem(key) or text_problem(value)
+                    if problem:
+                        field = str(key).encode("utf-8", "replace").decode()
+                        raise DataError(problem, file=path, line=lineno, field=field)
             yield lineno, obj
 
 

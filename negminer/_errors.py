@@ -95,6 +95,8 @@ def error_message(error: dict[str, Any]) -> str:
     msg = str(error.get("msg", "")).removeprefix("Value error, ")
     if kind in ("enum", "literal_error"):  # "Input should be 'a', 'b' or 'c'" -> "must be one of a, b, c"
         msg = "must be one of " + str(ctx.get("expected", "")).replace("' or '", "', '").replace("'", "")
+    elif kind == "finite_number":
+        msg = "must be a finite number"
     elif kind in _BOUNDS:
         key, words = _BOUNDS[kind]
         msg = f"must be {words} {ctx.get(key)}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from negminer._model import StrictModel
 from negminer._vocab import SamplingStrategy
 
 __all__ = ["FILTERS", "RECOMMENDED_FILTER", "TRAINING_FILTER", "MiningConfig"]
@@ -34,10 +35,13 @@ RECOMMENDED_FILTER: dict[str, Any] = {"positive_neighbourhood": 1.25, "positive_
 TRAINING_FILTER: dict[str, Any] = {"positive_neighbourhood": 1.5, "adaptive_margin": 1.0}
 
 
-class MiningConfig(BaseModel):
-    """Options of :func:`negminer.mining.mine`. Unknown names are refused with the name in the error."""
+class MiningConfig(StrictModel):
+    """Options of :func:`negminer.mining.mine`. Unknown names, non-finite numbers and invalid text are refused with
+    the name in the error."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True, allow_inf_nan=False
+    )
 
     num_negatives: int = Field(3, ge=1, description="negatives per query")
     range_min: int = Field(0, ge=0, description="skip this many top candidates (ranks counted after filtering)")
@@ -81,7 +85,7 @@ class MiningConfig(BaseModel):
     sampling_strategy: SamplingStrategy = Field(
         SamplingStrategy.top, description="top: the best-ranked negatives of the window; random: drawn from it (seeded)"
     )
-    seed: int = Field(42, description="seed of random sampling")
+    seed: int = Field(42, ge=0, description="seed of random sampling")
     deepen: bool | None = Field(
         None,
         description="search deeper for queries the filters left short (default: on with adaptive_margin or "

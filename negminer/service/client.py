@@ -139,7 +139,8 @@ class HttpNegativeSource:
             return None
         self._pending = False
         if op is not None and op.status == OperationStatus.failed:
-            raise ServiceError(f"index service: {op.type} of {self.index!r} failed: {op.error}")
+            why = f"{op.error.message} ({op.error.code})" if op.error else "no reason given"
+            raise ServiceError(f"index service: {op.type} of {self.index!r} failed: {why}")
         negatives: list[list[int]] = []
         queries_short = 0
         version = info.version or 0

@@ -90,12 +90,35 @@ def status_of(exc: NegminerError) -> tuple[int, str]:
     return STATUS_OF[NegminerError]
 
 
+def _malformed(error: dict[str, Any], body: Any) -> str:
+    """ "malformed JSON at line L, column C: why" from FastAPI's ``json_invalid`` error (whose location is a
+    character offset into the body)."""
+    loc = error.get("loc") or ()
+    why = str((error.get("ctx") or {}).get("error") or error.get("msg") or "invalid JSON")
+    offset = loc[-1] if loc and isinstance(loc[-1], int) else None
+    if offset is None or not isinstance(body, (str, bytes)):
+        return f"malformed JSON: {why}"
+    text = body if isinstance(body, str) else body.decode("utf-8", "replace")
+    before = text[:offset]
+    line = before.count("\n") + 1
+    column = offset - (before.rfind("\n") + 1) + 1
+    return f"malformed JSON at line {line}, column {column}: {why}"
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json (never a bare 500 for bad input)."""
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        if errors and errors[0].get("type") == "json_invalid":  # the body is not JSON: say where, not a "field"
+            return problem(
+                422,
+                _malformed(errors[0], exc.body),
+                code="invalid_json",
+                param="body",
+                instance=request.url.path,
+            )
         parts, first = [], None
         for e in errors:
             loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path")]

@@ -1,9 +1,17 @@
 """The service's named, versioned indexes under one folder, served from memory and swapped atomically.
 
-``root/<name>/`` holds the :class:`IndexStore` versions of one index (each with its documents' texts) and
-``index.json`` (model, kind). Builds run in a background thread; until a build publishes its version the
-current one keeps answering, and a search holds a reference to the version it started with, so a swap never
-disturbs it. A restarted registry loads every index it finds.
+``root/<name>/`` holds the :class:`IndexStore` versions of one index (each with its documents' texts),
+``index.json`` (model, kind, and the incarnation's ``uid``) and ``operation.json``, the record of the running or
+last operation. Both are written (fsync, then rename) before the request that asked for them is answered, so
+accepted work is never lost silently: an operation found ``running`` at start-up was interrupted (the process was
+killed) and is marked ``failed`` with ``error.code = "interrupted"``; the previous version keeps serving.
+
+Operations run in a background thread; until one publishes its version the current one keeps answering, and a
+search holds a reference to the version it started with, so a swap never disturbs it. Writers are fenced: an
+operation publishes only into the incarnation it started for and only while that incarnation is live (checked
+under the incarnation's publish lock, which ``delete`` takes too). ``delete`` cancels the running operation and
+moves the folder, atomically, to ``root/.trash/`` (a tombstone that start-up empties), so neither the old
+operation nor a restart can bring a deleted index back or write into a new index of the same name.
 """
 
 from __future__ import annotations
@@ -11,13 +19,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
+import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +36,7 @@ from negminer._errors import ConfigError, IndexFileError, NegminerError
 from negminer._io import atomic_open
 from negminer._vocab import IndexChoice, IndexStatus, OperationStatus, OperationType
 from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index, ray_encode
-from negminer.service.schemas import NAME_PATTERN, IndexInfo, Operation
+from negminer.service.schemas import NAME_PATTERN, IndexInfo, Operation, OperationError
 
 __all__ = [
     "IndexBusy",
@@ -42,7 +53,10 @@ logger = logging.getLogger("negminer")
 
 NAME_RE = re.compile(NAME_PATTERN)
 
-_OPERATION_FILE = "operation.json"  # the model a build / refresh in progress reads, for pinned_models()
+_OPERATION_FILE = "operation.json"  # the running or last operation (its model is pinned while it runs)
+_META_FILE = "index.json"
+_TRASH = ".trash"  # deleted incarnations, until their files are gone (emptied at start-up)
+JOB_PREFIX = "ftjob-"  # names reserved for the private index copies of fine-tuning jobs (the job's id)
 
 
 def pinned_models(root: str | Path) -> dict[str, list[str]]:
@@ -56,7 +70,9 @@ def pinned_models(root: str | Path) -> dict[str, list[str]]:
     for d in sorted(p for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name)):
         models = IndexStore(d).models()
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            models.add(json.loads((d / _OPERATION_FILE).read_text(encoding="utf-8"))["model"])
+            record = json.loads((d / _OPERATION_FILE).read_text(encoding="utf-8"))
+            if record.get("status", OperationStatus.running) == OperationStatus.running:
+                models.add(record["model"])
         for m in models:
             out.setdefault(str(Path(m).resolve()) if Path(m).exists() else m, []).append(d.name)
     return out
@@ -89,11 +105,24 @@ class IndexBusy(NegminerError):
         self.name, self.operation = name, operation
 
 
+class IndexDeleting(NegminerError):
+    """The name belongs to an index being deleted (its tombstone); it is free again in a moment."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"index {name!r} is being deleted; try again in a moment", param="name")
+        self.name = name
+
+
+class _Cancelled(Exception):
+    """The incarnation an operation works for was deleted: stop and write nothing."""
+
+
 class IndexNotReady(NegminerError):
     """The index has no version to serve yet (still building) or its build failed."""
 
-    def __init__(self, name: str, status: str, error: str | None = None) -> None:
-        super().__init__(f"index {name!r} is {status}" + (f": {error}" if error else ""), param="name")
+    def __init__(self, name: str, status: str, error: OperationError | None = None) -> None:
+        said = f": {error.message} ({error.code})" if error else ""
+        super().__init__(f"index {name!r} is {status}{said}", param="name")
         self.name, self.status = name, status
 
 
@@ -107,10 +136,14 @@ class IndexState:
     status: IndexStatus = IndexStatus.building
     current: CorpusIndex | None = None
     texts: Sequence[str] = field(default_factory=list)  # read from disk by row
-    error: str | None = None
+    error: OperationError | None = None
     build_seconds: float | None = None
     operation: Operation | None = None  # the build / refresh / documents update in progress or last done
+    uid: str = field(default_factory=lambda: secrets.token_hex(8))  # this incarnation of the name
+    owner_job: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the writers' fence
+    deleted: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def info(self) -> IndexInfo:
         with self.lock:
@@ -127,6 +160,7 @@ class IndexState:
                 error=self.error,
                 build_seconds=self.build_seconds,
                 operation=self.operation.model_copy() if self.operation else None,
+                owner_job=self.owner_job,
             )
 
 
@@ -163,30 +197,118 @@ class IndexRegistry:
         self._encoder_factory = encoder_factory
         self._encoders: dict[str, Encoder] = {}
         self._states: dict[str, IndexState] = {}
+        self._deleting: set[str] = set()  # names whose folder is being moved to the trash
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
+    # -- records on disk ----------------------------------------------------------------------------------------
+    def _folder(self, state: IndexState) -> Path:
+        return self.root / state.name
+
+    @staticmethod
+    def _write_record(path: Path, record: Mapping[str, Any]) -> None:
+        """Write a small JSON record durably: fsync the file, rename it into place, fsync the folder."""
+        with atomic_open(path) as fh:
+            json.dump(record, fh)
+        _fsync_dir(path.parent)
+
+    def _write_meta(self, state: IndexState) -> None:
+        meta = {"name": state.name, "model": state.model, "kind": state.kind, "uid": state.uid}
+        if state.owner_job:
+            meta["owner_job"] = state.owner_job
+        self._write_record(self._folder(state) / _META_FILE, meta)
+
+    def _write_operation(self, state: IndexState, operation: Operation) -> None:
+        record = operation.model_dump(mode="json")
+        self._write_record(self._folder(state) / _OPERATION_FILE, {**record, "uid": state.uid})
+
     # -- loading ----------------------------------------------------------------------------------------------
     def load_all(self) -> None:
-        """Load every index found under ``root`` (after a restart)."""
+        """Load every index found under ``root`` (after a restart): empty the tombstones, remove temporary files
+        of writes that never finished, and mark operations that were running when the process died as
+        ``failed: interrupted``."""
+        shutil.rmtree(self.root / _TRASH, ignore_errors=True)
         for d in sorted(p for p in self.root.iterdir() if p.is_dir() and NAME_RE.match(p.name)):
-            (d / _OPERATION_FILE).unlink(missing_ok=True)  # left by a process that died mid-operation
-            meta_path = d / "index.json"
-            if not meta_path.exists():
+            for leftover in d.glob(".*"):  # .<name>.<hex>.tmp / .old of atomic writes cut short
+                if leftover.name.endswith((".tmp", ".old")):
+                    shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+            meta_path = d / _META_FILE
+            if not meta_path.exists():  # created by a request that was never answered: nothing was accepted
+                self._to_trash(d)
                 continue
             state = IndexState(name=d.name, model="", kind=IndexChoice.auto)
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
                 state.model, state.kind = meta["model"], meta.get("kind", "auto")
-                state.current = IndexStore(d).load(verify=False)  # checksums: `negminer index info` / a reload
-                if state.current.texts is None:
-                    raise IndexFileError(f"{d}: the current version holds no texts")
-                state.texts = state.current.texts
-                state.model = state.current.model  # the model that encoded this version
-                state.status = IndexStatus.ready
+                state.owner_job = meta.get("owner_job")
+                if meta.get("uid"):
+                    state.uid = meta["uid"]
+                else:  # written by an older negminer: give the incarnation its identity now
+                    self._write_meta(state)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                state.status = IndexStatus.failed
+                state.error = OperationError(code="index_file_error", message=f"{_META_FILE}: {exc}")
+                self._states[d.name] = state
+                continue
+            state.operation = self._load_operation(state)
+            try:
+                if IndexStore(d).current_version() is not None:
+                    state.current = IndexStore(d).load(verify=False)  # checksums: `negminer index info` / a reload
+                    if state.current.texts is None:
+                        raise IndexFileError(f"{d.name}: the current version holds no texts")
+                    state.texts = state.current.texts
+                    state.model = state.current.model  # the model that encoded this version
+                    state.status = IndexStatus.ready
+                else:
+                    state.status = IndexStatus.failed
+                    op = state.operation
+                    state.error = (op.error if op and op.error else None) or OperationError(
+                        code="interrupted", message="no version was published"
+                    )
             except (IndexFileError, OSError, ValueError, KeyError) as exc:  # reported, never fatal at start
-                state.status, state.error = IndexStatus.failed, f"{type(exc).__name__}: {exc}"
+                state.status = IndexStatus.failed
+                state.error = OperationError(code="index_file_error", message=f"{type(exc).__name__}: {exc}")
             self._states[d.name] = state
+
+    def _load_operation(self, state: IndexState) -> Operation | None:
+        """The operation record of ``state``; one still ``running`` was interrupted and is marked so on disk."""
+        path = self._folder(state) / _OPERATION_FILE
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            record.pop("uid", None)
+            if "status" not in record:  # an older negminer's marker: an operation that was running
+                record = {
+                    "type": record.get("type", "build"),
+                    "model": record.get("model", ""),
+                    "started_at": 0,
+                    "documents": 0,
+                }
+            operation = Operation.model_validate(record)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            logger.warning("index %s: unreadable %s (%s)", state.name, _OPERATION_FILE, exc)
+            return None
+        if operation.status == OperationStatus.running:
+            operation.status = OperationStatus.failed
+            operation.stage, operation.eta_seconds = None, None
+            operation.error = OperationError(
+                code="interrupted",
+                message=f"the service stopped while this {operation.type} ran (killed or restarted); "
+                "nothing of it was published: send it again",
+            )
+            self._write_operation(state, operation)
+            logger.warning("index %s: the %s %s was interrupted", state.name, operation.type, operation.id)
+        return operation
+
+    def _to_trash(self, folder: Path) -> None:
+        """Move ``folder`` out of the namespace atomically (the tombstone), then remove its files."""
+        trash = self.root / _TRASH
+        trash.mkdir(exist_ok=True)
+        grave = trash / f"{folder.name}.{secrets.token_hex(6)}"
+        os.replace(folder, grave)
+        _fsync_dir(self.root)
+        shutil.rmtree(grave, ignore_errors=True)
 
     def encoder(self, model: str) -> Encoder:
         with self._lock:
@@ -204,8 +326,10 @@ class IndexRegistry:
         *,
         kind: str = "auto",
         wait: bool = False,
+        owner_job: str | None = None,
     ) -> IndexState:
-        """Start building index ``name`` in the background (``wait=True`` builds in this thread)."""
+        """Start building index ``name`` in the background (``wait=True`` builds in this thread). The index and its
+        build are on disk when this returns."""
         if not NAME_RE.match(name):
             raise ConfigError(f"must match {NAME_RE.pattern}, got {name!r}", param="name")
         if len(doc_ids) != len(texts):
@@ -215,9 +339,23 @@ class IndexRegistry:
         with self._lock:
             if name in self._states:
                 raise IndexExists(name)
-            state = IndexState(name=name, model=model, kind=kind)
+            if name in self._deleting:
+                raise IndexDeleting(name)
+            state = IndexState(name=name, model=model, kind=kind, owner_job=owner_job)
             self._states[name] = state
-        self._rebuild(state, OperationType.build, model, doc_ids, texts, wait=wait)
+        try:
+            d = self._folder(state)
+            if d.exists():  # a folder no live index owns (never accepted): not ours to keep
+                self._to_trash(d)
+            d.mkdir(parents=True)
+            self._write_meta(state)
+            self._rebuild(state, OperationType.build, model, doc_ids, texts, wait=wait)
+        except BaseException:
+            with self._lock:
+                if self._states.get(name) is state:
+                    del self._states[name]
+            shutil.rmtree(self._folder(state), ignore_errors=True)  # not accepted: nothing of it stays
+            raise
         return state
 
     def add_documents(self, name: str, doc_ids: list[str], texts: list[str], *, wait: bool = False) -> IndexState:
@@ -256,21 +394,34 @@ class IndexRegistry:
         with state.lock:
             if state.operation and state.operation.status == OperationStatus.running:
                 raise IndexBusy(state.name, state.operation.type)
-            operation = Operation(type=op, model=model, started_at=int(time.time()), documents=len(doc_ids))
-            state.operation = operation
-        d = self.root / state.name
-        d.mkdir(parents=True, exist_ok=True)
+            operation = Operation(
+                id=f"op-{secrets.token_hex(6)}",
+                type=op,
+                model=model,
+                started_at=int(time.time()),
+                documents=len(doc_ids),
+                stage="encoding",
+                to_encode=len(texts),  # an upper bound until the embedding cache says how many are new
+            )
+            previous, state.operation = state.operation, operation
+        try:
+            with state.publish_lock:
+                if state.deleted.is_set():
+                    raise IndexNotFound(state.name)
+                self._write_operation(state, operation)  # durable before the request is answered
+        except BaseException:
+            with state.lock:
+                state.operation = previous
+            raise
 
         def run() -> None:
             t0 = time.perf_counter()
-            pin = d / _OPERATION_FILE
             try:
-                with atomic_open(pin) as fh:
-                    json.dump({"type": str(op), "model": model}, fh)
-
                 began: dict[str, float] = {}
 
                 def progress(stage: str, done: int, total: int) -> None:
+                    if state.deleted.is_set():
+                        raise _Cancelled
                     elapsed = time.perf_counter() - began.setdefault(stage, time.perf_counter())
                     with state.lock:
                         operation.stage = stage
@@ -289,30 +440,41 @@ class IndexRegistry:
                     keep_texts=True,
                     progress=progress,
                 )
-                if not (d / "index.json").exists():
-                    with atomic_open(d / "index.json") as fh:
-                        json.dump({"name": state.name, "model": model, "kind": state.kind}, fh)
+                if index.vectors is not None and not _all_finite(index.vectors):
+                    raise _NonFinite(model)
                 progress("saving", 0, 1)
-                store = IndexStore(d)
-                version = store.publish(index)
-                del index  # served from the saved files: texts read by row, vectors memory-mapped
-                loaded = store.load(version, verify=False)
-                with state.lock:  # the swap: readers holding the old version keep it
-                    state.current, state.texts, state.model = loaded, loaded.texts or [], model
-                    state.status, state.error = IndexStatus.ready, None
-                    operation.status, operation.version = OperationStatus.succeeded, version
-                    operation.stage, operation.eta_seconds = None, None
+                with state.publish_lock:  # the fence: only into this incarnation, only while it lives
+                    if state.deleted.is_set():
+                        raise _Cancelled
+                    store = IndexStore(self._folder(state))
+                    version = store.publish(index)
+                    del index  # served from the saved files: texts read by row, vectors memory-mapped
+                    loaded = store.load(version, verify=False)
+                    with state.lock:  # the swap: readers holding the old version keep it
+                        state.current, state.texts, state.model = loaded, loaded.texts or [], model
+                        state.status, state.error = IndexStatus.ready, None
+                        operation.status, operation.version = OperationStatus.succeeded, version
+                        operation.stage, operation.eta_seconds = None, None
+                        operation.seconds = state.build_seconds = round(time.perf_counter() - t0, 3)
+                    self._write_operation(state, operation)
+            except _Cancelled:
+                logger.info("%s of index %s stopped: the index was deleted", op, state.name)
+                with state.lock:
+                    operation.status, operation.stage = OperationStatus.failed, None
+                    operation.error = OperationError(code="deleted", message="the index was deleted")
             except Exception as exc:  # noqa: BLE001 - a failed build is reported in the index status
                 logger.exception("%s of index %s failed", op, state.name)
-                with state.lock:
-                    if state.current is None:
-                        state.status = IndexStatus.failed
-                    state.error = f"{type(exc).__name__}: {exc}"
-                    operation.status, operation.error = OperationStatus.failed, state.error
-            pin.unlink(missing_ok=True)
-            seconds = round(time.perf_counter() - t0, 3)
-            with state.lock:
-                state.build_seconds = operation.seconds = seconds
+                code = "non_finite_embeddings" if isinstance(exc, _NonFinite) else "build_failed"
+                error = OperationError(code=code, message=f"{type(exc).__name__}: {exc}")
+                with state.publish_lock:
+                    with state.lock:
+                        if state.current is None:
+                            state.status, state.error = IndexStatus.failed, error
+                        operation.status, operation.error, operation.stage = OperationStatus.failed, error, None
+                        operation.seconds = state.build_seconds = round(time.perf_counter() - t0, 3)
+                    if not state.deleted.is_set():
+                        with contextlib.suppress(OSError):
+                            self._write_operation(state, operation)
 
         if wait:
             run()
@@ -331,10 +493,21 @@ class IndexRegistry:
         return sorted(self._states)
 
     def delete(self, name: str) -> None:
+        """Delete ``name``: cancel its running operation, and move its folder to the trash before answering (the
+        name is refused as :class:`IndexDeleting` meanwhile), so nothing of this incarnation comes back."""
         with self._lock:
-            self.get(name)
+            state = self.get(name)
             del self._states[name]
-        shutil.rmtree(self.root / name, ignore_errors=True)
+            self._deleting.add(name)
+        try:
+            state.deleted.set()
+            with state.publish_lock:  # waits for a publish in progress; none can start after
+                folder = self._folder(state)
+                if folder.exists():
+                    self._to_trash(folder)
+        finally:
+            with self._lock:
+                self._deleting.discard(name)
 
     def wait(self, timeout: float = 60.0) -> None:
         """Wait for background builds (tests, shutdown)."""
@@ -378,3 +551,23 @@ class IndexRegistry:
                 [(current.doc_ids[r], float(s), snap.texts[r]) for s, r in zip(sc, rw) if r >= 0 and np.isfinite(s)]
             )
         return current.version, out
+
+
+class _NonFinite(Exception):
+    def __init__(self, model: str) -> None:
+        super().__init__(f"the model {model} embeds to NaN or infinite values; nothing was published")
+
+
+def _all_finite(vectors: np.ndarray, block: int = 65536) -> bool:
+    """Whether every value is finite, block by block (the vectors may be a memory map larger than memory)."""
+    return all(bool(np.isfinite(vectors[i : i + block]).all()) for i in range(0, len(vectors), block))
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (POSIX: fsync the directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

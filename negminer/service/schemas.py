@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from negminer._model import StrictModel
 from negminer._vocab import (
     EventLevel,
     EventType,
@@ -59,6 +60,7 @@ __all__ = [
     "Method",
     "MethodIn",
     "OPENAI_HYPERPARAMETERS",
+    "OperationError",
     "BASE_LEARNING_RATE",
     "ListPage",
     "MineQuery",
@@ -87,32 +89,10 @@ TruncationDirection = Literal["right", "left"]
 T = TypeVar("T")
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, _Request):  # checked its own fields, naming them
-        return False
-    if isinstance(value, BaseModel):  # the library's options (TrainHyperparameters, MiningConfig)
-        return _has_nul(value.model_dump())
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-class _Request(BaseModel):
-    """Request bodies refuse unknown fields, naming them, and NUL characters in any text (no file name, model,
-    id or text needs one, and PostgreSQL cannot store them)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        if _has_nul(value):
-            raise ValueError("holds a NUL character (\\u0000)")
-        return value
+class _Request(StrictModel):
+    """Request bodies refuse unknown fields, naming them, non-finite numbers, and NUL characters or lone
+    surrogates in any text (no file name, model, id or text needs one; PostgreSQL and UTF-8 cannot store them):
+    :class:`negminer._model.StrictModel`'s one rule."""
 
 
 class _Response(BaseModel):
@@ -207,11 +187,22 @@ class RefreshRequest(_Request):
     )
 
 
+class OperationError(_Response):
+    """Why an index operation failed: ``code`` (``interrupted``: the service stopped while it ran;
+    ``build_failed``; ``non_finite_embeddings``) and a message."""
+
+    code: str
+    message: str
+
+
 class Operation(_Response):
-    """The build, documents update or refresh of an index in progress, or the last one done."""
+    """The build, documents update or refresh of an index in progress, or the last one done. Recorded on disk
+    before the request that started it is answered, so it survives a restart: a running one found at start-up is
+    marked ``failed`` with ``error.code = "interrupted"``."""
 
     model_config = ConfigDict(use_enum_values=True, validate_assignment=False)
 
+    id: str = Field("", description="the operation's id (op-...)")
     type: OperationType
     model: str
     status: OperationStatus = OperationStatus.running
@@ -222,7 +213,7 @@ class Operation(_Response):
     stage: str | None = Field(None, description="encoding, indexing (training, adding, tuning) or saving")
     eta_seconds: float | None = Field(None, description="estimated seconds left in the current stage")
     seconds: float | None = None
-    error: str | None = None
+    error: OperationError | None = None
     version: int | None = Field(None, description="the version it published")
 
 
@@ -235,9 +226,12 @@ class IndexInfo(_Response):
     model_fingerprint: str | None = None
     kind: IndexChoice = Field(description="the structure of the current version (what was asked for until then)")
     recall: float | None = Field(None, description="recall@k vs exact search measured at build (1 for flat)")
-    error: str | None = None
+    error: OperationError | None = Field(None, description="why the index has no version to serve (status failed)")
     build_seconds: float | None = None
     operation: Operation | None = None
+    owner_job: str | None = Field(
+        None, description="the fine-tuning job whose private copy this is (removed when the job ends)"
+    )
 
 
 class IndexDeleted(_Response):

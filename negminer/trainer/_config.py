@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from negminer._errors import config_error
+from negminer._model import StrictModel
 from negminer._vocab import LossFilterRule, LossName, NegativesMode, values
 from negminer.mining import MiningConfig
 
@@ -54,12 +55,17 @@ class _ConfigErrors(_ModelMetaclass):
             raise config_error(exc) from None
 
 
-class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
+class TrainHyperparameters(StrictModel, metaclass=_ConfigErrors):
     """The training recipe. Invalid values raise :class:`~negminer.ConfigError` naming the field (the REST API
     answers 422 naming ``hyperparameters.<field>``)."""
 
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True, populate_by_name=True
+        extra="forbid",
+        validate_assignment=True,
+        validate_default=True,
+        use_enum_values=True,
+        populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     loss: LossName = Field(LossName.infonce, description="infonce, decoupled (DEXML) or dcl")
@@ -76,7 +82,7 @@ class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
         description="mining options (default: the trainer's recommended filter, negminer.mining.TRAINING_FILTER); "
         "num_negatives is the training option's",
     )
-    max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
+    max_steps: int = Field(-1, ge=-1, description="stop after this many steps (-1: epochs decide)")
     epochs: float = Field(
         1.0, validation_alias=AliasChoices("epochs", "n_epochs"), description="passes over the (query, positive) pairs"
     )
@@ -118,6 +124,13 @@ class TrainHyperparameters(BaseModel, metaclass=_ConfigErrors):
         """Only what differs from MiningConfig's defaults (num_negatives is the training option's)."""
         return mining.model_dump(mode="json", exclude_defaults=True, exclude={"num_negatives"})
 
+    @field_validator("max_steps", mode="after")
+    @classmethod
+    def _steps_or_epochs(cls, max_steps: int) -> int:
+        if max_steps == 0:
+            raise ValueError("must be -1 (epochs decide) or a positive number of steps (got 0)")
+        return max_steps
+
     @field_validator("epochs", mode="after")
     @classmethod
     def _epochs_or_steps(cls, epochs: float, info: ValidationInfo) -> float:
@@ -135,7 +148,7 @@ class TrainConfig(TrainHyperparameters):
 
     output_dir: PathStr = Field("runs/train", description="output folder (model, checkpoints, metrics)")
     model: PathStr | None = Field(None, description="model folder or name (default: bundled all-MiniLM-L6-v2)")
-    seed: int = Field(42, description="seed of the data order, sampling and initialization")
+    seed: int = Field(42, ge=0, description="seed of the data order, sampling and initialization")
     resume: bool | Literal["auto"] = Field(
         False, description="true: continue from the last complete checkpoint (required); auto: if there is one"
     )

@@ -72,8 +72,8 @@ def test_errors_are_problem_json_with_the_field(tmp_path: Path, lexical_model: P
             (
                 c.post("/v1/indexes/docs/search", content=b"{not json", headers={"content-type": "application/json"}),
                 422,
-                "invalid_request",
-                None,
+                "invalid_json",
+                "body",
             ),
         ]
         for r, status, code, param in cases:
@@ -272,7 +272,8 @@ def test_a_broken_index_on_disk_is_reported_not_fatal(tmp_path: Path, lexical_mo
     with _client(tmp_path, lexical_model) as c:
         assert c.get("/readyz").status_code == 200
         info = c.get("/v1/indexes/docs").json()
-        assert info["status"] == "failed" and "JSONDecodeError" in info["error"]
+        assert info["status"] == "failed" and info["error"]["code"] == "index_file_error"
+        assert "index.json" in info["error"]["message"]
         r = c.post("/v1/indexes/docs/search", json={"queries": ["x"]})
         assert r.status_code == 409 and r.json()["code"] == "index_not_ready"
 
