@@ -7,7 +7,7 @@ package (the layers and what each may import: README, "Architecture").
 
 from negminer._data import RetrievalData, from_hf_dataset, load_beir, load_corpus, load_data, load_pairs
 from negminer._demo import build_demo
-from negminer._errors import ConfigError, DataError, IndexFileError, ModelError, NegminerError
+from negminer._errors import ConfigError, DataError, IndexFileError, ModelError, NegminerError, NonFiniteError
 from negminer.index import Encoder
 from negminer.mining import MiningConfig, MiningResult, mine
 
@@ -22,6 +22,7 @@ __all__ = [
     "MiningResult",
     "ModelError",
     "NegminerError",
+    "NonFiniteError",
     "RetrievalData",
     "__version__",
     "build_demo",

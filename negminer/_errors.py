@@ -8,6 +8,8 @@
     ├── ConfigError             an invalid option or combination of options; ``param`` is the option (also a
     │                           ValueError)
     ├── ModelError              a model path or name that cannot be loaded as a sentence-transformers model
+    ├── NonFiniteError          training turned a loss, weights or embeddings into NaN or infinity (``code``,
+    │                           ``step``); nothing non-finite is saved as a model
     └── IndexFileError          an index file that is missing, corrupted (checksum) or does not match
                                 what the caller expects (model fingerprint, dimension)
 
@@ -75,6 +77,16 @@ class ConfigError(NegminerError, ValueError):
 
 class ModelError(NegminerError):
     """A model that cannot be loaded or does not produce embeddings."""
+
+
+class NonFiniteError(NegminerError):
+    """Training produced NaN or infinite numbers. ``code``: ``non_finite_loss`` (the loss of step ``step``) or
+    ``non_finite_model`` (a model's weights or embeddings). Raised before anything non-finite is saved as a
+    model, so the last good checkpoint is what remains."""
+
+    def __init__(self, message: str, *, code: str = "non_finite_loss", step: int | None = None) -> None:
+        super().__init__(message)
+        self.code, self.step = code, step
 
 
 class IndexFileError(NegminerError):

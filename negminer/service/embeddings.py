@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from negminer._errors import ModelError
 from negminer.index import Encoder
 from negminer.service.config import ServiceSettings
 from negminer.service.models import bad_param, resolve_model
@@ -67,6 +68,8 @@ def embed_texts(
     vecs = enc.encode(
         texts, kind=kind, prompt_name=prompt_name, desc="embed", normalize=normalize, truncation=truncation
     )
+    if not np.isfinite(vecs).all():  # never answer NaN or infinity (JSON cannot carry them either)
+        raise ModelError(f"model {model or 'default'!r} embeds these texts to NaN or infinite values")
     if dimensions is not None:
         vecs = vecs[:, :dimensions]
         if normalize:

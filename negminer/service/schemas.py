@@ -463,6 +463,7 @@ class JobError(_Response):
     code: str
     message: str
     param: str | None = None
+    step: int | None = Field(None, description="the training step at fault (non_finite_loss)")
 
 
 class Supervised(_Response):

@@ -33,7 +33,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from negminer import DataError, NegminerError, load_data
+from negminer import DataError, NegminerError, NonFiniteError, load_data
 from negminer._io import atomic_dir, atomic_open
 from negminer._vocab import EventLevel, EventType, JobStatus
 from negminer.service.client import HttpNegativeSource
@@ -225,7 +225,9 @@ def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
     try:
         _JobRun(settings, store, job_id, worker_id).run()
     except BaseException as exc:  # noqa: BLE001 - every failure ends up in the job, never lost
-        if isinstance(exc, DataError):
+        if isinstance(exc, NonFiniteError):
+            error = {"code": exc.code, "message": str(exc), "param": None, "step": exc.step}
+        elif isinstance(exc, DataError):
             error = {"code": "invalid_file", "message": str(exc), "param": exc.param}
         elif isinstance(exc, NegminerError):
             error = {"code": "invalid_request", "message": str(exc), "param": exc.param}
@@ -437,8 +439,17 @@ class _JobRun(TrainListener):
 
     def checkpoint(self, step: int, path: Path) -> None:
         """Register a complete trainer checkpoint as a model (hard links: the trainer may rotate its copy)."""
+        from negminer.trainer import finite_weights
+
         name = f"{self.name}:ckpt-step-{step}"
         dest = self.models_dir / f"checkpoint-step-{step}"
+        if not finite_weights(path):  # never offered as a model, served or used to refresh an index
+            self.event(
+                f"Checkpoint at step {step} holds NaN or infinite weights; it is not registered",
+                level=EventLevel.warning,
+                data={"step": step},
+            )
+            return
         _link_model(
             path,
             dest,

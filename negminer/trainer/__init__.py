@@ -23,12 +23,13 @@ from negminer.trainer._events import (
 from negminer.trainer._negatives import LocalNegativeSource, NegativeSource, NegativeSourceFactory, NegativesUpdate
 
 if TYPE_CHECKING:
-    from negminer.trainer._train import TrainResult, last_checkpoint, train
+    from negminer.trainer._train import TrainResult, finite_weights, last_checkpoint, train
     from negminer.trainer.losses import LOSSES, DCLLoss, DecoupledSoftmaxLoss, FalseNegativeFilter, InfoNCELoss
 
 _LAZY = {
     "TrainResult": "negminer.trainer._train",
     "last_checkpoint": "negminer.trainer._train",
+    "finite_weights": "negminer.trainer._train",
     "train": "negminer.trainer._train",
     "LOSSES": "negminer.trainer.losses",
     "DCLLoss": "negminer.trainer.losses",
@@ -67,6 +68,7 @@ __all__ = [
     "TrainListener",
     "TrainResult",
     "evaluate",
+    "finite_weights",
     "last_checkpoint",
     "retrieval_metrics",
     "train",

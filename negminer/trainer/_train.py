@@ -27,7 +27,7 @@ import numpy as np
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from negminer._data import RetrievalData
-from negminer._errors import ConfigError, DataError
+from negminer._errors import ConfigError, DataError, NonFiniteError
 from negminer._io import atomic_dir, atomic_path, write_json
 from negminer._settings import Settings
 from negminer._vocab import NegativesMode
@@ -173,10 +173,31 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
 
 
 def _save_model(model: Any, path: Path) -> Path:
-    """Save a model folder atomically (a temporary folder swapped in)."""
+    """Save a model folder atomically (a temporary folder swapped in); a model with NaN or infinite weights is
+    never saved (:class:`~negminer.NonFiniteError`, ``non_finite_model``)."""
+    import torch
+
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteError(
+            "the trained model's weights hold NaN or infinite values; it was not saved (the last checkpoint is kept)",
+            code="non_finite_model",
+        )
     with atomic_dir(path) as tmp:
         model.save(str(tmp))
     return path
+
+
+def finite_weights(path: str | Path) -> bool:
+    """Whether every weight in the model folder ``path`` (its ``*.safetensors`` files, at any depth) is finite:
+    what a checkpoint must pass before it is offered as a model."""
+    import torch
+    from safetensors.torch import load_file
+
+    for f in Path(path).rglob("*.safetensors"):
+        for tensor in load_file(str(f)).values():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                return False
+    return True
 
 
 # -- one run's shared state ------------------------------------------------------------------------------------------
@@ -322,6 +343,9 @@ class _RefreshCallback(TrainerCallback):
         self.model = model
         self.loss = loss
         self.counted = 0
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self.loss.step = state.global_step
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         run, step = self.run, state.global_step

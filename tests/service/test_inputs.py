@@ -91,7 +91,9 @@ def test_every_float_field_refuses_nan_infinity_and_overflow(client: TestClient)
             if kind != "number":
                 continue
             for raw in BAD_NUMBERS:
-                r = client.request(method, url, content=_body_with(path, raw), headers={"content-type": "application/json"})
+                r = client.request(
+                    method, url, content=_body_with(path, raw), headers={"content-type": "application/json"}
+                )
                 assert r.status_code == 422, (method, url, path, raw, r.text)
                 problem = r.json()
                 assert _named(problem, path, exact=True), (method, url, path, raw, problem["detail"])
@@ -116,7 +118,9 @@ def test_every_string_field_refuses_lone_surrogates(client: TestClient) -> None:
         for path, kind in _leaves(spec, schema, ()):
             if kind != "string":
                 continue
-            r = client.request(method, url, content=_body_with(path, SURROGATE), headers={"content-type": "application/json"})
+            r = client.request(
+                method, url, content=_body_with(path, SURROGATE), headers={"content-type": "application/json"}
+            )
             assert r.status_code == 422, (method, url, path, r.text)
             assert _named(r.json(), path, exact=False), (method, url, path, r.json()["detail"])
             checked += 1

@@ -20,7 +20,9 @@ def _registry(root: Path, model: Path, cache: Path) -> IndexRegistry:
 
 
 def _docs(tag: str, n: int) -> tuple[list[str], list[str]]:
-    return [f"{tag}{i}" for i in range(n)], [f"{tag} document {i} about {i % 97} things and {i % 13} more" for i in range(n)]
+    return [f"{tag}{i}" for i in range(n)], [
+        f"{tag} document {i} about {i % 97} things and {i % 13} more" for i in range(n)
+    ]
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -46,7 +48,9 @@ def test_delete_during_a_build_stays_deleted_after_the_build_ends_and_a_restart(
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.3])
-def test_a_recreated_name_never_receives_the_old_builds_version(tmp_path: Path, lexical_model: Path, delay: float) -> None:
+def test_a_recreated_name_never_receives_the_old_builds_version(
+    tmp_path: Path, lexical_model: Path, delay: float
+) -> None:
     root, cache = tmp_path / "indexes", tmp_path / f"cache{delay}"
     reg = _registry(root, lexical_model, cache)
     reg.create("docs", str(lexical_model), *_docs("old", 3000))

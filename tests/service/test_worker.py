@@ -122,3 +122,18 @@ def test_a_job_past_its_wall_clock_limit_fails_and_keeps_its_checkpoint(
             e["message"] for e in c.get(f"/v1/fine_tuning/jobs/{job['id']}/events?order=asc&limit=5").json()["data"]
         ]
         assert any("NEGMINER_JOB_LEASE_SECONDS" in m for m in events)  # the retake time is told
+
+
+def test_a_job_whose_loss_turns_non_finite_fails_and_publishes_no_model(
+    tmp_path: Path, lexical_model: Path, demo_small: Any
+) -> None:
+    settings, c = _setup(tmp_path, lexical_model)
+    with c:
+        fid = _file(c, demo_small)
+        hp = {"temperature": 1e-45, "negatives": "none", "max_steps": 3, "batch_size": 8}
+        job = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": hp}).json()
+        assert Worker(settings).run_once() == job["id"]
+        done = c.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
+        assert done["status"] == "failed" and done["error"]["code"] == "non_finite_loss", done
+        assert done["error"]["step"] == 1 and done["fine_tuned_model"] is None
+        assert [m["id"] for m in c.get("/v1/models").json()["data"] if m["id"].startswith("ft:")] == []

@@ -192,3 +192,35 @@ def test_max_pairs_per_query_caps_rows_and_keeps_the_rest_known() -> None:
     assert NegativeTable(data, num_negatives=1, seed=0).rows == [(0, 1), (0, 3), (0, 5), (0, 7), (1, 2)]
     with pytest.raises(ConfigError, match="max_pairs_per_query"):
         TrainConfig(max_pairs_per_query=0)
+
+
+def test_a_loss_that_turns_non_finite_stops_the_run_and_saves_no_model(small, tiny_model: Path, tmp_path: Path) -> None:
+    """A temperature of 1e-45 is finite and positive, but cos / 1e-45 overflows float32: the loss is NaN from the
+    first step. The run stops there with the step named; no model folder is written."""
+    from negminer import NonFiniteError
+
+    cfg = _cfg(tmp_path, tiny_model, negatives="none", max_steps=4, temperature=1e-45, save_steps=1)
+    with pytest.raises(NonFiniteError) as caught:
+        train(small, cfg, listener=Recorder())
+    assert caught.value.code == "non_finite_loss" and caught.value.step == 1
+    assert "step 1" in str(caught.value)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_finite_weights_reads_the_saved_tensors(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from negminer.trainer import finite_weights
+
+    assert finite_weights(tiny_model)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    f = next(broken.rglob("*.safetensors"))
+    tensors = load_file(str(f))
+    first = next(k for k, v in tensors.items() if v.is_floating_point())
+    tensors[first] = tensors[first].clone().fill_(float("nan"))
+    save_file(tensors, str(f))
+    assert not finite_weights(broken) and torch.isnan(load_file(str(f))[first]).all()

@@ -27,7 +27,7 @@ from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
 
 from negminer import mining as filters
-from negminer._errors import ConfigError
+from negminer._errors import ConfigError, NonFiniteError
 from negminer._vocab import LossFilterRule, values
 
 __all__ = ["FalseNegativeFilter", "RetrievalLoss"]
@@ -156,6 +156,7 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         self.gather_across_devices = gather_across_devices
         self._keys: tuple[Tensor, list[Tensor]] | None = None
         self._features: list[dict[str, Tensor]] | None = None
+        self.step = 0  # the trainer's global step before this batch (set by the trainer), for errors
         self.tokens_seen = 0  # input tokens of the training batches (special tokens included, padding not)
         self.last_masked = 0  # false negatives masked in the last batch (for logging)
         # in-batch candidates kept out of a query's negatives because they are its known positives (not paired with
@@ -180,9 +181,19 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         if self.training:
             self.tokens_seen += sum(_token_count(f) for f in features)
         if self.mini_batch_size is not None:
-            return self.forward_cached(features, labels)
-        reps = embed_columns(self.model, features)
-        return self.loss_from_embeddings(reps[0], reps[1:])
+            loss = self.forward_cached(features, labels)
+        else:
+            reps = embed_columns(self.model, features)
+            loss = self.loss_from_embeddings(reps[0], reps[1:])
+        if self.training and not bool(torch.isfinite(loss.detach()).all()):
+            # stop before the optimizer applies it: the weights (and the last checkpoint) are still good
+            step = self.step + 1
+            raise NonFiniteError(
+                f"the training loss became {float(loss.detach().float().mean())} at step {step}: lower the "
+                "learning_rate, raise the temperature, or check the data; the last checkpoint is kept",
+                step=step,
+            )
+        return loss
 
     def calculate_loss(
         self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
