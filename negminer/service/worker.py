@@ -446,7 +446,7 @@ class _JobRun(TrainListener):
         if not finite_weights(path):  # never offered as a model, served or used to refresh an index
             self.event(
                 f"Checkpoint at step {step} holds NaN or infinite weights; it is not registered",
-                level=EventLevel.warning,
+                level=EventLevel.warn,
                 data={"step": step},
             )
             return

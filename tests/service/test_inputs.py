@@ -15,6 +15,7 @@ from negminer.service import ServiceSettings, create_app
 
 BAD_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e999"]
 SURROGATE = '"\\ud800"'  # JSON can spell it, UTF-8 cannot
+JSON = {"content-type": "application/json"}
 PATH_PARAMS = {"name": "docs", "job_id": "ftjob-0", "file_id": "file-0", "model": "m", "model_id": "m"}
 
 
@@ -49,9 +50,8 @@ def _leaves(spec: dict[str, Any], schema: dict[str, Any], path: tuple[Any, ...],
             yield from _leaves(spec, extra, (*path, "k"), depth + 1)
     elif kind == "array" and isinstance(schema.get("items"), dict):
         yield from _leaves(spec, schema["items"], (*path, 0), depth + 1)
-    elif kind in ("number", "string") and "enum" not in schema and "const" not in schema:
-        if schema.get("format") != "binary":
-            yield path, kind
+    elif kind in ("number", "string") and not {"enum", "const"} & set(schema) and schema.get("format") != "binary":
+        yield path, kind
 
 
 def _json_bodies(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
