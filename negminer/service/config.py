@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -71,6 +72,18 @@ class ServiceSettings(Settings):
     max_train_epochs: float = Field(100.0, gt=0, description="largest hyperparameters.epochs (n_epochs) of a job")
     max_train_batch_size: int = Field(4096, ge=2, description="largest hyperparameters.batch_size of a job")
     max_train_seq_length: int = Field(8192, ge=8, description="largest hyperparameters.max_seq_length of a job")
+    store_retry_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="how long a worker keeps retrying the job database while it is unreachable before it gives up "
+        "(its writes wait, none is lost); the API answers 503 with Retry-After at once",
+    )
+    index_retry_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="how long a job that mines from an index retries the index service while it is unreachable "
+        "(restarting, 502/503/504) before the job fails with index_service_unavailable",
+    )
     job_max_attempts: int = Field(3, ge=1, description="claims of one job before it fails as worker_lost")
     worker_poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for queued jobs")
     cancel_grace_seconds: float = Field(10.0, ge=0, description="a cancelled job still running after this is killed")
@@ -85,6 +98,18 @@ class ServiceSettings(Settings):
         if raw.strip().lower() in _PLACEHOLDERS or len(raw) < 16:
             raise ValueError("NEGMINER_API_KEY is a placeholder or shorter than 16 characters; set a real secret")
         return v
+
+    def without_paths(self, text: str) -> str:
+        """``text`` with the server's own folders replaced: paths inside the data dir become relative, the bundled
+        model's folder becomes its name. Answers and job errors never show where the server keeps its files."""
+        from negminer.index import DEFAULT_MODEL_NAMES, default_model_path
+
+        folders = [(str(Path(self.data_dir).resolve()), "<data dir>")]
+        with contextlib.suppress(Exception):  # no bundled model installed: nothing to hide
+            folders.append((str(Path(default_model_path()).resolve()), DEFAULT_MODEL_NAMES[0]))
+        for folder, name in sorted(folders, key=lambda f: -len(f[0])):
+            text = text.replace(folder + "/", "").replace(folder, name)
+        return text
 
     @property
     def database(self) -> str:

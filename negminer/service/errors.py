@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -14,8 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from negminer import ConfigError, DataError, IndexFileError, ModelError, NegminerError
 from negminer._errors import error_message
 from negminer.service.client import ServiceError
-from negminer.service.registry import IndexBusy, IndexExists, IndexNotFound, IndexNotReady
+from negminer.service.registry import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
 from negminer.service.schemas import Problem, ProblemError
+from negminer.service.store import StoreUnavailable
 
 logger = logging.getLogger("negminer")
 
@@ -72,6 +74,8 @@ STATUS_OF: dict[type[NegminerError], tuple[int, str]] = {
     IndexNotFound: (404, "index_not_found"),
     IndexExists: (409, "index_exists"),
     IndexBusy: (409, "index_busy"),
+    IndexDeleting: (409, "index_deleting"),
+    StoreUnavailable: (503, "store_unavailable"),
     IndexNotReady: (409, "index_not_ready"),
     IndexFileError: (409, "index_file_error"),
     DataError: (422, "invalid_data"),
@@ -105,6 +109,12 @@ def _malformed(error: dict[str, Any], body: Any) -> str:
     return f"malformed JSON at line {line}, column {column}: {why}"
 
 
+def _no_paths(text: str, request: Request) -> str:
+    """``text`` without the server's own folders (see :meth:`ServiceSettings.without_paths`)."""
+    settings = getattr(request.app.state, "settings", None)
+    return settings.without_paths(text) if settings is not None else text
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json (never a bare 500 for bad input)."""
 
@@ -125,7 +135,8 @@ def install(app: FastAPI) -> None:
             name = ".".join(loc) or "body"
             first = first or name
             parts.append(f"{name}: {error_message(dict(e))}")
-        return problem(422, "; ".join(parts), code="invalid_request", param=first, instance=request.url.path)
+        detail = _no_paths("; ".join(parts), request)
+        return problem(422, detail, code="invalid_request", param=first, instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -138,6 +149,8 @@ def install(app: FastAPI) -> None:
             409: "conflict",
             410: "gone",
             413: "payload_too_large",
+            503: "unavailable",
+            507: "insufficient_storage",
         }.get(exc.status_code, "http_error")
         return problem(
             exc.status_code,
@@ -152,7 +165,22 @@ def install(app: FastAPI) -> None:
         status, code = status_of(exc)
         line = exc.line if isinstance(exc, DataError) else None
         param = exc.param if exc.param is not None else (exc.field if isinstance(exc, DataError) else None)
-        return problem(status, str(exc), code=code, param=param, instance=request.url.path, line=line)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, StoreUnavailable) else None
+        detail = _no_paths(str(exc), request)
+        return problem(status, detail, code=code, param=param, instance=request.url.path, line=line, headers=headers)
+
+    @app.exception_handler(OSError)
+    async def _os(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            logger.error("disk full on %s: %s", request.url.path, exc)
+            return problem(
+                507,
+                "the server's disk is full; nothing of this request was kept. Free space and try again",
+                code="insufficient_storage",
+                instance=request.url.path,
+            )
+        logger.exception("unhandled error on %s", request.url.path)
+        return problem(500, "internal error", code="internal_error", instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

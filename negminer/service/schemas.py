@@ -149,7 +149,7 @@ class Health(_Response):
 
 
 class Readiness(_Response):
-    status: Literal["ready", "loading"]
+    status: Literal["ready", "loading", "unavailable"]
 
 
 # -- indexes -----------------------------------------------------------------------------------------------------

@@ -8,13 +8,19 @@ renews; a job whose lease ran out (its worker was killed) is claimed again and r
 until ``max_attempts`` claims have been spent.
 
 Ordering (lists, cursors) uses an integer ``seq`` column, ids are opaque strings (``ftjob-…``, ``file-…``).
+
+When the database cannot be reached (a PostgreSQL restart, a network cut, a locked SQLite file), every public
+method retries with backoff for up to ``retry_seconds`` and then raises :class:`StoreUnavailable`: a worker keeps
+its writes waiting instead of losing them, and the API (``retry_seconds=0``) answers 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,10 +28,59 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from negminer._errors import NegminerError
 from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
 from negminer._vocab import EventLevel, EventType, JobStatus, ModelKind
 
-__all__ = ["JobStore", "TERMINAL", "new_id"]
+__all__ = ["JobStore", "StoreUnavailable", "TERMINAL", "new_id"]
+
+logger = logging.getLogger("negminer")
+
+
+class StoreUnavailable(NegminerError):
+    """The job database could not be reached (after retrying for ``retry_seconds``)."""
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A lost or refused connection (worth retrying), as opposed to a bad statement or a constraint."""
+    if isinstance(exc, _UNREACHABLE):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: JobStore, *args: Any, **kwargs: Any) -> Any:
+        deadline, delay, warned = time.monotonic() + self.retry_seconds, 0.2, False
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if not _unreachable(exc):
+                    raise
+                if "disk" in str(exc.orig).lower() and "full" in str(exc.orig).lower():
+                    raise OSError(28, "the job database's disk is full") from exc  # ENOSPC: 507, not a retry
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(
+                        f"the job database is unreachable ({type(exc.orig).__name__}); try again shortly"
+                    ) from exc
+                if not warned:
+                    logger.warning(
+                        "job database unreachable (%s); retrying for up to %.0f s", exc.orig, self.retry_seconds
+                    )
+                    warned = True
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    return call
+
 
 S = JobStatus
 
@@ -142,15 +197,30 @@ def _sqlite_engine(url: str) -> Engine:
 class JobStore:
     """All job state, behind one small interface, on SQLite or PostgreSQL (the same code and tests for both)."""
 
-    def __init__(self, url: str, *, events_kept: int = 0) -> None:
+    def __init__(self, url: str, *, events_kept: int = 0, retry_seconds: float = 0.0) -> None:
         self.url = url
         self.events_kept = events_kept  # per job; 0 = all
+        self.retry_seconds = retry_seconds
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = _sqlite_engine(url) if url.startswith("sqlite") else sa.create_engine(url, pool_pre_ping=True)
+        self.engine = (
+            _sqlite_engine(url)
+            if url.startswith("sqlite")
+            else sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        )
         self.is_sqlite = url.startswith("sqlite")
+        self._migrate()
+
+    @_retrying
+    def _migrate(self) -> None:
         _meta.create_all(self.engine)
         self._add_missing_columns()
+
+    @_retrying
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the database answers (``/readyz``)."""
+        with self.engine.connect() as c:
+            c.execute(sa.text("SELECT 1"))
 
     def _add_missing_columns(self) -> None:
         """A database made by an older negminer gets the (nullable) columns added since: additive changes only."""
@@ -519,3 +589,8 @@ class JobStore:
             q = q.order_by(table.c.seq.desc() if descending else table.c.seq).limit(limit + 1)
             rows = [dict(r) for r in c.execute(q).mappings()]
         return rows[:limit], len(rows) > limit
+
+
+for _name, _method in list(vars(JobStore).items()):  # every public method retries an unreachable database
+    if callable(_method) and not _name.startswith("_") and _name not in ("close", "ping"):
+        setattr(JobStore, _name, _retrying(_method))

@@ -39,7 +39,7 @@ from negminer._vocab import EventLevel, EventType, JobStatus
 from negminer.service.client import HttpNegativeSource
 from negminer.service.config import ServiceSettings
 from negminer.service.registry import pinned_models
-from negminer.service.store import TERMINAL, JobStore, new_id
+from negminer.service.store import TERMINAL, JobStore, StoreUnavailable, new_id
 from negminer.trainer import (
     CheckpointEvent,
     EvaluationEvent,
@@ -71,7 +71,9 @@ class Worker:
 
     def __init__(self, settings: ServiceSettings, worker_id: str | None = None) -> None:
         self.settings = settings
-        self.store = JobStore(settings.database, events_kept=settings.job_events_kept)
+        self.store = JobStore(
+            settings.database, events_kept=settings.job_events_kept, retry_seconds=settings.store_retry_seconds
+        )
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._stop = threading.Event()
 
@@ -89,7 +91,10 @@ class Worker:
             if job is None:
                 self._stop.wait(self.settings.worker_poll_seconds)
                 continue
-            self.run_job(job["id"])
+            try:
+                self.run_job(job["id"])
+            except StoreUnavailable:  # down longer than store_retry_seconds: the lease runs out, the job is resumed
+                logger.exception("lost the job database while running %s", job["id"])
         self.store.close()
 
     def run_once(self) -> str | None:
@@ -221,7 +226,9 @@ def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = JobStore(settings.database, events_kept=settings.job_events_kept)
+    store = JobStore(
+        settings.database, events_kept=settings.job_events_kept, retry_seconds=settings.store_retry_seconds
+    )
     try:
         _JobRun(settings, store, job_id, worker_id).run()
     except BaseException as exc:  # noqa: BLE001 - every failure ends up in the job, never lost
@@ -234,6 +241,7 @@ def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
         else:
             error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None}
             logger.error("job %s failed:\n%s", job_id, traceback.format_exc())
+        error["message"] = settings.without_paths(str(error["message"]))
         if store.set_status(job_id, S.failed, expect=(S.running,), worker_id=worker_id, error=error):
             store.add_event(job_id, f"Job failed: {error['message']}", level=EventLevel.error)
         raise SystemExit(0) from None

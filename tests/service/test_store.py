@@ -3,11 +3,6 @@ tests hold them congruent. Claims are exclusive, leases expire, attempts are bou
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -16,69 +11,16 @@ from pathlib import Path
 import pytest
 
 from negminer.service.store import JobStore
+from tests.service._postgres import PostgresCluster
 
 HP = {"loss": "infonce"}
-
-
-def _postgres_bin() -> Path | None:
-    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
-    return Path(initdb).parent if initdb else None
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return cmd
-    return ["runuser", "-u", "postgres", "--", *cmd]
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a free port, if the server is installed (skipped otherwise)."""
-    pytest.importorskip("psycopg")
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server not installed (initdb not found)")
-    if os.geteuid() == 0 and (
-        shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True).returncode != 0
-    ):
-        pytest.skip("running as root without a postgres user")
-    root = Path(tempfile.mkdtemp(prefix="negminer-pg-"))  # directly in /tmp: the postgres user must reach it
-    data = root / "data"
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    subprocess.run(
-        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "negminer", "--auth=trust", "-E", "UTF8"]),
-        check=True,
-        capture_output=True,
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = root / "pg.log"
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-w",
-                "-o",
-                f"-p {port} -k {root} -h 127.0.0.1",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://negminer@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with PostgresCluster() as pg:
+        yield pg.url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # a server process
