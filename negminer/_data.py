@@ -19,7 +19,17 @@ from typing import Any
 from negminer._errors import DataError
 from negminer._model import text_problem
 
-__all__ = ["RetrievalData", "from_hf_dataset", "load_beir", "load_corpus", "load_data", "load_pairs", "read_jsonl"]
+__all__ = [
+    "PairsSummary",
+    "RetrievalData",
+    "from_hf_dataset",
+    "load_beir",
+    "load_corpus",
+    "load_data",
+    "load_pairs",
+    "read_jsonl",
+    "scan_pairs",
+]
 
 
 @dataclass
@@ -355,6 +365,15 @@ def load_pairs(path: str | os.PathLike[str], corpus: str | os.PathLike[str] | No
             docs.add(t, d)
 
     rows: list[tuple[str, str, list[int]]] = []
+    for _lineno, qid, query, positives in _pair_lines(path):
+        rows.append((qid, query, [docs.add(text, pid) for text, pid in positives]))
+    if not rows:
+        raise DataError("no pairs", file=path)
+    return _merge_queries(docs.ids, docs.texts, rows, path)
+
+
+def _pair_lines(path: str) -> Iterator[tuple[int, str, str, list[tuple[str, str | None]]]]:
+    """(line, query id, query, [(positive text, its id or None)]) of each line of a pairs JSONL, checked."""
     for lineno, obj in read_jsonl(path):
         qkey = next((k for k in _QUERY_KEYS if k in obj), None)
         if qkey is None:
@@ -364,18 +383,53 @@ def load_pairs(path: str | os.PathLike[str], corpus: str | os.PathLike[str] | No
             plist = obj["positives"]
             if not isinstance(plist, list) or not plist:
                 raise DataError("expected a non-empty list of strings", file=path, line=lineno, field="positives")
-            idx = [docs.add(_check_text(p, path, lineno, f"positives[{j}]")) for j, p in enumerate(plist)]
+            positives: list[tuple[str, str | None]] = [
+                (_check_text(p, path, lineno, f"positives[{j}]"), None) for j, p in enumerate(plist)
+            ]
         elif "positive" in obj:
             text = _check_text(obj["positive"], path, lineno, "positive")
             pid = obj.get("positive_id")
-            idx = [docs.add(text, str(pid) if pid else None)]
+            positives = [(text, str(pid) if pid else None)]
         else:
             raise DataError("missing (need 'positive' or 'positives')", file=path, line=lineno, field="positive")
         qid = str(obj.get("query_id") or obj.get("_id") or _text_id("q", query))
-        rows.append((qid, query, idx))
-    if not rows:
+        yield lineno, qid, query, positives
+
+
+@dataclass(frozen=True)
+class PairsSummary:
+    """What a pairs file holds, counted without loading it: distinct queries, (query, positive) pairs, documents."""
+
+    queries: int
+    pairs: int
+    documents: int
+
+
+def scan_pairs(path: str | os.PathLike[str]) -> PairsSummary:
+    """Check every line of a pairs JSONL as :func:`load_pairs` does and count what it holds, in memory that grows
+    by 8 bytes a line, not with the text: uploads are validated this way, so a multi-million-line file never
+    lives in memory as strings. Counts are of distinct texts (64-bit hashes; a collision would undercount by one
+    in ~10^19)."""
+    import array
+
+    import numpy as np
+
+    path = str(path)
+    queries, documents, pairs = array.array("q"), array.array("q"), array.array("q")
+    for _lineno, _qid, query, positives in _pair_lines(path):
+        q = hash(query)
+        queries.append(q)
+        for text, _pid in positives:
+            d = hash(text)
+            documents.append(d)
+            pairs.append(hash((q, d)))
+    if not queries:
         raise DataError("no pairs", file=path)
-    return _merge_queries(docs.ids, docs.texts, rows, path)
+
+    def distinct(values: array.array[int]) -> int:
+        return int(np.unique(np.frombuffer(values, dtype=np.int64)).size)
+
+    return PairsSummary(distinct(queries), distinct(pairs), distinct(documents))
 
 
 def from_hf_dataset(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ from negminer.service.store import JobStore
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger("negminer")
+
 
 def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = False) -> FastAPI:
     """The service. ``with_worker`` also runs a fine-tuning worker in this process (``serve --with-worker``)."""
@@ -38,6 +41,12 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.api_key is None:
+            logger.warning(
+                "NEGMINER_API_KEY is not set: every route is open to anyone who can reach this server "
+                "(bound to %s); set a key before exposing it beyond this machine",
+                settings.host,
+            )
         app.state.registry.load_all()
         worker = thread = None
         if with_worker:

@@ -47,6 +47,15 @@ class ServiceSettings(Settings):
         10_000, ge=1, description="largest candidate depth of a mining request (range_min/max, windows, max_depth)"
     )
     max_documents: int = Field(100_000, ge=1, description="documents per index creation request")
+    max_positives_per_query: int = Field(
+        1000, ge=1, description="known positives (ids and texts together) of one mining query"
+    )
+    max_positives: int = Field(10_000, ge=1, description="known positives of all the queries of one mining request")
+    public_docs: bool = Field(
+        False,
+        description="serve /docs, /redoc and /openapi.json without the API key (by default they need it when "
+        "one is set, like every route but /healthz and /readyz)",
+    )
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file upload (POST /v1/files)")
     database_url: str | None = Field(
         None,

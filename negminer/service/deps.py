@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from negminer.service.config import ServiceSettings
+from negminer.service.guard import key_matches
 from negminer.service.registry import IndexRegistry
 from negminer.service.store import JobStore
 
@@ -25,13 +25,10 @@ def get_store(request: Request) -> JobStore:
 
 
 def require_api_key(request: Request, settings: Annotated[ServiceSettings, Depends(get_settings)]) -> None:
-    """Bearer token, compared in constant time, when ``NEGMINER_API_KEY`` is set."""
-    if settings.api_key is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    expected = settings.api_key.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected):
+    """Bearer token, compared in constant time, when ``NEGMINER_API_KEY`` is set. The request guard checks it
+    first, before any body is read; this dependency declares it in the OpenAPI document and holds for an app
+    mounted without the guard."""
+    if not key_matches(request.headers.get("authorization", ""), settings):
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 

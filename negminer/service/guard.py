@@ -1,4 +1,8 @@
-"""The request guard (ASGI): request bodies are capped while they stream in, and URLs with NUL bytes are refused.
+"""The request guard (ASGI): the API key is checked, request bodies are capped while they stream in, and URLs with
+NUL bytes are refused, all before the application reads a byte of the body.
+
+The key is checked here rather than only in a route dependency because FastAPI reads (and spools to disk) a
+multipart body before it runs dependencies: an unauthenticated 512 MB upload would be read in full to be refused.
 
 A body over the cap is refused with 413 as soon as its declared ``Content-Length`` or the bytes received so far
 pass the cap, chunked uploads included, so nothing past the cap is ever read, parsed or spooled to disk. The cap is
@@ -7,6 +11,7 @@ pass the cap, chunked uploads included, so nothing past the cap is ever read, pa
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -15,13 +20,31 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from negminer.service.config import ServiceSettings
 from negminer.service.errors import problem
 
-__all__ = ["RequestGuard"]
+__all__ = ["DOC_PATHS", "RequestGuard", "key_matches"]
+
+DOC_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
+
+
+def key_matches(authorization: str, settings: ServiceSettings) -> bool:
+    """Whether an ``Authorization`` header carries the service's key (compared in constant time)."""
+    if settings.api_key is None:
+        return True
+    scheme, _, token = authorization.partition(" ")
+    expected = settings.api_key.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode("latin-1", "replace"), expected)
 
 
 class RequestGuard:
     def __init__(self, app: ASGIApp, settings: ServiceSettings) -> None:
         self.app = app
         self.settings = settings
+
+    def public(self, path: str) -> bool:
+        """Paths served without the key: health, and the API's documentation when ``public_docs``."""
+        path = path.rstrip("/") or "/"
+        if path in ("/healthz", "/readyz"):
+            return True
+        return self.settings.public_docs and (path in DOC_PATHS or path.startswith("/docs/"))
 
     def limit(self, path: str) -> int:
         s = self.settings
@@ -35,6 +58,17 @@ class RequestGuard:
         if "\x00" in path or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
             await _answer(send, problem(422, "the URL holds a NUL byte", code="invalid_request", param="url"))
             return
+        if self.settings.api_key is not None and not self.public(path):
+            headers_ = dict(scope.get("headers") or [])
+            if not key_matches(headers_.get(b"authorization", b"").decode("latin-1"), self.settings):
+                unauthorized = problem(
+                    401,
+                    "missing or wrong bearer token",
+                    code="unauthorized",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await _answer(send, unauthorized)
+                return
         limit = self.limit(path)
 
         def too_large() -> Any:

@@ -96,6 +96,37 @@ def test_api_key_in_constant_time_on_all_but_health(tmp_path: Path, lexical_mode
         assert c.get("/v1/indexes", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
 
 
+def test_the_key_covers_the_docs_unless_public_docs(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model, api_key=KEY) as c:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert c.get(path).status_code == 401, path
+            assert c.get(path, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200, path
+    with _client(tmp_path, lexical_model, api_key=KEY, public_docs=True) as c:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert c.get(path).status_code == 200, path
+        assert c.get("/v1/indexes").status_code == 401
+
+
+def test_positives_are_capped_per_query_and_per_request(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model, max_positives_per_query=5, max_positives=8) as c:
+        _create(c)
+        many = {"query": "q", "positive_ids": [f"d{i}" for i in range(6)]}
+        r = c.post("/v1/indexes/docs/mine", json={"queries": [{"query": "a"}, many]})
+        assert r.status_code == 422 and r.json()["param"] == "queries.1.positive_ids", r.text
+        four = {"query": "q", "positives": ["x"] * 4, "positive_ids": []}
+        r = c.post("/v1/indexes/docs/mine", json={"queries": [four, four, {"query": "z", "positives": ["y"]}]})
+        assert r.status_code == 422 and r.json()["param"] == "queries" and "at most 8" in r.json()["detail"]
+        assert c.post("/v1/indexes/docs/mine", json={"queries": [four, four]}).status_code == 200
+
+
+def test_answers_name_models_and_files_without_server_paths(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model) as c:
+        r = c.post("/v1/indexes", json={"name": "x", "corpus_file": "../../etc/passwd"})
+        assert r.status_code == 422 and str(tmp_path) not in r.text
+        r = c.post("/v1/indexes", json={"name": "x", "corpus_file": "nope.jsonl"})
+        assert r.status_code == 422 and str(tmp_path) not in r.text
+
+
 def test_placeholder_api_key_refused() -> None:
     with pytest.raises(ValueError, match="placeholder"):
         ServiceSettings(api_key="changeme")

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from negminer import DataError, load_data
+from negminer._data import PairsSummary, scan_pairs
 from negminer.service.deps import SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.models import bad_param, list_page
@@ -55,13 +56,17 @@ def upload_file(
         if size == 0:
             raise bad_param("file", f"{filename}: empty file")
         try:
-            data = load_data(tmp)
+            if FORMATS[ext] == "pairs-jsonl":  # line by line: memory grows by bytes a line, not with the text
+                summary = scan_pairs(tmp)
+            else:
+                data = load_data(tmp)
+                summary = PairsSummary(len(data), data.num_pairs, len(data.corpus_texts))
         except DataError as exc:  # name the uploaded file, not our temporary copy
             raise DataError(exc.message, file=filename, line=exc.line, field=exc.field) from None
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-    info = {"format": FORMATS[ext], "queries": len(data), "pairs": data.num_pairs, "documents": len(data.corpus_texts)}
+    info = {"format": FORMATS[ext], "queries": summary.queries, "pairs": summary.pairs, "documents": summary.documents}
     return file_object(
         store.add_file(
             id=file_id,

@@ -119,5 +119,18 @@ def mine(name: str, body: MineRequest, registry: RegistryDep, settings: Settings
     """Hard negatives for the given queries from the index's corpus, with every mining option of the library."""
     if len(body.queries) > settings.max_batch:
         raise bad_param("queries", f"at most {settings.max_batch} per request")
+    total = 0
+    for i, q in enumerate(body.queries):
+        n = len(q.positive_ids) + len(q.positives)
+        if n > settings.max_positives_per_query:
+            field = "positive_ids" if len(q.positive_ids) >= len(q.positives) else "positives"
+            raise bad_param(
+                f"queries.{i}.{field}",
+                f"{n} known positives; at most {settings.max_positives_per_query} a query "
+                "(NEGMINER_MAX_POSITIVES_PER_QUERY)",
+            )
+        total += n
+    if total > settings.max_positives:
+        raise bad_param("queries", f"{total} known positives in all; at most {settings.max_positives} a request")
     check_mining_limits(body.options, settings, "options")
     return mine_index(registry, name, body)
