@@ -29,6 +29,7 @@ __all__ = [
     "load_pairs",
     "read_jsonl",
     "scan_pairs",
+    "split_buckets",
 ]
 
 
@@ -403,6 +404,20 @@ class PairsSummary:
     queries: int
     pairs: int
     documents: int
+    split_buckets: tuple[int, int] = (0, 9_999)  # lowest and highest split bucket of a query (see split_buckets)
+
+    def split_leaves(self, fraction: float) -> tuple[bool, bool]:
+        """(any training query, any validation query) that :meth:`RetrievalData.split` with ``fraction`` leaves."""
+        cut = int(fraction * 10_000)
+        low, high = self.split_buckets
+        return high >= cut, low < cut
+
+
+def split_buckets(queries: Iterable[str]) -> tuple[int, int]:
+    """The lowest and highest bucket (``_stable_int(query) % 10_000``) of these queries: enough to tell, without
+    the data, whether a split by any fraction leaves queries on both sides."""
+    buckets = [_stable_int(q) % 10_000 for q in queries]
+    return (min(buckets), max(buckets)) if buckets else (0, 9_999)
 
 
 def scan_pairs(path: str | os.PathLike[str]) -> PairsSummary:
@@ -416,7 +431,10 @@ def scan_pairs(path: str | os.PathLike[str]) -> PairsSummary:
 
     path = str(path)
     queries, documents, pairs = array.array("q"), array.array("q"), array.array("q")
+    low, high = 10_000, -1
     for _lineno, _qid, query, positives in _pair_lines(path):
+        bucket = _stable_int(query) % 10_000
+        low, high = min(low, bucket), max(high, bucket)
         q = hash(query)
         queries.append(q)
         for text, _pid in positives:
@@ -429,7 +447,7 @@ def scan_pairs(path: str | os.PathLike[str]) -> PairsSummary:
     def distinct(values: array.array[int]) -> int:
         return int(np.unique(np.frombuffer(values, dtype=np.int64)).size)
 
-    return PairsSummary(distinct(queries), distinct(pairs), distinct(documents))
+    return PairsSummary(distinct(queries), distinct(pairs), distinct(documents), (low, high))
 
 
 def from_hf_dataset(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 
 from negminer import __version__
+from negminer._vocab import TERMINAL_JOB_STATUSES
 from negminer.index import Encoder
 from negminer.service import errors
 from negminer.service.api.routes import embed, files, fine_tuning, health, indexes, metrics, models
@@ -18,11 +19,19 @@ from negminer.service.config import ServiceSettings
 from negminer.service.deps import require_api_key
 from negminer.service.guard import RequestGuard
 from negminer.service.registry import IndexRegistry
-from negminer.service.store import JobStore
+from negminer.service.store import JobStore, StoreUnavailable
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("negminer")
+
+
+def _job_running(store: JobStore) -> Callable[[str], bool]:
+    def running(job_id: str) -> bool:
+        row = store.get_job(job_id)
+        return row is not None and row["status"] not in TERMINAL_JOB_STATUSES
+
+    return running
 
 
 def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = False) -> FastAPI:
@@ -48,6 +57,10 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
                 settings.host,
             )
         app.state.registry.load_all()
+        try:
+            app.state.registry.sweep_job_copies(_job_running(app.state.store))
+        except StoreUnavailable:  # the job database is down: the next start (or the job's worker) sweeps
+            logger.warning("the job database is unreachable; job index copies are not swept now")
         worker = thread = None
         if with_worker:
             from negminer.service.worker import Worker

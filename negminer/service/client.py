@@ -4,6 +4,8 @@ ones the routes declare, so the two cannot drift apart."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,7 +14,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from negminer import RetrievalData
 from negminer._errors import NegminerError
-from negminer._vocab import OperationStatus
+from negminer._vocab import IndexStatus, OperationStatus
 from negminer.mining import MiningConfig
 from negminer.service.schemas import (
     CreateIndex,
@@ -29,6 +31,8 @@ from negminer.trainer import NegativesUpdate
 __all__ = ["HttpNegativeSource", "ServiceError"]
 
 M = TypeVar("M", bound=BaseModel)
+
+logger = logging.getLogger("negminer")
 
 
 class ServiceError(NegminerError):
@@ -62,6 +66,8 @@ class HttpNegativeSource:
         batch: int = 256,
         from_index: str | None = None,
         delete_on_close: bool = False,
+        owner_job: str | None = None,
+        retry_seconds: float = 0.0,
     ) -> None:
         _, self.texts, doc_of = data.dedup_corpus()
         self.queries = list(data.queries)
@@ -69,6 +75,8 @@ class HttpNegativeSource:
         self.index = index
         self.from_index = from_index
         self.delete_on_close = delete_on_close
+        self.owner_job = owner_job
+        self.retry_seconds = retry_seconds
         self.positive_texts = [[self.texts[int(r)] for r in p] for p in self.positive_ids]
         self.options = config
         self.batch = batch
@@ -76,6 +84,8 @@ class HttpNegativeSource:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self._pending = False
+        self._checkpoint = ""
+        self._reissued = 0
 
     @classmethod
     def factory(cls, url: str, index: str, **kw: Any) -> Callable[[RetrievalData, MiningConfig], HttpNegativeSource]:
@@ -89,7 +99,7 @@ class HttpNegativeSource:
     ) -> M | None:
         """Send ``body``; parse the answer as ``model``. A 404 is None when ``ok_missing``; other errors raise."""
         content = body.model_dump(mode="json", exclude_unset=True) if body is not None else None
-        r = self.client.request(method, path, json=content)
+        r = self._request(method, path, content)
         if r.status_code == 404 and ok_missing:
             return None
         if r.status_code >= 400:
@@ -111,21 +121,54 @@ class HttpNegativeSource:
                 f"index service: {method} {path}: unexpected answer ({exc})", status=r.status_code
             ) from None
 
+    def _request(self, method: str, path: str, content: Any) -> httpx.Response:
+        """One call, retried with backoff for up to ``retry_seconds`` while the service cannot be reached or
+        answers 502 / 503 / 504 (restarting, its database down)."""
+        deadline, delay = time.monotonic() + self.retry_seconds, 0.5
+        while True:
+            try:
+                r = self.client.request(method, path, json=content)
+                if r.status_code not in (502, 503, 504):
+                    return r
+                why = f"{r.status_code}"
+            except httpx.TransportError as exc:
+                r, why = None, f"{type(exc).__name__}: {exc}"
+            if time.monotonic() + delay > deadline:
+                if r is not None:
+                    return r
+                raise ServiceError(f"index service unreachable at {self.client.base_url} ({why})")
+            logger.warning("index service: %s %s failed (%s); retrying", method, path, why)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
     def info(self) -> IndexInfo | None:
         """The index's status, or None when it does not exist."""
         return self._send("GET", f"/v1/indexes/{self.index}", IndexInfo, ok_missing=True)
 
     # -- NegativeSource ------------------------------------------------------------------------------------------
     def refresh(self, checkpoint: str) -> None:
-        if self.info() is None:
-            body = CreateIndex(name=self.index, model=checkpoint)
-            if self.from_index:
-                body.from_index = self.from_index
+        self._checkpoint = checkpoint
+        try:
+            info = self.info()
+            if info is not None and info.version is None and info.status == IndexStatus.failed:
+                query = f"?job={self.owner_job}" if self.owner_job else ""  # a build that never published: again
+                self._send("DELETE", f"/v1/indexes/{self.index}{query}", None, ok_missing=True)
+                info = None
+            if info is None:
+                body = CreateIndex(name=self.index, model=checkpoint)
+                if self.owner_job:
+                    body.owner_job = self.owner_job
+                if self.from_index:
+                    body.from_index = self.from_index
+                else:
+                    body.documents = [Document(id=str(i), text=t) for i, t in enumerate(self.texts)]
+                self._send("POST", "/v1/indexes", IndexInfo, body)
             else:
-                body.documents = [Document(id=str(i), text=t) for i, t in enumerate(self.texts)]
-            self._send("POST", "/v1/indexes", IndexInfo, body)
-        else:
-            self._send("POST", f"/v1/indexes/{self.index}/refresh", IndexInfo, RefreshRequest(model=checkpoint))
+                self._send("POST", f"/v1/indexes/{self.index}/refresh", IndexInfo, RefreshRequest(model=checkpoint))
+        except ServiceError as exc:
+            # a call retried after the service took it (its answer lost): the operation is already running
+            if exc.problem is None or exc.problem.code not in ("index_exists", "index_busy"):
+                raise
         self._pending = True
 
     def poll(self) -> NegativesUpdate | None:
@@ -137,7 +180,14 @@ class HttpNegativeSource:
         op = info.operation
         if op is not None and op.status == OperationStatus.running:
             return None
+        if op is not None and op.status == OperationStatus.failed and op.error and op.error.code == "interrupted":
+            if self._reissued < 3:  # the service restarted during it: nothing was published, ask again
+                self._reissued += 1
+                logger.warning("index service: the %s of %r was interrupted; asking again", op.type, self.index)
+                self.refresh(self._checkpoint)
+                return None
         self._pending = False
+        self._reissued = 0
         if op is not None and op.status == OperationStatus.failed:
             why = f"{op.error.message} ({op.error.code})" if op.error else "no reason given"
             raise ServiceError(f"index service: {op.type} of {self.index!r} failed: {why}")
@@ -166,7 +216,13 @@ class HttpNegativeSource:
         )
 
     def close(self) -> None:
-        """Delete the index if this source owns it; close the HTTP client."""
-        if self.delete_on_close:
-            self._send("DELETE", f"/v1/indexes/{self.index}", None, ok_missing=True)
-        self.client.close()
+        """Delete the index if this source owns it; close the HTTP client. Never raises (it runs while another
+        error may be on its way out, which must not be masked); a copy left behind is removed by the service."""
+        try:
+            if self.delete_on_close:
+                query = f"?job={self.owner_job}" if self.owner_job else ""
+                self._send("DELETE", f"/v1/indexes/{self.index}{query}", None, ok_missing=True)
+        except (ServiceError, httpx.HTTPError) as exc:
+            logger.warning("could not delete index %s: %s", self.index, exc)
+        finally:
+            self.client.close()

@@ -22,7 +22,15 @@ from negminer.service.store import JobStore
 
 T = TypeVar("T")
 
-__all__ = ["bad_param", "default_model", "inside_data_dir", "list_page", "resolve_model"]
+__all__ = [
+    "bad_param",
+    "default_model",
+    "inside_data_dir",
+    "list_page",
+    "model_prompts",
+    "public_model_name",
+    "resolve_model",
+]
 
 DEFAULT_NAME = DEFAULT_MODEL_NAMES[0]
 
@@ -109,4 +117,34 @@ def resolve_model(model: str | None, settings: ServiceSettings, store: JobStore 
         folder = inside_data_dir(model, settings, param, kind="dir")
     except RequestValidationError:
         raise bad_param(param, f"no model named {model!r} and no model folder of that name in the data dir") from None
+    if not any((folder / f).is_file() for f in ("modules.json", "config.json")):
+        raise bad_param(
+            param, f"{model!r} is a folder of the data dir but not a model (no modules.json or config.json)"
+        )
     return str(folder)
+
+
+def model_prompts(path: str) -> dict[str, str]:
+    """The prompts a sentence-transformers model folder declares (``config_sentence_transformers.json``)."""
+    import json
+
+    try:
+        config = json.loads((Path(path) / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    prompts = config.get("prompts") if isinstance(config, dict) else None
+    return dict(prompts) if isinstance(prompts, dict) else {}
+
+
+def public_model_name(path: str, settings: ServiceSettings, store: JobStore | None) -> str:
+    """The name ``GET /v1/models`` gives the model in folder ``path`` (the inverse of :func:`resolve_model`): the
+    service's default by name, a registered model by its name, a data-dir folder by its relative path. Answers
+    name models this way, never by the server's folders."""
+    name, default_path = default_model(settings)
+    if path in (default_path, settings.model):
+        return name
+    if store is not None:
+        registered = store.model_named_by_path(path)
+        if registered is not None:
+            return registered
+    return settings.without_paths(path)

@@ -509,6 +509,16 @@ class IndexRegistry:
             with self._lock:
                 self._deleting.discard(name)
 
+    def sweep_job_copies(self, job_running: Callable[[str], bool]) -> list[str]:
+        """Delete the private index copies whose fine-tuning job is no longer running (it ended while the service
+        was down, or its worker died before removing it). Returns their names."""
+        gone = [n for n, st in list(self._states.items()) if st.owner_job and not job_running(st.owner_job)]
+        for name in gone:
+            with contextlib.suppress(IndexNotFound):
+                self.delete(name)
+                logger.info("removed index %s: its fine-tuning job has ended", name)
+        return gone
+
     def wait(self, timeout: float = 60.0) -> None:
         """Wait for background builds (tests, shutdown)."""
         for th in list(self._threads):

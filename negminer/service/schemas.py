@@ -168,6 +168,11 @@ class CreateIndex(_Request):
     documents: list[Document] | None = Field(None, min_length=1, description="inline documents, or corpus_file")
     corpus_file: str | None = Field(None, description="a corpus.jsonl (_id, title, text) inside the data dir")
     from_index: str | None = Field(None, description="copy the documents of this index (its current version)")
+    owner_job: str | None = Field(
+        None,
+        description="set by a fine-tuning job for its private copy of an index (the name is then the job's id); "
+        "names starting with ftjob- are reserved for these copies, which are removed when their job ends",
+    )
     kind: IndexChoice = Field(
         IndexChoice.auto,
         description="auto (exact up to 100,000 documents, HNSW up to 4,000,000, IVF above, IVF-PQ past the memory "

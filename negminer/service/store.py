@@ -556,6 +556,11 @@ class JobStore:
             row = c.execute(sa.select(models).where(models.c.name == name)).mappings().first()
         return dict(row) if row else None
 
+    def model_named_by_path(self, path: str) -> str | None:
+        """The registered name of the model in folder ``path``, if any."""
+        with self.engine.connect() as c:
+            return c.execute(sa.select(models.c.name).where(models.c.path == path).limit(1)).scalar()
+
     def list_models(self) -> list[dict[str, Any]]:
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(sa.select(models).order_by(models.c.seq)).mappings()]

@@ -36,7 +36,7 @@ from typing import Any
 from negminer import DataError, NegminerError, NonFiniteError, load_data
 from negminer._io import atomic_dir, atomic_open
 from negminer._vocab import EventLevel, EventType, JobStatus
-from negminer.service.client import HttpNegativeSource
+from negminer.service.client import HttpNegativeSource, ServiceError
 from negminer.service.config import ServiceSettings
 from negminer.service.registry import pinned_models
 from negminer.service.store import TERMINAL, JobStore, StoreUnavailable, new_id
@@ -163,6 +163,35 @@ class Worker:
                 outcome = "cancelled"
                 break
         proc.join()
+        try:
+            self._finish(job_id, proc, outcome)
+        finally:
+            self._remove_index_copy(job_id)
+
+    def _remove_index_copy(self, job_id: str) -> None:
+        """Remove the job's private index copy (if it mined from an index) once the job has ended or left this
+        worker; the training process removes it itself when it ends well, and the service sweeps any left over
+        at its next start."""
+        job = self.store.get_job(job_id)
+        if not job or not job["index"] or job["status"] not in TERMINAL:
+            return
+        import httpx
+
+        key = self.settings.api_key
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        url = f"{self.settings.service_url}/v1/indexes/{job_id}"
+        for attempt in range(3):
+            try:
+                r = httpx.delete(url, params={"job": job_id}, headers=headers, timeout=30)
+                if r.status_code in (200, 404):
+                    return
+            except httpx.HTTPError as exc:
+                logger.warning("removing index copy %s: %s", job_id, exc)
+            time.sleep(1 + attempt)
+        logger.warning("index copy %s left for the service to sweep at its next start", job_id)
+
+    def _finish(self, job_id: str, proc: Any, outcome: str) -> None:
+        """Record the end of a job whose training process ended without recording it."""
         if outcome:
             return
         job = self.store.get_job(job_id)
@@ -234,6 +263,10 @@ def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
     except BaseException as exc:  # noqa: BLE001 - every failure ends up in the job, never lost
         if isinstance(exc, NonFiniteError):
             error = {"code": exc.code, "message": str(exc), "param": None, "step": exc.step}
+        elif isinstance(exc, ServiceError):
+            unreachable = exc.status is None or exc.status >= 500
+            code = "index_service_unavailable" if unreachable else "index_service_error"
+            error = {"code": code, "message": str(exc), "param": "index"}
         elif isinstance(exc, DataError):
             error = {"code": "invalid_file", "message": str(exc), "param": exc.param}
         elif isinstance(exc, NegminerError):
@@ -311,7 +344,13 @@ class _JobRun(TrainListener):
         source = None  # mined in the training process, unless the job mines from an index of the service
         if job["index"]:
             source = HttpNegativeSource.factory(
-                self.s.service_url, self.job_id, api_key=self.s.api_key, from_index=job["index"], delete_on_close=True
+                self.s.service_url,
+                self.job_id,
+                api_key=self.s.api_key,
+                from_index=job["index"],
+                delete_on_close=True,
+                owner_job=self.job_id,
+                retry_seconds=self.s.index_retry_seconds,
             )
         self.event(
             f"Training on {len(data)} queries ({data.num_pairs} pairs), {len(data.corpus_texts)} documents"

@@ -117,6 +117,11 @@ class TrainHyperparameters(StrictModel, metaclass=_ConfigErrors):
         num = info.data.get("num_negatives", 3)
         if mining.num_negatives == num:
             return mining
+        if "num_negatives" in mining.model_fields_set:  # honoured or refused, never dropped
+            raise ValueError(
+                f"num_negatives ({mining.num_negatives}) is a training option here: set num_negatives next to "
+                f"mining (now {num}), not inside it"
+            )
         return MiningConfig.model_validate({**mining.model_dump(exclude_unset=True), "num_negatives": num})
 
     @field_serializer("mining")

@@ -173,3 +173,52 @@ def test_a_postgresql_outage_during_a_job_is_survived(tmp_path: Path, lexical_mo
             for p in (worker, server):
                 p.terminate()
                 p.wait(30)
+
+
+def test_an_index_backed_job_survives_an_api_restart_and_its_copy_is_removed(
+    tmp_path: Path, lexical_model: Path
+) -> None:
+    """The API is killed (SIGKILL) after the job's first refresh and comes back 8 s later: the job's calls to the
+    index service wait and retry (index_retry_seconds), an interrupted refresh is asked for again, the job
+    succeeds, and its private index copy is gone."""
+    from negminer import build_demo
+
+    port = free_port()
+    server = start_server(tmp_path, lexical_model, port)
+    worker = start_worker(tmp_path, lexical_model, port, NEGMINER_JOB_LEASE_SECONDS="30")
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    try:
+        data = build_demo(120)
+        docs = [{"id": d, "text": t} for d, t in zip(data.corpus_ids, data.corpus_texts)]
+        assert api.post("/v1/indexes", json={"name": "code", "documents": docs}).status_code == 202
+        _wait(lambda: api.get("/v1/indexes/code").json()["status"] == "ready", 60, "the index", 0.2)
+        with open(_train_file(tmp_path), "rb") as fh:
+            fid = api.post("/v1/files", files={"file": ("train.jsonl", fh)}).json()["id"]
+        hp = {"max_steps": 60, "batch_size": 4, "negatives": "refresh", "refresh_every": 10, "num_negatives": 2}
+        job = api.post("/v1/fine_tuning/jobs", json={"training_file": fid, "index": "code", "hyperparameters": hp})
+        job_id = job.json()["id"]
+        url = f"/v1/fine_tuning/jobs/{job_id}"
+
+        def refreshed() -> bool:
+            events = api.get(f"{url}/events", params={"limit": 100}).json()["data"]
+            return any((e["data"] or {}).get("refresh_version") for e in events)
+
+        _wait(refreshed, 240, "the job's first refresh", 0.3)
+        copy = api.get(f"/v1/indexes/{job_id}").json()
+        assert copy["owner_job"] == job_id
+        assert api.delete(f"/v1/indexes/{job_id}").status_code == 409  # protected while the job runs
+        assert api.post("/v1/indexes", json={"name": "ftjob-mine", "documents": docs[:2]}).status_code == 422
+        _kill(server)
+        time.sleep(8)
+        server = start_server(tmp_path, lexical_model, port)
+        ended = ("succeeded", "failed", "cancelled")
+        done = _wait(lambda: (j := api.get(url).json())["status"] in ended and j, 300, "the job", 0.5)
+        assert done["status"] == "succeeded", done
+        _wait(lambda: api.get(f"/v1/indexes/{job_id}").status_code == 404, 30, "the copy removed", 0.3)
+        assert [i["name"] for i in api.get("/v1/indexes").json()["data"]] == ["code"]
+        logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker-*.log"))
+        assert "retrying" in logs  # the job did call the service while it was down
+    finally:
+        _kill(server)
+        worker.terminate()
+        worker.wait(30)

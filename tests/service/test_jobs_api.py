@@ -15,7 +15,7 @@ from negminer.service import ServiceSettings, create_app
 
 PAIRS = [
     {"query": f"how to read file number {i}", "positive": f"def read_{i}(path): return open(path).read()"}
-    for i in range(12)
+    for i in range(30)
 ]
 
 
@@ -47,12 +47,12 @@ def test_files_upload_list_get_delete(tmp_path: Path, lexical_model: Path) -> No
         r = _upload(c, _jsonl(PAIRS))
         f = r.json()
         assert r.status_code == 200 and f["object"] == "file" and f["status"] == "processed"
-        assert f["queries"] == 12 and f["pairs"] == 12 and f["filename"] == "train.jsonl"
+        assert f["queries"] == 30 and f["pairs"] == 30 and f["filename"] == "train.jsonl"
         assert c.get(f"/v1/files/{f['id']}").json() == f
         pq = tmp_path / "pairs.csv"
         pq.write_text("anchor,positive\n" + "".join(f'"{p["query"]}","{p["positive"]}"\n' for p in PAIRS))
         g = _upload(c, pq.read_bytes(), "pairs.csv").json()
-        assert g["format"] == "csv" and g["queries"] == 12
+        assert g["format"] == "csv" and g["queries"] == 30
         listed = c.get("/v1/files").json()
         assert [x["id"] for x in listed["data"]] == [g["id"], f["id"]] and not listed["has_more"]
         assert c.delete(f"/v1/files/{g['id']}").json()["deleted"]
@@ -79,7 +79,7 @@ def test_a_bad_file_is_refused_with_its_line_and_field(
 
 
 def test_upload_refusals(tmp_path: Path, lexical_model: Path) -> None:
-    with _client(tmp_path, lexical_model, max_upload_bytes=2048) as c:
+    with _client(tmp_path, lexical_model, max_upload_bytes=4096) as c:
         _problem(_upload(c, _jsonl(PAIRS), "train.txt"), 422, "file")
         _problem(_upload(c, _jsonl(PAIRS), purpose="batch"), 422, "purpose")
         _problem(_upload(c, b""), 422, "file")

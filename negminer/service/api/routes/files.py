@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from negminer import DataError, load_data
-from negminer._data import PairsSummary, scan_pairs
+from negminer._data import PairsSummary, scan_pairs, split_buckets
 from negminer.service.deps import SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.models import bad_param, list_page
@@ -60,13 +60,19 @@ def upload_file(
                 summary = scan_pairs(tmp)
             else:
                 data = load_data(tmp)
-                summary = PairsSummary(len(data), data.num_pairs, len(data.corpus_texts))
+                summary = PairsSummary(len(data), data.num_pairs, len(data.corpus_texts), split_buckets(data.queries))
         except DataError as exc:  # name the uploaded file, not our temporary copy
             raise DataError(exc.message, file=filename, line=exc.line, field=exc.field) from None
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-    info = {"format": FORMATS[ext], "queries": summary.queries, "pairs": summary.pairs, "documents": summary.documents}
+    info = {
+        "format": FORMATS[ext],
+        "queries": summary.queries,
+        "pairs": summary.pairs,
+        "documents": summary.documents,
+        "split_buckets": list(summary.split_buckets),  # for create_job's check of the validation split
+    }
     return file_object(
         store.add_file(
             id=file_id,

@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from negminer._data import PairsSummary
 from negminer._vocab import TERMINAL_JOB_STATUSES, JobStatus
 from negminer.service.config import ServiceSettings
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.mining import check_mining_limits
-from negminer.service.models import bad_param, default_model, list_page, resolve_model
+from negminer.service.models import bad_param, default_model, list_page, model_prompts, resolve_model
 from negminer.service.registry import IndexNotFound
 from negminer.service.schemas import Checkpoint, CreateJob, Event, Job, ListPage
 from negminer.service.store import JobStore
@@ -32,12 +33,46 @@ def _job(store: JobStore, job_id: str) -> dict[str, Any]:
     return row
 
 
-def _file(store: JobStore, file_id: str | None, param: str) -> None:
+def _file(store: JobStore, file_id: str | None, param: str) -> dict[str, Any] | None:
     if file_id is None:
-        return
+        return None
     row = store.get_file(file_id)
     if row is None:
         raise bad_param(param, f"no file {file_id!r} (upload it with POST /v1/files)")
+    if row["purpose"] != "fine-tune":
+        raise bad_param(param, f"file {file_id!r} is a {row['purpose']} file, not training data")
+    return row
+
+
+def _check_split(training: dict[str, Any], hp: TrainHyperparameters) -> None:
+    """Without a validation file the trainer holds out ``validation_fraction`` of the queries (by a hash of their
+    text): refuse now a file whose split would leave either side empty, instead of failing in the worker."""
+    info = training.get("info") or {}
+    buckets = info.get("split_buckets")
+    if not buckets:  # uploaded by an older negminer: checked by the worker
+        return
+    summary = PairsSummary(info.get("queries") or 0, info.get("pairs") or 0, 0, (buckets[0], buckets[1]))
+    has_train, has_validation = summary.split_leaves(hp.validation_fraction)
+    if not (has_train and has_validation):
+        side = "validation" if not has_validation else "training"
+        raise bad_param(
+            "training_file",
+            f"holding out validation_fraction={hp.validation_fraction:g} of its {summary.queries} queries leaves no "
+            f"{side} queries: give a validation_file, more queries, or another validation_fraction",
+        )
+
+
+def _check_prompts(hp: TrainHyperparameters, model_path: str, where: str) -> None:
+    """Prompt names must be prompts of the model (sentence-transformers ignores an unknown one when encoding)."""
+    names = {n for n in (hp.mining.query_prompt_name, hp.mining.corpus_prompt_name) if n}
+    if not names:
+        return
+    prompts = model_prompts(model_path)
+    for field in ("query_prompt_name", "corpus_prompt_name"):
+        name = getattr(hp.mining, field)
+        if name and name not in prompts:
+            have = ", ".join(sorted(prompts)) or "none"
+            raise bad_param(f"{where}.mining.{field}", f"the model has no prompt {name!r} (its prompts: {have})")
 
 
 def _hyperparameters(body: CreateJob, settings: ServiceSettings) -> TrainHyperparameters:
@@ -69,9 +104,13 @@ def create_job(body: CreateJob, store: StoreDep, settings: SettingsDep, registry
     """Check the request (files, model, index, hyperparameters within the service's caps), then queue the job
     for a worker."""
     hp = _hyperparameters(body, settings)
-    _file(store, body.training_file, "training_file")
-    _file(store, body.validation_file, "validation_file")
+    training = _file(store, body.training_file, "training_file")
+    validation = _file(store, body.validation_file, "validation_file")
+    if validation is None and training is not None:
+        _check_split(training, hp)
     model_path = resolve_model(body.model, settings, store)
+    where = "method.supervised.hyperparameters" if body.method and body.method.supervised else "hyperparameters"
+    _check_prompts(hp, model_path, where)
     if body.index is not None:
         try:
             registry.get(body.index)

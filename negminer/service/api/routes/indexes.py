@@ -4,15 +4,18 @@ refresh."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 
 from negminer import load_corpus
+from negminer._vocab import TERMINAL_JOB_STATUSES
+from negminer.service.config import ServiceSettings
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.mining import check_mining_limits, mine_index
-from negminer.service.models import bad_param, inside_data_dir, resolve_model
-from negminer.service.registry import IndexNotFound
+from negminer.service.models import bad_param, inside_data_dir, public_model_name, resolve_model
+from negminer.service.registry import JOB_PREFIX, IndexNotFound
 from negminer.service.schemas import (
     AddDocuments,
     CreateIndex,
@@ -26,6 +29,16 @@ from negminer.service.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from negminer.service.store import JobStore
+
+
+def _shown(info: IndexInfo, settings: ServiceSettings, store: JobStore) -> IndexInfo:
+    """The index as answers show it: models by the names ``GET /v1/models`` gives them, never server folders."""
+    info.model = public_model_name(info.model, settings, store)
+    if info.operation is not None:
+        info.operation.model = public_model_name(info.operation.model, settings, store)
+    return info
+
 
 router = APIRouter(prefix="/v1/indexes", tags=["indexes"], responses=problem_responses(404, 409, 422))
 
@@ -52,22 +65,44 @@ def create_index(body: CreateIndex, registry: RegistryDep, settings: SettingsDep
     else:
         ids, texts = load_corpus(inside_data_dir(body.corpus_file or "", settings, "corpus_file", suffixes=(".jsonl",)))
     model = copied_model if body.model is None and copied_model else resolve_model(body.model, settings, models)
-    return registry.create(body.name, model, ids, texts, kind=body.kind).info()
+    if body.name.startswith(JOB_PREFIX) or body.owner_job is not None:
+        job = models.get_job(body.owner_job) if body.owner_job == body.name else None
+        if job is None or job["status"] in TERMINAL_JOB_STATUSES:
+            raise bad_param(
+                "name",
+                f"names starting with {JOB_PREFIX} are reserved for the private index copies of running fine-tuning "
+                "jobs (owner_job: the job's id, as the name)",
+            )
+    state = registry.create(body.name, model, ids, texts, kind=body.kind, owner_job=body.owner_job)
+    return _shown(state.info(), settings, models)
 
 
 @router.get("", response_model=ListPage[IndexInfo])
-def list_indexes(registry: RegistryDep) -> ListPage[IndexInfo]:
-    return ListPage[IndexInfo](data=[registry.get(n).info() for n in registry.names()])
+def list_indexes(registry: RegistryDep, settings: SettingsDep, store: StoreDep) -> ListPage[IndexInfo]:
+    return ListPage[IndexInfo](data=[_shown(registry.get(n).info(), settings, store) for n in registry.names()])
 
 
 @router.get("/{name}", response_model=IndexInfo)
-def get_index(name: str, registry: RegistryDep) -> IndexInfo:
-    """Status, version, size, model, and the running or last operation with its progress."""
-    return registry.get(name).info()
+def get_index(name: str, registry: RegistryDep, settings: SettingsDep, store: StoreDep) -> IndexInfo:
+    """Status, version, size, model, and the running or last operation with its progress (recorded on disk: an
+    operation the service was stopped during reads ``failed`` with ``error.code = "interrupted"``)."""
+    return _shown(registry.get(name).info(), settings, store)
 
 
 @router.delete("/{name}", response_model=IndexDeleted)
-def delete_index(name: str, registry: RegistryDep) -> IndexDeleted:
+def delete_index(
+    name: str,
+    registry: RegistryDep,
+    store: StoreDep,
+    job: Annotated[str | None, Query(description="the owning job's id: how a job removes its private copy")] = None,
+) -> IndexDeleted:
+    """Delete an index: its running operation is cancelled and nothing of it comes back, after a restart either.
+    A running job's private copy is refused (cancel the job: its copy goes when it ends)."""
+    owner = registry.get(name).owner_job
+    if owner is not None and job != owner:
+        row = store.get_job(owner)
+        if row is not None and row["status"] not in TERMINAL_JOB_STATUSES:
+            raise HTTPException(409, f"index {name!r} is the private copy of running job {owner}; cancel the job")
     registry.delete(name)
     return IndexDeleted(name=name)
 
@@ -98,11 +133,14 @@ def search(name: str, body: SearchRequest, registry: RegistryDep, settings: Sett
 
 
 @router.post("/{name}/documents", status_code=202, response_model=IndexInfo)
-def add_documents(name: str, body: AddDocuments, registry: RegistryDep, settings: SettingsDep) -> IndexInfo:
+def add_documents(
+    name: str, body: AddDocuments, registry: RegistryDep, settings: SettingsDep, store: StoreDep
+) -> IndexInfo:
     """Add or replace documents by id; the next version is built in the background (only they are encoded)."""
     if len(body.documents) > settings.max_documents:
         raise HTTPException(413, f"documents: at most {settings.max_documents} per request")
-    return registry.add_documents(name, [d.id for d in body.documents], [d.text for d in body.documents]).info()
+    state = registry.add_documents(name, [d.id for d in body.documents], [d.text for d in body.documents])
+    return _shown(state.info(), settings, store)
 
 
 @router.post("/{name}/refresh", status_code=202, response_model=IndexInfo)
@@ -111,7 +149,7 @@ def refresh(
 ) -> IndexInfo:
     """Re-encode the corpus with a newer checkpoint into the next version; the current one serves until the swap.
     ``GET /v1/indexes/{name}`` shows the operation's progress."""
-    return registry.refresh(name, resolve_model(body.model, settings, models)).info()
+    return _shown(registry.refresh(name, resolve_model(body.model, settings, models)).info(), settings, models)
 
 
 @router.post("/{name}/mine", response_model=MineResponse, response_model_exclude_none=True)
