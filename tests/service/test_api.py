@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,48 @@ def test_nul_characters_are_refused_naming_the_field(tmp_path: Path, lexical_mod
         assert r.status_code == 422 and r.json()["param"] == "documents.0.text", r.text
         r = c.post("/v1/fine_tuning/jobs", json={"training_file": "file-x", "metadata": {"k": "v\u0000"}})
         assert r.status_code == 422 and r.json()["param"] == "metadata", r.text
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 4 MB tmpfs as the data dir, to be filled (a real full disk; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk test needs a small file system")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_507_and_nothing_half_written_stays(
+    full_disk: Path, tmp_path: Path, lexical_model: Path
+) -> None:
+    settings = ServiceSettings(data_dir=full_disk, cache_dir=tmp_path / "cache", model=str(lexical_model), device="cpu")
+    with TestClient(create_app(settings)) as c:
+        filler = full_disk / "filler"
+        with open(filler, "wb") as fh:  # fill the disk to the last block
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        with contextlib.suppress(OSError), open(full_disk / "filler2", "wb") as fh:
+            while True:
+                fh.write(b"\0" * 512)
+                fh.flush()
+        rows = "".join(f'{{"query": "q{i}", "positive": "p{i}"}}\n' for i in range(5000)).encode()
+        r = c.post("/v1/files", files={"file": ("train.jsonl", rows)})
+        assert r.status_code == 507 and r.json()["code"] == "insufficient_storage", r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        r = c.post("/v1/indexes", json={"name": "docs", "documents": DOCS})
+        assert r.status_code == 507, r.text
+        assert c.get("/v1/indexes/docs").status_code == 404  # not accepted: nothing of it stays
+        assert [p.name for p in (full_disk / "files").iterdir()] == []
+        filler.unlink()
+        (full_disk / "filler2").unlink(missing_ok=True)
+        assert c.post("/v1/files", files={"file": ("train.jsonl", rows)}).status_code == 200

@@ -216,3 +216,35 @@ def test_the_default_model_by_name_or_by_its_own_path(tmp_path: Path) -> None:
     assert resolve_model(default_model_path(), settings, None) == default_model_path()
     with pytest.raises(Exception, match="model"):
         resolve_model(str(Path(default_model_path()).parent), settings, None)
+
+
+def test_what_can_be_checked_at_post_is_checked_there(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model) as c:
+        fid = _upload(c, _jsonl(PAIRS)).json()["id"]
+        one = _upload(c, _jsonl(PAIRS[:1])).json()["id"]  # one query: a held-out split leaves one side empty
+        jobs = "/v1/fine_tuning/jobs"
+        p = _problem(c.post(jobs, json={"training_file": fid, "model": "."}), 422, "model")
+        assert "not a model" in p["detail"] and str(tmp_path) not in p["detail"]
+        p = _problem(c.post(jobs, json={"training_file": one}), 422, "training_file")
+        assert "validation_fraction" in p["detail"]
+        assert c.post(jobs, json={"training_file": one, "validation_file": fid}).status_code == 200
+        hp = {"mining": {"corpus_prompt_name": "passage"}}
+        r = c.post(jobs, json={"training_file": fid, "hyperparameters": hp})
+        p = _problem(r, 422, "hyperparameters.mining.corpus_prompt_name")
+        assert "no prompt 'passage'" in p["detail"]
+        hp = {"num_negatives": 2, "mining": {"num_negatives": 5}}
+        p = c.post(jobs, json={"training_file": fid, "hyperparameters": hp}).json()
+        assert p["param"] == "hyperparameters.mining" and "num_negatives" in p["detail"], p
+        same = {"num_negatives": 5, "mining": {"num_negatives": 5}}
+        assert c.post(jobs, json={"training_file": fid, "hyperparameters": same}).status_code == 200
+        assert c.post(jobs, json={"training_file": fid, "hyperparameters": {"max_steps": -5}}).status_code == 422
+
+
+def test_index_answers_name_the_model_as_v1_models_does(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model) as c:
+        r = c.post("/v1/indexes", json={"name": "docs", "documents": [{"id": "a", "text": "alpha"}]})
+        assert r.status_code == 202 and r.json()["model"] == "lexical" and r.json()["operation"]["model"] == "lexical"
+        c.app.state.registry.wait()
+        names = {m["id"] for m in c.get("/v1/models").json()["data"]}
+        listed = c.get("/v1/indexes").json()["data"][0]
+        assert listed["model"] in names and str(tmp_path) not in json.dumps(listed)
