@@ -337,13 +337,14 @@ class Encoder:
                 return [len(e.ids) for e in tok.encode_batch(list(texts))]
             return [len(x) for x in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
 
-    def _check_prompt(self, prompt_name: str | None) -> None:
+    def check_prompt(self, prompt_name: str | None, param: str = "prompt_name") -> None:
+        """Refuse a prompt name the model does not declare (sentence-transformers would ignore it silently)."""
         if prompt_name is None:
             return
         prompts = getattr(self.model, "prompts", None) or {}
         if prompt_name not in prompts:
             have = ", ".join(sorted(prompts)) or "none"
-            raise ConfigError(f"the model has no prompt {prompt_name!r} (its prompts: {have})", param="prompt_name")
+            raise ConfigError(f"the model has no prompt {prompt_name!r} (its prompts: {have})", param=param)
 
     def encode(
         self,
@@ -381,7 +382,7 @@ class Encoder:
         new_vecs = None
         t0 = time.perf_counter()
         if len(missing):
-            self._check_prompt(prompt_name)
+            self.check_prompt(prompt_name)
             missing = missing[np.argsort([-len(texts[i]) for i in missing], kind="stable")]
             new_vecs = self._encode_rows(
                 texts, missing, keys, cache, kind, prompt, prompt_name, normalize, truncation, desc, progress

@@ -180,12 +180,13 @@ class HttpNegativeSource:
         op = info.operation
         if op is not None and op.status == OperationStatus.running:
             return None
-        if op is not None and op.status == OperationStatus.failed and op.error and op.error.code == "interrupted":
-            if self._reissued < 3:  # the service restarted during it: nothing was published, ask again
-                self._reissued += 1
-                logger.warning("index service: the %s of %r was interrupted; asking again", op.type, self.index)
-                self.refresh(self._checkpoint)
-                return None
+        interrupted = op is not None and op.status == OperationStatus.failed and op.error is not None
+        if interrupted and op and op.error and op.error.code == "interrupted" and self._reissued < 3:
+            # the service restarted during it: nothing was published, ask again
+            self._reissued += 1
+            logger.warning("index service: the %s of %r was interrupted; asking again", op.type, self.index)
+            self.refresh(self._checkpoint)
+            return None
         self._pending = False
         self._reissued = 0
         if op is not None and op.status == OperationStatus.failed:

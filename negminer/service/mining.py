@@ -62,6 +62,8 @@ def mine_snapshot(
         raise config_error(exc) from None
     current = snapshot.index
     encoder = registry.encoder(snapshot.model)
+    encoder.check_prompt(cfg.query_prompt_name, "options.query_prompt_name")  # honoured or refused, never ignored
+    encoder.check_prompt(cfg.corpus_prompt_name, "options.corpus_prompt_name")
     extra = [t for q in queries for t in q.positives]
     extra_vecs = (
         encoder.encode(extra, kind="document", prompt=cfg.corpus_prompt, prompt_name=cfg.corpus_prompt_name)

@@ -157,9 +157,9 @@ class IndexState:
                 model_fingerprint=cur.fingerprint if cur else None,
                 kind=IndexChoice(cur.index.kind if cur else self.kind),
                 recall=(cur.index.recall or {}).get("recall") if cur else None,
-                error=self.error,
+                error=self.error.model_copy() if self.error else None,
                 build_seconds=self.build_seconds,
-                operation=self.operation.model_copy() if self.operation else None,
+                operation=self.operation.model_copy(deep=True) if self.operation else None,
                 owner_job=self.owner_job,
             )
 

@@ -404,3 +404,14 @@ def test_a_full_disk_is_507_and_nothing_half_written_stays(
         filler.unlink()
         (full_disk / "filler2").unlink(missing_ok=True)
         assert c.post("/v1/files", files={"file": ("train.jsonl", rows)}).status_code == 200
+
+
+def test_mining_prompt_names_are_honoured_or_refused(tmp_path: Path, lexical_model: Path) -> None:
+    with _client(tmp_path, lexical_model) as c:
+        _create(c)
+        q = [{"query": "topic number 3", "positive_ids": ["d3"]}]
+        for field in ("query_prompt_name", "corpus_prompt_name"):
+            r = c.post("/v1/indexes/docs/mine", json={"queries": q, "options": {field: "passage"}})
+            assert r.status_code == 422 and r.json()["param"] == f"options.{field}", r.text
+        ok = c.post("/v1/indexes/docs/mine", json={"queries": q, "options": {"query_prompt_name": "query"}})
+        assert ok.status_code == 200, ok.text

@@ -37,6 +37,9 @@ def _shown(info: IndexInfo, settings: ServiceSettings, store: JobStore) -> Index
     info.model = public_model_name(info.model, settings, store)
     if info.operation is not None:
         info.operation.model = public_model_name(info.operation.model, settings, store)
+    for error in (info.error, info.operation.error if info.operation else None):
+        if error is not None:
+            error.message = settings.without_paths(error.message)
     return info
 
 
