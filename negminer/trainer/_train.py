@@ -357,8 +357,8 @@ class _RefreshCallback(TrainerCallback):
             control.should_training_stop = True
             control.should_save = True
             return
-        if run.refresh_started is not None:
-            run.take(step)
+        if run.refresh_started is not None and not run.take(step):
+            return  # one refresh in flight at a time: its model stays on disk until the source has used it
         if run.cfg.negatives != NegativesMode.refresh or step % run.cfg.refresh_every or step >= state.max_steps:
             return
         folder = run.out / "refresh"

@@ -41,13 +41,16 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, lexical_model: Path) -> I
     (data / "corpus.jsonl").write_text('{"_id": "d1", "text": "open a file"}\n', encoding="utf-8")
     (data / "adir.jsonl").mkdir()  # a directory named like a corpus file
     os.mkfifo(data / "fifo.jsonl")  # a FIFO: reading it would block for ever
-    s = ServiceSettings(data_dir=data, cache_dir=tmp / "cache", model=str(lexical_model), device="cpu", api_key=KEY)
+    s = ServiceSettings(  # public_docs: the fuzzer reads /openapi.json without the key
+        data_dir=data, cache_dir=tmp / "cache", model=str(lexical_model), device="cpu", api_key=KEY, public_docs=True
+    )
     app = create_app(s)
     with TestClient(app, headers={"Authorization": f"Bearer {KEY}"}) as c:  # runs the lifespan
         app.state.registry.create("docs", str(lexical_model), ["d1", "d2"], ["open a file", "sort a list"], wait=True)
         pairs = '{"query": "read a file", "positive": "open a file"}\n{"query": "order items", "positive": "sort"}\n'
         file_id = c.post("/v1/files", files={"file": ("p.jsonl", pairs.encode())}).json()["id"]
-        job = c.post("/v1/fine_tuning/jobs", json={"training_file": file_id}).json()  # queued: no worker here
+        body = {"training_file": file_id, "validation_file": file_id}  # two queries: too few to hold some out
+        job = c.post("/v1/fine_tuning/jobs", json=body).json()  # queued: no worker here
         app.state.known = {"name": "docs", "file_id": file_id, "job_id": job["id"], "model": "lexical"}
         yield app
         app.state.registry.wait(30)

@@ -143,7 +143,7 @@ def test_upload_train_follow_and_refresh_an_index(tmp_path: Path, demo_data: Any
     assert len(vec[0]) == 64
     api.ok("POST", "/v1/indexes/code/refresh", json={"model": done["fine_tuned_model"]})
     info = _wait(lambda: (i := api.ok("GET", "/v1/indexes/code"))["version"] == 2 and i, 60, "the refresh")
-    assert info["model"].endswith(f"models/{job['id']}/final")
+    assert info["model"] == done["fine_tuned_model"]  # by its name, not its folder
     hits = api.ok("POST", "/v1/indexes/code/search", json={"queries": [demo_data.queries[0]], "top_k": 3})
     assert hits["version"] == 2 and len(hits["results"][0]) == 3
 
