@@ -178,9 +178,9 @@ def test_a_postgresql_outage_during_a_job_is_survived(tmp_path: Path, lexical_mo
 def test_an_index_backed_job_survives_an_api_restart_and_its_copy_is_removed(
     tmp_path: Path, lexical_model: Path
 ) -> None:
-    """The API is killed (SIGKILL) after the job's first refresh and comes back 8 s later: the job's calls to the
-    index service wait and retry (index_retry_seconds), an interrupted refresh is asked for again, the job
-    succeeds, and its private index copy is gone."""
+    """The API is killed (SIGKILL) after the job's first refresh and is down for seconds (3 s, then its start): the
+    job's calls to the index service wait and retry (index_retry_seconds), an interrupted refresh is asked for
+    again, the job succeeds, and its private index copy is gone."""
     from negminer import build_demo
 
     port = free_port()
@@ -194,7 +194,7 @@ def test_an_index_backed_job_survives_an_api_restart_and_its_copy_is_removed(
         _wait(lambda: api.get("/v1/indexes/code").json()["status"] == "ready", 60, "the index", 0.2)
         with open(_train_file(tmp_path), "rb") as fh:
             fid = api.post("/v1/files", files={"file": ("train.jsonl", fh)}).json()["id"]
-        hp = {"max_steps": 60, "batch_size": 4, "negatives": "refresh", "refresh_every": 10, "num_negatives": 2}
+        hp = {"max_steps": 40, "batch_size": 4, "negatives": "refresh", "refresh_every": 10, "num_negatives": 2}
         job = api.post("/v1/fine_tuning/jobs", json={"training_file": fid, "index": "code", "hyperparameters": hp})
         job_id = job.json()["id"]
         url = f"/v1/fine_tuning/jobs/{job_id}"
@@ -209,7 +209,7 @@ def test_an_index_backed_job_survives_an_api_restart_and_its_copy_is_removed(
         assert api.delete(f"/v1/indexes/{job_id}").status_code == 409  # protected while the job runs
         assert api.post("/v1/indexes", json={"name": "ftjob-mine", "documents": docs[:2]}).status_code == 422
         _kill(server)
-        time.sleep(8)
+        time.sleep(3)
         server = start_server(tmp_path, lexical_model, port)
         ended = ("succeeded", "failed", "cancelled")
         done = _wait(lambda: (j := api.get(url).json())["status"] in ended and j, 300, "the job", 0.5)
