@@ -62,7 +62,7 @@ def main() -> None:
     from negminer import load_corpus
     from negminer.index import Encoder
     from negminer.service.registry import IndexRegistry
-    from negminer.service.schemas import MineQuery
+    from negminer.client.schemas import MineQuery
 
     work = Path(args.work)
     shutil.rmtree(work / "indexes", ignore_errors=True)

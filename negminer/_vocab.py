@@ -26,6 +26,7 @@ else:  # pragma: no cover - Python 3.10
 
 
 __all__ = [
+    "INDEX_NAME_PATTERN",
     "EventLevel",
     "EventType",
     "FilterRule",
@@ -43,8 +44,19 @@ __all__ = [
     "SamplingStrategy",
     "StrEnum",
     "TERMINAL_JOB_STATUSES",
+    "new_id",
     "values",
 ]
+
+# Names of the service's indexes (a folder each): lowercase letters, digits, ``_`` and ``-``.
+INDEX_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+def new_id(prefix: str) -> str:
+    """An opaque id (``ftjob-…``, ``file-…``, ``op-…``): the prefix and 16 random hex digits."""
+    import secrets
+
+    return f"{prefix}-{secrets.token_hex(8)}"
 
 
 def values(enum: type[Enum]) -> tuple[str, ...]:

@@ -402,7 +402,7 @@ def train_cmd(
         )
         source = None
         if index_url:
-            from negminer.service import HttpNegativeSource
+            from negminer.client import HttpNegativeSource
 
             source = HttpNegativeSource.factory(index_url, index_name, api_key=_service_settings().api_key)
         ds = load_data(data, split=split)
@@ -420,7 +420,7 @@ def train_cmd(
 
 def _service_settings(**flags: Any) -> Any:
     """ServiceSettings from the environment and the flags given (exit 2 naming a bad one)."""
-    from negminer.service import ServiceSettings
+    from negminer._settings import ServiceSettings
 
     try:
         return ServiceSettings(**{k: v for k, v in flags.items() if v is not None})
@@ -475,7 +475,7 @@ def worker(
     job again; it resumes from its last checkpoint)."""
     import signal
 
-    from negminer.service.worker import Worker
+    from negminer.jobs import Worker
 
     settings = _service_settings(data_dir=data_dir, database_url=database_url, api_url=api_url)
     logging.getLogger().setLevel(logging.INFO)

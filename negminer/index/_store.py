@@ -17,6 +17,7 @@ is replaced atomically: building the next version never touches the files, or th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -31,12 +32,16 @@ import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError
 from negminer._io import atomic_dir, atomic_open, sha256_file, write_json
+from negminer._vocab import INDEX_NAME_PATTERN, OperationStatus
 from negminer.index._encoder import Encoder
 from negminer.index._plan import IndexConfig
 from negminer.index._texts import DiskTexts, write_texts
 from negminer.index._vector_index import Backend, Device, VectorIndex
 
-__all__ = ["CorpusIndex", "IndexStore", "build_index"]
+__all__ = ["OPERATION_FILE", "CorpusIndex", "IndexStore", "build_index", "pinned_models"]
+
+OPERATION_FILE = "operation.json"  # in a named index's folder (the service's registry): its running or last operation
+_NAME_RE = re.compile(INDEX_NAME_PATTERN)
 
 FORMAT = "negminer-index/1"
 
@@ -343,3 +348,22 @@ class IndexStore:
         loaded = CorpusIndex.load(path, **kw)
         loaded.version = version
         return loaded
+
+
+def pinned_models(root: str | Path) -> dict[str, list[str]]:
+    """Model folders that indexes under ``root`` depend on -> the index names: the models of every version kept on
+    disk (adding documents to a version encodes with its model) and of operations in progress. Read from disk, so
+    a worker process can ask before it deletes a checkpoint; such models must not be deleted."""
+    out: dict[str, list[str]] = {}
+    root = Path(root)
+    if not root.is_dir():
+        return out
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and _NAME_RE.match(p.name)):
+        models = IndexStore(d).models()
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            record = json.loads((d / OPERATION_FILE).read_text(encoding="utf-8"))
+            if record.get("status", OperationStatus.running) == OperationStatus.running:
+                models.add(record["model"])
+        for m in models:
+            out.setdefault(str(Path(m).resolve()) if Path(m).exists() else m, []).append(d.name)
+    return out

@@ -11,15 +11,15 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 
 from negminer import __version__
+from negminer._settings import ServiceSettings
 from negminer._vocab import TERMINAL_JOB_STATUSES
 from negminer.index import Encoder
+from negminer.jobs import JobStore, StoreUnavailable
 from negminer.service import errors
 from negminer.service.api.routes import embed, files, fine_tuning, health, indexes, metrics, models
-from negminer.service.config import ServiceSettings
 from negminer.service.deps import require_api_key
 from negminer.service.guard import RequestGuard
 from negminer.service.registry import IndexRegistry
-from negminer.service.store import JobStore, StoreUnavailable
 
 __all__ = ["create_app"]
 
@@ -63,7 +63,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
             logger.warning("the job database is unreachable; job index copies are not swept now")
         worker = thread = None
         if with_worker:
-            from negminer.service.worker import Worker
+            from negminer.jobs import Worker
 
             worker = Worker(settings)
             thread = threading.Thread(target=worker.run_forever, name="negminer-worker", daemon=True)

@@ -1,131 +1,13 @@
-"""Service settings (environment prefix ``NEGMINER_``), extending the library's ``Settings``."""
+"""Moved to ``negminer.service``; importing it from here works for one release, with a ``DeprecationWarning``."""
 
-from __future__ import annotations
+import warnings
 
-import contextlib
-from pathlib import Path
-
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
-
-from negminer._settings import Settings
+from negminer._settings import ServiceSettings
 
 __all__ = ["ServiceSettings"]
 
-_PLACEHOLDERS = {
-    "changeme",
-    "change-me",
-    "changethis",
-    "secret",
-    "password",
-    "placeholder",
-    "apikey",
-    "api-key",
-    "xxx",
-    "test",
-    "none",
-    "null",
-}
-
-
-class ServiceSettings(Settings):
-    """``NEGMINER_HOST``, ``NEGMINER_PORT``, ``NEGMINER_DATA_DIR``, ``NEGMINER_API_KEY`` and the request limits."""
-
-    model_config = SettingsConfigDict(env_prefix="NEGMINER_", extra="ignore")
-
-    host: str = Field("127.0.0.1", description="bind address (0.0.0.0: every interface, as in the Docker image)")
-    port: int = Field(8000, ge=1, le=65535, description="port")
-    data_dir: Path = Field(
-        Path("negminer-data"),
-        description="indexes/, files/, models/, jobs/ and the SQLite job database; relative to the working dir",
-    )
-    api_key: SecretStr | None = Field(None, description="bearer token required on every route but health")
-    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
-    max_batch: int = Field(256, ge=1, description="texts per search or embed request")
-    max_top_k: int = Field(1000, ge=1, description="largest top_k")
-    max_mine_depth: int = Field(
-        10_000, ge=1, description="largest candidate depth of a mining request (range_min/max, windows, max_depth)"
-    )
-    max_documents: int = Field(100_000, ge=1, description="documents per index creation request")
-    max_positives_per_query: int = Field(
-        1000, ge=1, description="known positives (ids and texts together) of one mining query"
-    )
-    max_positives: int = Field(10_000, ge=1, description="known positives of all the queries of one mining request")
-    public_docs: bool = Field(
-        False,
-        description="serve /docs, /redoc and /openapi.json without the API key (by default they need it when "
-        "one is set, like every route but /healthz and /readyz)",
-    )
-    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file upload (POST /v1/files)")
-    database_url: str | None = Field(
-        None,
-        description="job database; default: SQLite at DATA_DIR/negminer.db; "
-        "postgresql+psycopg://... when several workers share the queue",
-    )
-    api_url: str | None = Field(
-        None, description="where a worker reaches the service (jobs that mine from an index); default: http://HOST:PORT"
-    )
-    job_lease_seconds: float = Field(
-        60.0,
-        ge=1.0,
-        description="a job whose worker is silent this long (killed, machine lost) is resumed by another worker "
-        "from its last checkpoint",
-    )
-    job_max_seconds: float = Field(
-        24 * 3600.0, gt=0, description="wall-clock limit of one job; past it the job fails (checkpoints kept)"
-    )
-    job_events_kept: int = Field(
-        10_000, ge=0, description="events kept per job (0 = all); the oldest metrics events go first"
-    )
-    max_train_steps: int = Field(100_000, ge=1, description="largest hyperparameters.max_steps of a job")
-    max_train_epochs: float = Field(100.0, gt=0, description="largest hyperparameters.epochs (n_epochs) of a job")
-    max_train_batch_size: int = Field(4096, ge=2, description="largest hyperparameters.batch_size of a job")
-    max_train_seq_length: int = Field(8192, ge=8, description="largest hyperparameters.max_seq_length of a job")
-    store_retry_seconds: float = Field(
-        300.0,
-        ge=0,
-        description="how long a worker keeps retrying the job database while it is unreachable before it gives up "
-        "(its writes wait, none is lost); the API answers 503 with Retry-After at once",
-    )
-    index_retry_seconds: float = Field(
-        120.0,
-        ge=0,
-        description="how long a job that mines from an index retries the index service while it is unreachable "
-        "(restarting, 502/503/504) before the job fails with index_service_unavailable",
-    )
-    job_max_attempts: int = Field(3, ge=1, description="claims of one job before it fails as worker_lost")
-    worker_poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for queued jobs")
-    cancel_grace_seconds: float = Field(10.0, ge=0, description="a cancelled job still running after this is killed")
-    checkpoints_kept: int = Field(3, ge=0, description="checkpoints kept as models per job (0 = all)")
-
-    @field_validator("api_key")
-    @classmethod
-    def _no_placeholder(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is None:
-            return v
-        raw = v.get_secret_value()
-        if raw.strip().lower() in _PLACEHOLDERS or len(raw) < 16:
-            raise ValueError("NEGMINER_API_KEY is a placeholder or shorter than 16 characters; set a real secret")
-        return v
-
-    def without_paths(self, text: str) -> str:
-        """``text`` with the server's own folders replaced: paths inside the data dir become relative, the bundled
-        model's folder becomes its name. Answers and job errors never show where the server keeps its files."""
-        from negminer.index import DEFAULT_MODEL_NAMES, default_model_path
-
-        folders = [(str(Path(self.data_dir).resolve()), "<data dir>")]
-        with contextlib.suppress(Exception):  # no bundled model installed: nothing to hide
-            folders.append((str(Path(default_model_path()).resolve()), DEFAULT_MODEL_NAMES[0]))
-        for folder, name in sorted(folders, key=lambda f: -len(f[0])):
-            text = text.replace(folder + "/", "").replace(folder, name)
-        return text
-
-    @property
-    def database(self) -> str:
-        """The job database URL (SQLite in the data dir unless ``NEGMINER_DATABASE_URL`` says otherwise)."""
-        return self.database_url or f"sqlite:///{Path(self.data_dir).resolve() / 'negminer.db'}"
-
-    @property
-    def service_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return (self.api_url or f"http://{host}:{self.port}").rstrip("/")
+warnings.warn(
+    "negminer.service.config moved to negminer.service; the old module goes in the next release",
+    DeprecationWarning,
+    stacklevel=2,
+)

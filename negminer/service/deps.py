@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from negminer.service.config import ServiceSettings
+from negminer._settings import ServiceSettings
+from negminer.jobs import JobStore
 from negminer.service.guard import key_matches
 from negminer.service.registry import IndexRegistry
-from negminer.service.store import JobStore
 
 
 def get_settings(request: Request) -> ServiceSettings:

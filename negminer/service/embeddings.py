@@ -10,11 +10,11 @@ from typing import Literal
 import numpy as np
 
 from negminer._errors import ModelError
+from negminer._settings import ServiceSettings
 from negminer.index import Encoder
-from negminer.service.config import ServiceSettings
+from negminer.jobs import JobStore
 from negminer.service.models import bad_param, resolve_model
 from negminer.service.registry import IndexRegistry
-from negminer.service.store import JobStore
 
 __all__ = ["Embedded", "embed_texts"]
 

@@ -14,10 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from negminer import ConfigError, DataError, IndexFileError, ModelError, NegminerError
 from negminer._errors import error_message
-from negminer.service.client import ServiceError
+from negminer.client import ServiceError
+from negminer.client.schemas import Problem, ProblemError
+from negminer.jobs import StoreUnavailable
 from negminer.service.registry import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
-from negminer.service.schemas import Problem, ProblemError
-from negminer.service.store import StoreUnavailable
 
 logger = logging.getLogger("negminer")
 

@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from negminer.service.config import ServiceSettings
+from negminer._settings import ServiceSettings
 from negminer.service.errors import problem
 
 __all__ = ["DOC_PATHS", "RequestGuard", "key_matches"]

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 
 from negminer._errors import ConfigError, config_error
+from negminer._settings import ServiceSettings
+from negminer.client.schemas import MineQuery, MineRequest, MineResponse, MineResult, Negative
 from negminer.mining import MiningConfig, MiningResult, StackedRows, mine_vectors
-from negminer.service.config import ServiceSettings
 from negminer.service.models import bad_param
 from negminer.service.registry import IndexRegistry, Snapshot
-from negminer.service.schemas import MineQuery, MineRequest, MineResponse, MineResult, Negative
 
 __all__ = ["check_mining_limits", "mine_index", "mine_snapshot"]
 

@@ -15,10 +15,10 @@ from typing import Any, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 
+from negminer._settings import ServiceSettings
+from negminer.client.schemas import ListPage
 from negminer.index import DEFAULT_MODEL_NAMES
-from negminer.service.config import ServiceSettings
-from negminer.service.schemas import ListPage
-from negminer.service.store import JobStore
+from negminer.jobs import JobStore
 
 T = TypeVar("T")
 

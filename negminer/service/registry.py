@@ -35,8 +35,9 @@ import numpy as np
 from negminer._errors import ConfigError, IndexFileError, NegminerError
 from negminer._io import atomic_open
 from negminer._vocab import IndexChoice, IndexStatus, OperationStatus, OperationType
+from negminer.client.schemas import NAME_PATTERN, IndexInfo, Operation, OperationError
 from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index, ray_encode
-from negminer.service.schemas import NAME_PATTERN, IndexInfo, Operation, OperationError
+from negminer.index._internal import OPERATION_FILE
 
 __all__ = [
     "IndexBusy",
@@ -46,36 +47,16 @@ __all__ = [
     "IndexRegistry",
     "IndexState",
     "Snapshot",
-    "pinned_models",
 ]
 
 logger = logging.getLogger("negminer")
 
 NAME_RE = re.compile(NAME_PATTERN)
 
-_OPERATION_FILE = "operation.json"  # the running or last operation (its model is pinned while it runs)
+_OPERATION_FILE = OPERATION_FILE  # the running or last operation (its model is pinned while it runs)
 _META_FILE = "index.json"
 _TRASH = ".trash"  # deleted incarnations, until their files are gone (emptied at start-up)
 JOB_PREFIX = "ftjob-"  # names reserved for the private index copies of fine-tuning jobs (the job's id)
-
-
-def pinned_models(root: str | Path) -> dict[str, list[str]]:
-    """Model folders that indexes under ``root`` depend on -> the index names: the models of every version kept on
-    disk (adding documents to a version encodes with its model) and of operations in progress. Read from disk, so
-    a worker process can ask before it deletes a checkpoint; such models must not be deleted."""
-    out: dict[str, list[str]] = {}
-    root = Path(root)
-    if not root.is_dir():
-        return out
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name)):
-        models = IndexStore(d).models()
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            record = json.loads((d / _OPERATION_FILE).read_text(encoding="utf-8"))
-            if record.get("status", OperationStatus.running) == OperationStatus.running:
-                models.add(record["model"])
-        for m in models:
-            out.setdefault(str(Path(m).resolve()) if Path(m).exists() else m, []).append(d.name)
-    return out
 
 
 class IndexNotFound(NegminerError, KeyError):

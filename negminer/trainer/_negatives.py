@@ -3,7 +3,7 @@
 The trainer calls :meth:`NegativeSource.refresh` with a new checkpoint and keeps training; at every step it calls
 :meth:`NegativeSource.poll`, which returns a :class:`NegativesUpdate` once new negatives are ready. The in-process
 :class:`LocalNegativeSource` mines inside ``refresh`` (so the trainer waits for it). The index service's client
-(``negminer.service.HttpNegativeSource``, a layer above) asks the service to refresh and returns at once while the
+(``negminer.client.HttpNegativeSource``, a layer above) asks the service to refresh and returns at once while the
 service builds the next index version in the background: the trainer never stops for it.
 """
 

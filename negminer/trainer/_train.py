@@ -473,7 +473,7 @@ def train(
 
     ``source``: where negatives come from: a :class:`NegativeSource` (the caller's: it is not closed), a
     :data:`NegativeSourceFactory` called with the training split and mining options (for example the index
-    service's ``negminer.service.HttpNegativeSource.factory(...)``), or None: mined in this process.
+    service's ``negminer.client.HttpNegativeSource.factory(...)``), or None: mined in this process.
     ``listener`` hears of resume, logs, evaluations, refreshes and checkpoints, and may stop the run.
     """
     from datasets import Dataset

@@ -314,7 +314,7 @@ def test_a_model_an_index_depends_on_is_pinned(tmp_path: Path, lexical_model: Pa
     """Neither checkpoint rotation nor DELETE /v1/models removes a model an index was built or refreshed with."""
     import shutil
 
-    from negminer.service.registry import pinned_models
+    from negminer.index._internal import pinned_models
 
     with _client(tmp_path, lexical_model) as c:
         folder = tmp_path / "data" / "models" / "ftjob-1" / "checkpoint-step-5"

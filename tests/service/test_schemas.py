@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from negminer import ConfigError, DataError, IndexFileError, ModelError, NegminerError
+from negminer.client.schemas import Operation
 from negminer.service import IndexBusy, IndexExists, IndexNotFound, IndexNotReady, ServiceSettings, create_app
 from negminer.service.errors import status_of
 from negminer.service.registry import IndexState
-from negminer.service.schemas import Operation
 
 
 def _app(tmp_path: Path, model: Path):
@@ -98,7 +98,8 @@ def test_busy_and_not_ready_indexes_answer_409(tmp_path: Path, lexical_model: Pa
 
 def test_the_client_parses_the_routes_own_schemas() -> None:
     """HttpNegativeSource sends and reads the very classes the index routes declare."""
-    from negminer.service import client, schemas
+    from negminer.client import _http as client
+    from negminer.client import schemas
     from negminer.service.api.routes import indexes
 
     for name in ("IndexInfo", "CreateIndex", "RefreshRequest", "MineRequest", "MineResponse"):
@@ -110,7 +111,7 @@ def test_training_options_are_declared_once() -> None:
     from typer.testing import CliRunner
 
     from negminer.cli import app
-    from negminer.service.schemas import CreateJob
+    from negminer.client.schemas import CreateJob
     from negminer.trainer import TrainConfig, TrainHyperparameters
 
     assert CreateJob.model_fields["hyperparameters"].annotation is TrainHyperparameters

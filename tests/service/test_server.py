@@ -42,7 +42,7 @@ def test_trainer_refreshes_through_the_service(tmp_path: Path, lexical_model: Pa
     import shutil
 
     from negminer import build_demo
-    from negminer.service import HttpNegativeSource
+    from negminer.client import HttpNegativeSource
     from negminer.trainer import TrainConfig, train
 
     port = free_port()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from negminer.service.store import JobStore
+from negminer.jobs import JobStore
 from tests.service._postgres import PostgresCluster
 
 HP = {"loss": "infonce"}

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from negminer.service import ServiceSettings, Worker, create_app
+from negminer.jobs import Worker
+from negminer.service import ServiceSettings, create_app
 
 pytestmark = pytest.mark.slow  # workers spawn a training process per job
 

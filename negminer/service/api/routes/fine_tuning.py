@@ -7,16 +7,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from negminer import jobs
 from negminer._data import PairsSummary
-from negminer._vocab import TERMINAL_JOB_STATUSES, JobStatus
-from negminer.service.config import ServiceSettings
+from negminer._settings import ServiceSettings
+from negminer.client.schemas import Checkpoint, CreateJob, Event, Job, ListPage
+from negminer.jobs import JobAlreadyEnded, JobStore, submit_job
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.mining import check_mining_limits
 from negminer.service.models import bad_param, default_model, list_page, model_prompts, resolve_model
 from negminer.service.registry import IndexNotFound
-from negminer.service.schemas import Checkpoint, CreateJob, Event, Job, ListPage
-from negminer.service.store import JobStore
 from negminer.trainer import TrainHyperparameters
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=problem_responses(404, 409, 422))
@@ -118,7 +118,8 @@ def create_job(body: CreateJob, store: StoreDep, settings: SettingsDep, registry
             raise bad_param("index", f"no index {body.index!r}") from None
     effective = hp.model_dump(mode="json")  # every option, defaults included
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    row = store.create_job(
+    row = submit_job(
+        store,
         model=body.model or default_model(settings)[0],
         model_path=model_path,
         training_file=body.training_file,
@@ -129,14 +130,7 @@ def create_job(body: CreateJob, store: StoreDep, settings: SettingsDep, registry
         suffix=body.suffix,
         job_metadata=body.metadata,
     )
-    store.add_event(
-        row["id"],
-        f"Validating training file: {body.training_file}"
-        + (f" and validation file: {body.validation_file}" if body.validation_file else ""),
-    )
-    store.set_status(row["id"], JobStatus.queued, expect=(JobStatus.validating_files,))
-    store.add_event(row["id"], "Files validated; job queued for a worker")
-    return job_object(_job(store, row["id"]))
+    return job_object(row)
 
 
 @router.get("", response_model=ListPage[Job])
@@ -161,10 +155,10 @@ def get_job(job_id: str, store: StoreDep) -> Job:
 @router.post("/{job_id}/cancel", response_model=Job)
 def cancel_job(job_id: str, store: StoreDep) -> Job:
     """Cancel a job: a queued one at once, a running one within seconds (its checkpoints are kept)."""
-    job = _job(store, job_id)
-    if job["status"] in TERMINAL_JOB_STATUSES:
-        raise HTTPException(409, f"job {job_id!r} has already {job['status']}")
-    return job_object(store.request_cancel(job_id) or job)
+    try:
+        return job_object(jobs.cancel_job(store, _job(store, job_id)))
+    except JobAlreadyEnded as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 @router.post("/{job_id}/pause", response_model=Job, responses=problem_responses(400))

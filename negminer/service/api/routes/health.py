@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from negminer.service.schemas import Health, Readiness
-from negminer.service.store import StoreUnavailable
+from negminer.client.schemas import Health, Readiness
+from negminer.jobs import StoreUnavailable
 
 router = APIRouter(tags=["health"])
 

@@ -9,14 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from negminer import load_corpus
+from negminer._settings import ServiceSettings
 from negminer._vocab import TERMINAL_JOB_STATUSES
-from negminer.service.config import ServiceSettings
-from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
-from negminer.service.errors import problem_responses
-from negminer.service.mining import check_mining_limits, mine_index
-from negminer.service.models import bad_param, inside_data_dir, public_model_name, resolve_model
-from negminer.service.registry import JOB_PREFIX, IndexNotFound
-from negminer.service.schemas import (
+from negminer.client.schemas import (
     AddDocuments,
     CreateIndex,
     IndexDeleted,
@@ -29,7 +24,12 @@ from negminer.service.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from negminer.service.store import JobStore
+from negminer.jobs import JobStore
+from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
+from negminer.service.errors import problem_responses
+from negminer.service.mining import check_mining_limits, mine_index
+from negminer.service.models import bad_param, inside_data_dir, public_model_name, resolve_model
+from negminer.service.registry import JOB_PREFIX, IndexNotFound
 
 
 def _shown(info: IndexInfo, settings: ServiceSettings, store: JobStore) -> IndexInfo:

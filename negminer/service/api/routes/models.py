@@ -8,11 +8,11 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException
 
 from negminer._vocab import ModelKind
+from negminer.client.schemas import Deleted, ListPage, Model
+from negminer.index._internal import pinned_models
 from negminer.service.deps import SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.models import default_model
-from negminer.service.registry import pinned_models
-from negminer.service.schemas import Deleted, ListPage, Model
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(404, 422))
 

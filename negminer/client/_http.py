@@ -1,0 +1,229 @@
+"""The service's own HTTP client: the index service as a trainer's negative source (``negminer train --index-url``,
+fine-tuning jobs with an ``index``). It sends and parses the models of :mod:`negminer.service.schemas`, the same
+ones the routes declare, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from negminer import RetrievalData
+from negminer._errors import NegminerError
+from negminer._vocab import IndexStatus, OperationStatus
+from negminer.client.schemas import (
+    CreateIndex,
+    Document,
+    IndexInfo,
+    MineQuery,
+    MineRequest,
+    MineResponse,
+    Problem,
+    RefreshRequest,
+)
+from negminer.mining import MiningConfig
+from negminer.trainer import NegativesUpdate
+
+__all__ = ["HttpNegativeSource", "ServiceError"]
+
+M = TypeVar("M", bound=BaseModel)
+
+logger = logging.getLogger("negminer")
+
+
+class ServiceError(NegminerError):
+    """The service answered an error (``status``, its problem+json ``problem``) or something unreadable."""
+
+    def __init__(self, message: str, *, status: int | None = None, problem: Problem | None = None) -> None:
+        super().__init__(message, param=problem.param if problem else None)
+        self.status, self.problem = status, problem
+
+
+class HttpNegativeSource:
+    """Negatives from the index service, implementing :class:`negminer.trainer.NegativeSource`.
+
+    The first ``refresh`` creates index ``index`` from the training corpus (document ids are row numbers of the
+    corpus de-duplicated by text), or, with ``from_index``, as a copy of that index's documents (so negatives
+    come from its whole corpus and the original is never served by a half-trained checkpoint). Later ones ask the
+    service to re-encode ``index`` with the new checkpoint, which must lie inside the service's data dir. ``poll``
+    returns None while the service works, then mines the training queries against the new version. Nothing here
+    blocks on the service's encoding. ``close()`` deletes the index when ``delete_on_close``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        index: str,
+        data: RetrievalData,
+        config: MiningConfig,
+        *,
+        api_key: SecretStr | str | None = None,
+        timeout: float = 600.0,
+        batch: int = 256,
+        from_index: str | None = None,
+        delete_on_close: bool = False,
+        owner_job: str | None = None,
+        retry_seconds: float = 0.0,
+    ) -> None:
+        _, self.texts, doc_of = data.dedup_corpus()
+        self.queries = list(data.queries)
+        self.positive_ids = [[str(r) for r in sorted({doc_of[d] for d in pos})] for pos in data.positives]
+        self.index = index
+        self.from_index = from_index
+        self.delete_on_close = delete_on_close
+        self.owner_job = owner_job
+        self.retry_seconds = retry_seconds
+        self.positive_texts = [[self.texts[int(r)] for r in p] for p in self.positive_ids]
+        self.options = config
+        self.batch = batch
+        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self._pending = False
+        self._checkpoint = ""
+        self._reissued = 0
+
+    @classmethod
+    def factory(cls, url: str, index: str, **kw: Any) -> Callable[[RetrievalData, MiningConfig], HttpNegativeSource]:
+        """A :data:`negminer.trainer.NegativeSourceFactory`: ``train(data, cfg, source=HttpNegativeSource.factory(
+        url, name))`` builds the source for the training split the run settles on."""
+        return lambda data, config: cls(url, index, data, config, **kw)
+
+    # -- HTTP ------------------------------------------------------------------------------------------------------
+    def _send(
+        self, method: str, path: str, model: type[M] | None, body: BaseModel | None = None, ok_missing: bool = False
+    ) -> M | None:
+        """Send ``body``; parse the answer as ``model``. A 404 is None when ``ok_missing``; other errors raise."""
+        content = body.model_dump(mode="json", exclude_unset=True) if body is not None else None
+        r = self._request(method, path, content)
+        if r.status_code == 404 and ok_missing:
+            return None
+        if r.status_code >= 400:
+            problem = None
+            try:
+                problem = Problem.model_validate(r.json())
+                detail = problem.detail
+            except (ValueError, ValidationError):
+                detail = r.text
+            raise ServiceError(
+                f"index service: {method} {path} -> {r.status_code}: {detail}", status=r.status_code, problem=problem
+            )
+        if model is None:
+            return None
+        try:
+            return model.model_validate(r.json())
+        except (ValueError, ValidationError) as exc:
+            raise ServiceError(
+                f"index service: {method} {path}: unexpected answer ({exc})", status=r.status_code
+            ) from None
+
+    def _request(self, method: str, path: str, content: Any) -> httpx.Response:
+        """One call, retried with backoff for up to ``retry_seconds`` while the service cannot be reached or
+        answers 502 / 503 / 504 (restarting, its database down)."""
+        deadline, delay = time.monotonic() + self.retry_seconds, 0.5
+        while True:
+            try:
+                r = self.client.request(method, path, json=content)
+                if r.status_code not in (502, 503, 504):
+                    return r
+                why = f"{r.status_code}"
+            except httpx.TransportError as exc:
+                r, why = None, f"{type(exc).__name__}: {exc}"
+            if time.monotonic() + delay > deadline:
+                if r is not None:
+                    return r
+                raise ServiceError(f"index service unreachable at {self.client.base_url} ({why})")
+            logger.warning("index service: %s %s failed (%s); retrying", method, path, why)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def info(self) -> IndexInfo | None:
+        """The index's status, or None when it does not exist."""
+        return self._send("GET", f"/v1/indexes/{self.index}", IndexInfo, ok_missing=True)
+
+    # -- NegativeSource ------------------------------------------------------------------------------------------
+    def refresh(self, checkpoint: str) -> None:
+        self._checkpoint = checkpoint
+        try:
+            info = self.info()
+            if info is not None and info.version is None and info.status == IndexStatus.failed:
+                query = f"?job={self.owner_job}" if self.owner_job else ""  # a build that never published: again
+                self._send("DELETE", f"/v1/indexes/{self.index}{query}", None, ok_missing=True)
+                info = None
+            if info is None:
+                body = CreateIndex(name=self.index, model=checkpoint)
+                if self.owner_job:
+                    body.owner_job = self.owner_job
+                if self.from_index:
+                    body.from_index = self.from_index
+                else:
+                    body.documents = [Document(id=str(i), text=t) for i, t in enumerate(self.texts)]
+                self._send("POST", "/v1/indexes", IndexInfo, body)
+            else:
+                self._send("POST", f"/v1/indexes/{self.index}/refresh", IndexInfo, RefreshRequest(model=checkpoint))
+        except ServiceError as exc:
+            # a call retried after the service took it (its answer lost): the operation is already running
+            if exc.problem is None or exc.problem.code not in ("index_exists", "index_busy"):
+                raise
+        self._pending = True
+
+    def poll(self) -> NegativesUpdate | None:
+        if not self._pending:
+            return None
+        info = self.info()
+        if info is None:
+            raise ServiceError(f"index service: index {self.index!r} is gone", status=404)
+        op = info.operation
+        if op is not None and op.status == OperationStatus.running:
+            return None
+        interrupted = op is not None and op.status == OperationStatus.failed and op.error is not None
+        if interrupted and op and op.error and op.error.code == "interrupted" and self._reissued < 3:
+            # the service restarted during it: nothing was published, ask again
+            self._reissued += 1
+            logger.warning("index service: the %s of %r was interrupted; asking again", op.type, self.index)
+            self.refresh(self._checkpoint)
+            return None
+        self._pending = False
+        self._reissued = 0
+        if op is not None and op.status == OperationStatus.failed:
+            why = f"{op.error.message} ({op.error.code})" if op.error else "no reason given"
+            raise ServiceError(f"index service: {op.type} of {self.index!r} failed: {why}")
+        negatives: list[list[int]] = []
+        queries_short = 0
+        version = info.version or 0
+        row_of: dict[str, int] = {}  # with from_index: negative text -> its row in the update's texts
+        for start in range(0, len(self.queries), self.batch):
+            chunk = slice(start, start + self.batch)
+            if self.from_index:  # positives by text: the copied corpus has its own ids
+                qs = [MineQuery(query=q, positives=p) for q, p in zip(self.queries[chunk], self.positive_texts[chunk])]
+            else:
+                qs = [MineQuery(query=q, positive_ids=p) for q, p in zip(self.queries[chunk], self.positive_ids[chunk])]
+            request = MineRequest(queries=qs, options=self.options, return_text=bool(self.from_index))
+            answer = self._send("POST", f"/v1/indexes/{self.index}/mine", MineResponse, request)
+            assert answer is not None
+            version = answer.version or version
+            for res in answer.results:
+                if self.from_index:
+                    negatives.append([row_of.setdefault(n.text or "", len(row_of)) for n in res.negatives])
+                else:
+                    negatives.append([int(n.id) for n in res.negatives])
+            queries_short += int(answer.report.get("queries_short", 0))
+        return NegativesUpdate(
+            version, negatives, {"queries_short": queries_short}, texts=list(row_of) if self.from_index else None
+        )
+
+    def close(self) -> None:
+        """Delete the index if this source owns it; close the HTTP client. Never raises (it runs while another
+        error may be on its way out, which must not be masked); a copy left behind is removed by the service."""
+        try:
+            if self.delete_on_close:
+                query = f"?job={self.owner_job}" if self.owner_job else ""
+                self._send("DELETE", f"/v1/indexes/{self.index}{query}", None, ok_missing=True)
+        except (ServiceError, httpx.HTTPError) as exc:
+            logger.warning("could not delete index %s: %s", self.index, exc)
+        finally:
+            self.client.close()

@@ -1,0 +1,7 @@
+"""Plumbing of the index layer that other negminer packages use but users do not: the layout of the service's
+named-index folders. A module named ``_internal`` is the one private module another package may import (the layer
+test allows exactly that); nothing here is public API."""
+
+from negminer.index._store import OPERATION_FILE, pinned_models
+
+__all__ = ["OPERATION_FILE", "pinned_models"]

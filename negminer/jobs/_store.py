@@ -1,0 +1,596 @@
+"""Job state in a database: files, fine-tuning jobs, their events and checkpoints, and registered models.
+
+SQLite (WAL) under the data dir by default; PostgreSQL through ``NEGMINER_DATABASE_URL`` when several workers share
+the queue. Every change is one transaction. Claiming a job is the only contended write: on PostgreSQL it takes the
+row with ``SELECT ... FOR UPDATE SKIP LOCKED``; on SQLite every transaction starts with ``BEGIN IMMEDIATE``, which
+serializes writers, so two workers can never claim the same row. A claimed job carries a lease that its worker
+renews; a job whose lease ran out (its worker was killed) is claimed again and resumes from its last checkpoint,
+until ``max_attempts`` claims have been spent.
+
+Ordering (lists, cursors) uses an integer ``seq`` column, ids are opaque strings (``ftjob-…``, ``file-…``).
+
+When the database cannot be reached (a PostgreSQL restart, a network cut, a locked SQLite file), every public
+method retries with backoff for up to ``retry_seconds`` and then raises :class:`StoreUnavailable`: a worker keeps
+its writes waiting instead of losing them, and the API (``retry_seconds=0``) answers 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from negminer._errors import NegminerError
+from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
+from negminer._vocab import EventLevel, EventType, JobStatus, ModelKind, new_id
+
+__all__ = ["JobStore", "StoreUnavailable", "TERMINAL"]
+
+logger = logging.getLogger("negminer")
+
+
+class StoreUnavailable(NegminerError):
+    """The job database could not be reached (after retrying for ``retry_seconds``)."""
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A lost or refused connection (worth retrying), as opposed to a bad statement or a constraint."""
+    if isinstance(exc, _UNREACHABLE):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: JobStore, *args: Any, **kwargs: Any) -> Any:
+        deadline, delay, warned = time.monotonic() + self.retry_seconds, 0.2, False
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if not _unreachable(exc):
+                    raise
+                if "disk" in str(exc.orig).lower() and "full" in str(exc.orig).lower():
+                    raise OSError(28, "the job database's disk is full") from exc  # ENOSPC: 507, not a retry
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(
+                        f"the job database is unreachable ({type(exc.orig).__name__}); try again shortly"
+                    ) from exc
+                if not warned:
+                    logger.warning(
+                        "job database unreachable (%s); retrying for up to %.0f s", exc.orig, self.retry_seconds
+                    )
+                    warned = True
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    return call
+
+
+S = JobStatus
+
+_meta = sa.MetaData()
+
+files = sa.Table(
+    "files",
+    _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("filename", sa.String(512), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("info", sa.JSON, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Integer),
+    sa.Column("finished_at", sa.Integer),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("model", sa.String(512), nullable=False),
+    sa.Column("model_path", sa.String(1024), nullable=False),
+    sa.Column("fine_tuned_model", sa.String(512)),
+    sa.Column("training_file", sa.String(64), nullable=False),
+    sa.Column("validation_file", sa.String(64)),
+    sa.Column("index", sa.String(64)),
+    sa.Column("hyperparameters", sa.JSON, nullable=False),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("suffix", sa.String(64)),
+    sa.Column("job_metadata", sa.JSON),
+    sa.Column("error", sa.JSON),
+    sa.Column("trained_steps", sa.Integer),
+    sa.Column("trained_tokens", sa.BigInteger),
+    sa.Column("result_files", sa.JSON),
+    sa.Column("estimated_finish", sa.Integer),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("worker_id", sa.String(128)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+)
+
+events = sa.Table(
+    "events",
+    _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("level", sa.String(8), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("data", sa.JSON),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(512), nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+)
+
+models = sa.Table(
+    "models",
+    _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(512), unique=True, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("job_id", sa.String(64)),
+    sa.Column("kind", sa.String(16), nullable=False),  # fine_tuned | checkpoint
+)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class JobStore:
+    """All job state, behind one small interface, on SQLite or PostgreSQL (the same code and tests for both)."""
+
+    def __init__(self, url: str, *, events_kept: int = 0, retry_seconds: float = 0.0) -> None:
+        self.url = url
+        self.events_kept = events_kept  # per job; 0 = all
+        self.retry_seconds = retry_seconds
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = (
+            _sqlite_engine(url)
+            if url.startswith("sqlite")
+            else sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        )
+        self.is_sqlite = url.startswith("sqlite")
+        self._migrate()
+
+    @_retrying
+    def _migrate(self) -> None:
+        _meta.create_all(self.engine)
+        self._add_missing_columns()
+
+    @_retrying
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the database answers (``/readyz``)."""
+        with self.engine.connect() as c:
+            c.execute(sa.text("SELECT 1"))
+
+    def _add_missing_columns(self) -> None:
+        """A database made by an older negminer gets the (nullable) columns added since: additive changes only."""
+        missing = []
+        with self.engine.connect() as c:
+            inspector = sa.inspect(c)
+            for table in _meta.sorted_tables:
+                have = {col["name"] for col in inspector.get_columns(table.name)}
+                missing += [(table.name, col) for col in table.columns if col.name not in have and col.nullable]
+        if missing:
+            with self._tx() as c:
+                for name, col in missing:
+                    kind = col.type.compile(dialect=self.engine.dialect)
+                    c.exec_driver_sql(f'ALTER TABLE {name} ADD COLUMN "{col.name}" {kind}')
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- files ----------------------------------------------------------------------------------------------
+    def add_file(
+        self, *, id: str, filename: str, purpose: str, nbytes: int, path: str, sha256: str, info: dict[str, Any]
+    ) -> dict[str, Any]:
+        row = dict(id=id, filename=filename, purpose=purpose, bytes=nbytes, path=path, sha256=sha256, info=info)
+        with self._tx() as c:
+            c.execute(files.insert().values(created_at=_now(), **row))
+        return self.get_file(id) or {}
+
+    def get_file(self, file_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(files).where(files.c.id == file_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list_files(
+        self, after: str | None, limit: int, *, purpose: str | None = None, descending: bool = True
+    ) -> tuple[list[dict[str, Any]], bool]:
+        where = files.c.purpose == purpose if purpose is not None else None
+        return self._page(files, where, after, limit, descending=descending)
+
+    def delete_file(self, file_id: str) -> bool:
+        with self._tx() as c:
+            return c.execute(files.delete().where(files.c.id == file_id)).rowcount > 0
+
+    def file_in_use(self, file_id: str) -> str | None:
+        """The id of an unfinished job reading this file, if any."""
+        with self.engine.connect() as c:
+            return c.execute(
+                sa.select(jobs.c.id)
+                .where(
+                    sa.or_(jobs.c.training_file == file_id, jobs.c.validation_file == file_id),
+                    jobs.c.status.not_in(TERMINAL),
+                )
+                .limit(1)
+            ).scalar()
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+    def create_job(self, **values: Any) -> dict[str, Any]:
+        job_id = new_id("ftjob")
+        with self._tx() as c:
+            c.execute(
+                jobs.insert().values(
+                    id=job_id,
+                    created_at=_now(),
+                    status=S.validating_files,
+                    attempts=0,
+                    cancel_requested=False,
+                    **values,
+                )
+            )
+        return self.get_job(job_id) or {}
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list_jobs(
+        self, after: str | None, limit: int, metadata: dict[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Jobs newest first; with ``metadata``, only those whose metadata holds every given key and value."""
+        if not metadata:
+            return self._page(jobs, None, after, limit, descending=True)
+        found: list[dict[str, Any]] = []
+        while True:  # filtered here (portable across SQLite and PostgreSQL JSON), a page of candidates at a time
+            rows, more = self._page(jobs, None, after, 200, descending=True)
+            for r in rows:
+                meta = r["job_metadata"] or {}
+                if all(meta.get(k) == v for k, v in metadata.items()):
+                    found.append(r)
+                    if len(found) > limit:
+                        return found[:limit], True
+            if not more:
+                return found, False
+            after = rows[-1]["id"]
+
+    def set_status(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        expect: tuple[str, ...] | None = None,
+        worker_id: str | None = None,
+        **values: Any,
+    ) -> bool:
+        """Move a job to ``status`` if it is in one of ``expect`` (and held by ``worker_id``, when given)."""
+        q = jobs.update().where(jobs.c.id == job_id)
+        if expect is not None:
+            q = q.where(jobs.c.status.in_(expect))
+        if worker_id is not None:
+            q = q.where(jobs.c.worker_id == worker_id)
+        if status in TERMINAL:
+            values.setdefault("finished_at", _now())
+            values.setdefault("lease_until", None)
+            values.setdefault("estimated_finish", None)
+        with self._tx() as c:
+            return c.execute(q.values(status=status, **values)).rowcount > 0
+
+    def request_cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Cancel a job: at once when no worker runs it (queued, or its worker is gone), else flag it for its
+        worker, which stops within seconds. Returns the job, or None if it does not exist."""
+        now = time.time()
+        with self._tx() as c:
+            job = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if job is None:
+                return None
+            if job["status"] in TERMINAL:
+                return dict(job)
+            if job["status"] in (S.validating_files, S.queued) or (job["lease_until"] or 0) < now:
+                c.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id)
+                    .values(status=S.cancelled, finished_at=_now(), lease_until=None, cancel_requested=True)
+                )
+                self._event(c, job_id, EventLevel.info, "Job cancelled")
+            elif not job["cancel_requested"]:
+                c.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
+                self._event(c, job_id, EventLevel.info, "Cancellation requested; stopping at the next step")
+        return self.get_job(job_id)
+
+    def claim(self, worker_id: str, lease_seconds: float, max_attempts: int) -> dict[str, Any] | None:
+        """Take the oldest queued job, or one whose worker stopped renewing its lease, for ``worker_id``.
+
+        A job that has been claimed ``max_attempts`` times already fails instead, with the reason in its error."""
+        while True:
+            now = time.time()
+            with self._tx() as c:
+                q = (
+                    sa.select(jobs)
+                    .where(
+                        sa.or_(jobs.c.status == S.queued, sa.and_(jobs.c.status == S.running, jobs.c.lease_until < now))
+                    )
+                    .order_by(jobs.c.seq)
+                    .limit(1)
+                )
+                if not self.is_sqlite:
+                    q = q.with_for_update(skip_locked=True)
+                job = c.execute(q).mappings().first()
+                if job is None:
+                    return None
+                job_id, lost = job["id"], job["status"] == S.running
+                if lost and job["cancel_requested"]:
+                    c.execute(
+                        jobs.update()
+                        .where(jobs.c.id == job_id)
+                        .values(status=S.cancelled, finished_at=_now(), lease_until=None)
+                    )
+                    self._event(c, job_id, EventLevel.info, "Job cancelled (its worker had stopped)")
+                    continue
+                if lost and job["attempts"] >= max_attempts:
+                    error: dict[str, Any] = {
+                        "code": "worker_lost",
+                        "param": None,
+                        "message": f"the job's worker stopped {job['attempts']} times (last: "
+                        f"{job['worker_id']}); giving up after {max_attempts} attempts",
+                    }
+                    c.execute(
+                        jobs.update()
+                        .where(jobs.c.id == job_id)
+                        .values(status=S.failed, finished_at=_now(), lease_until=None, error=error)
+                    )
+                    self._event(c, job_id, EventLevel.error, error["message"])
+                    continue
+                attempt = job["attempts"] + 1
+                c.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id)
+                    .values(
+                        status=S.running,
+                        worker_id=worker_id,
+                        lease_until=now + lease_seconds,
+                        attempts=attempt,
+                        started_at=job["started_at"] or _now(),
+                    )
+                )
+                if lost:
+                    msg = (
+                        f"Worker {job['worker_id']} stopped responding; resuming on {worker_id} "
+                        f"(attempt {attempt} of {max_attempts})"
+                    )
+                    self._event(
+                        c, job_id, EventLevel.warn, msg, data={"lease_seconds": lease_seconds, "attempt": attempt}
+                    )
+                else:
+                    self._event(
+                        c,
+                        job_id,
+                        EventLevel.info,
+                        f"Fine-tuning job started on {worker_id} (should the worker go silent for "
+                        f"{lease_seconds:g} s, NEGMINER_JOB_LEASE_SECONDS, another worker resumes the job from its "
+                        "last checkpoint)",
+                        data={"lease_seconds": lease_seconds, "attempt": attempt},
+                    )
+            return self.get_job(job_id)
+
+    def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> tuple[bool, bool]:
+        """Extend the lease; (still ours, cancel requested). Not ours any more means: stop at once."""
+        with self._tx() as c:
+            n = c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.worker_id == worker_id, jobs.c.status == S.running)
+                .values(lease_until=time.time() + lease_seconds)
+            ).rowcount
+            cancel = c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
+        return n > 0, bool(cancel)
+
+    def set_estimated_finish(self, job_id: str, worker_id: str, when: int | None) -> None:
+        """When the running job should be done (Unix time), as its worker estimates it."""
+        with self._tx() as c:
+            c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.worker_id == worker_id, jobs.c.status == S.running)
+                .values(estimated_finish=when)
+            )
+
+    def release(self, job_id: str, worker_id: str, message: str) -> bool:
+        """Give a running job back to the queue (a worker shutting down); the claim is not counted."""
+        with self._tx() as c:
+            n = c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.worker_id == worker_id, jobs.c.status == S.running)
+                .values(status=S.queued, lease_until=None, worker_id=None, attempts=jobs.c.attempts - 1)
+            ).rowcount
+            if n:
+                self._event(c, job_id, EventLevel.warn, message)
+        return n > 0
+
+    # -- events ---------------------------------------------------------------------------------------------
+    def _event(
+        self,
+        c: Connection,
+        job_id: str,
+        level: str,
+        message: str,
+        type: str = EventType.message,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        row = dict(job_id=job_id, level=level, message=message, type=type, data=data)
+        c.execute(events.insert().values(id=new_id("ftevent"), created_at=_now(), **row))
+        if self.events_kept:  # retention: the oldest metrics events go first, then the oldest of any type
+            n = c.execute(sa.select(sa.func.count()).select_from(events).where(events.c.job_id == job_id)).scalar()
+            excess = int(n or 0) - self.events_kept
+            for kind in (EventType.metrics, None):
+                if excess <= 0:
+                    break
+                q = sa.select(events.c.seq).where(events.c.job_id == job_id)
+                if kind is not None:
+                    q = q.where(events.c.type == kind)
+                old = [r for (r,) in c.execute(q.order_by(events.c.seq).limit(excess))]
+                c.execute(events.delete().where(events.c.seq.in_(old)))
+                excess -= len(old)
+
+    def add_event(
+        self,
+        job_id: str,
+        message: str,
+        *,
+        level: str = EventLevel.info,
+        type: str = EventType.message,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        with self._tx() as c:
+            self._event(c, job_id, level, message, type, data)
+
+    def list_events(
+        self,
+        job_id: str,
+        after: str | None,
+        limit: int,
+        *,
+        descending: bool = True,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        return self._page(events, events.c.job_id == job_id, after, limit, descending=descending)
+
+    # -- checkpoints and models -----------------------------------------------------------------------------
+    def add_checkpoint(self, job_id: str, step: int, model: str, path: str, metrics: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute(
+                models.insert().values(
+                    name=model, created_at=_now(), path=path, job_id=job_id, kind=ModelKind.checkpoint
+                )
+            )
+            c.execute(
+                checkpoints.insert().values(
+                    id=new_id("ftckpt"), job_id=job_id, created_at=_now(), step=step, model=model, metrics=metrics
+                )
+            )
+
+    def list_checkpoints(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        return self._page(checkpoints, checkpoints.c.job_id == job_id, after, limit, descending=True)
+
+    def drop_checkpoint(self, job_id: str, model: str) -> None:
+        with self._tx() as c:
+            c.execute(checkpoints.delete().where(checkpoints.c.job_id == job_id, checkpoints.c.model == model))
+            c.execute(models.delete().where(models.c.name == model))
+
+    def register_model(self, name: str, path: str, job_id: str | None, kind: str = ModelKind.fine_tuned) -> None:
+        with self._tx() as c:
+            c.execute(models.delete().where(models.c.name == name))
+            c.execute(models.insert().values(name=name, created_at=_now(), path=path, job_id=job_id, kind=kind))
+
+    def delete_model(self, name: str) -> None:
+        """Forget a model (a fine-tuned model: also the job's name for it; a checkpoint: its checkpoint row)."""
+        with self._tx() as c:
+            c.execute(models.delete().where(models.c.name == name))
+            c.execute(checkpoints.delete().where(checkpoints.c.model == name))
+
+    def get_model(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(models).where(models.c.name == name)).mappings().first()
+        return dict(row) if row else None
+
+    def model_named_by_path(self, path: str) -> str | None:
+        """The registered name of the model in folder ``path``, if any."""
+        with self.engine.connect() as c:
+            return c.execute(sa.select(models.c.name).where(models.c.path == path).limit(1)).scalar()
+
+    def list_models(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(sa.select(models).order_by(models.c.seq)).mappings()]
+
+    # -- pagination -----------------------------------------------------------------------------------------
+    def _page(
+        self,
+        table: sa.Table,
+        where: Any,
+        after: str | None,
+        limit: int,
+        *,
+        descending: bool,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page after the row with id ``after`` (newest first when ``descending``), and whether more follow.
+
+        An unknown ``after`` raises KeyError."""
+        key = table.c.id
+        q = sa.select(table)
+        if where is not None:
+            q = q.where(where)
+        with self.engine.connect() as c:
+            if after is not None:
+                cur = sa.select(table.c.seq).where(key == after)
+                if where is not None:
+                    cur = cur.where(where)
+                seq = c.execute(cur).scalar()
+                if seq is None:
+                    raise KeyError(after)
+                q = q.where(table.c.seq < seq if descending else table.c.seq > seq)
+            q = q.order_by(table.c.seq.desc() if descending else table.c.seq).limit(limit + 1)
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        return rows[:limit], len(rows) > limit
+
+
+for _name, _method in list(vars(JobStore).items()):  # every public method retries an unreachable database
+    if callable(_method) and not _name.startswith("_") and _name not in ("close", "ping"):
+        setattr(JobStore, _name, _retrying(_method))
