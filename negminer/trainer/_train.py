@@ -29,7 +29,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from negminer._data import RetrievalData
 from negminer._errors import ConfigError, DataError, NonFiniteError
 from negminer._io import atomic_dir, atomic_path, write_json
-from negminer._settings import Settings
+from negminer._settings import default_cache_dir
 from negminer._vocab import NegativesMode
 from negminer.index import Encoder, model_ref
 from negminer.trainer._config import TrainConfig
@@ -482,7 +482,7 @@ def train(
     cfg = config or TrainConfig()
     train_data, val_data = _splits(data, cfg, validation)
     out = Path(cfg.output_dir)
-    run = _Run(cfg, out, val_data, cfg.cache_dir or str(Settings().cache_dir), listener or _Silent())
+    run = _Run(cfg, out, val_data, cfg.cache_dir or str(default_cache_dir()), listener or _Silent())
     model_path = model_ref(cfg.model)
     model = run.encoder(model_path).model  # raises ModelError before anything else happens
     if cfg.max_seq_length:

@@ -4,7 +4,6 @@ tests hold them congruent. Claims are exclusive, leases expire, attempts are bou
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +22,30 @@ def postgres_url() -> Iterator[str]:
         yield pg.url
 
 
+class Clock:
+    """A wall clock the test moves: leases expire when the test says, not after a sleep."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # a server process
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[JobStore]:
     if request.param == "sqlite":
-        s = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+        s = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock)
     else:
-        s = JobStore(request.getfixturevalue("postgres_url"))
+        s = JobStore(request.getfixturevalue("postgres_url"), clock=clock)
         import sqlalchemy as sa
 
         with s.engine.begin() as c:  # a clean slate per test
@@ -63,17 +80,18 @@ def test_claims_are_exclusive_under_contention(store: JobStore) -> None:
     assert store.claim("late", 60, 3) is None
 
 
-def test_expired_lease_is_claimed_again_then_fails_after_max_attempts(store: JobStore) -> None:
+def test_expired_lease_is_claimed_again_then_fails_after_max_attempts(store: JobStore, clock: Clock) -> None:
     job_id = _job(store)
-    assert store.claim("w1", 0.2, 2)["attempts"] == 1
-    assert store.claim("w2", 0.2, 2) is None  # w1's lease still runs
-    time.sleep(0.4)
-    again = store.claim("w2", 0.2, 2)
+    assert store.claim("w1", 60, 2)["attempts"] == 1
+    clock.advance(59)
+    assert store.claim("w2", 60, 2) is None  # w1's lease still runs
+    clock.advance(2)
+    again = store.claim("w2", 60, 2)
     assert again["id"] == job_id and again["worker_id"] == "w2" and again["attempts"] == 2
     assert store.renew(job_id, "w1", 60) == (False, False)  # the old worker is fenced off
     assert not store.set_status(job_id, "succeeded", expect=("running",), worker_id="w1")
-    time.sleep(0.4)
-    assert store.claim("w3", 0.2, 2) is None
+    clock.advance(61)
+    assert store.claim("w3", 60, 2) is None
     job = store.get_job(job_id)
     assert job["status"] == "failed" and job["error"]["code"] == "worker_lost"
     events, _ = store.list_events(job_id, None, 100, descending=False)
@@ -88,7 +106,7 @@ def test_release_requeues_without_spending_an_attempt(store: JobStore) -> None:
     assert job["id"] == job_id and job["attempts"] == 1
 
 
-def test_cancel_queued_running_and_orphaned(store: JobStore) -> None:
+def test_cancel_queued_running_and_orphaned(store: JobStore, clock: Clock) -> None:
     queued = _job(store)
     assert store.request_cancel(queued)["status"] == "cancelled"
     running = _job(store)
@@ -97,8 +115,8 @@ def test_cancel_queued_running_and_orphaned(store: JobStore) -> None:
     assert job["status"] == "running" and job["cancel_requested"]
     assert store.renew(running, "w1", 60) == (True, True)
     orphan = _job(store)
-    store.claim("w2", 0.1, 3)
-    time.sleep(0.3)
+    store.claim("w2", 60, 3)
+    clock.advance(61)
     assert store.request_cancel(orphan)["status"] == "cancelled"  # nobody renews it: cancelled at once
     assert store.request_cancel("ftjob-nope") is None
 
