@@ -60,9 +60,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from negminer import load_corpus
+    from negminer.client.schemas import MineQuery
     from negminer.index import Encoder
     from negminer.service.registry import IndexRegistry
-    from negminer.client.schemas import MineQuery
 
     work = Path(args.work)
     shutil.rmtree(work / "indexes", ignore_errors=True)
@@ -93,11 +93,12 @@ def main() -> None:
     assert info.status == "ready", info.error
     rows.append(["create from corpus.jsonl", f"{time.perf_counter() - t0:.0f}", f"{rss_gib():.2f}", info.kind])
 
+    from negminer import MiningConfig
     from negminer.service.mining import mine_snapshot
 
     step = max(1, args.docs // 50)
     queries = [MineQuery(query=f"document {i} index", positive_ids=[f"doc{i}"]) for i in range(0, args.docs, step)]
-    options = {"num_negatives": 5, "positive_neighbourhood": 1.5}
+    options = MiningConfig(num_negatives=5, positive_neighbourhood=1.5)
     t0 = time.perf_counter()
     res = mine_snapshot(registry.snapshot("big"), registry, queries, options)
     rows.append(

@@ -155,11 +155,15 @@ def _given(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _mining(no_margin: bool, *, training: bool = False, **options: Any) -> MiningConfig:
-    """MiningConfig of the flags given: the recommended filter (the trainer's with ``training``) unless a filter
-    flag or ``--no-margin`` is given."""
+def _mining(no_filter: bool, *, training: bool = False, **options: Any) -> MiningConfig:
+    """MiningConfig of the flags given, built once: the recommended filter (the trainer's with ``training``) unless
+    a filter flag or ``--no-filter`` is given."""
     given = _given(**options)
-    return MiningConfig(**given) if no_margin else MiningConfig.recommended(training=training, **given)
+    return MiningConfig(**given) if no_filter else MiningConfig.recommended(training=training, **given)
+
+
+# ``--no-filter`` was ``--no-margin`` (the rule it turns off is not a margin); the old flag still works, unlisted.
+NoMarginAlias = Annotated[bool, typer.Option("--no-margin", hidden=True, help="old name of --no-filter")]
 
 
 def _write_outputs(result: Any, out: Path, output_format: str, output_scores: bool) -> list[Path]:
@@ -192,7 +196,8 @@ def mine(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     batch_size: BatchOpt = None,
-    no_margin: Annotated[bool, typer.Option("--no-margin", help="no false-negative filter at all")] = False,
+    no_filter: Annotated[bool, typer.Option("--no-filter", help="no false-negative filter at all")] = False,
+    no_margin: NoMarginAlias = False,
     teacher: Annotated[str | None, typer.Option(help="second bi-encoder that re-scores candidates")] = None,
     output_format: Annotated[OutputFormat, typer.Option(help="rows written")] = OutputFormat.triplet,
     output_scores: Annotated[bool, typer.Option(help="add scores to the rows")] = False,
@@ -203,7 +208,7 @@ def mine(
     """Mine hard negatives for DATA. Writes negatives.jsonl / .parquet, report.json and scores.png to --output.
 
     Without a filter flag the recommended filter applies (negminer.mining.RECOMMENDED_FILTER: the
-    positive-neighbourhood and sibling rules; report.json shows the options used); --no-margin disables it.
+    positive-neighbourhood and sibling rules; report.json shows the options used); --no-filter disables it.
     """
     from negminer import load_data
     from negminer.mining import mine as run_mine
@@ -211,7 +216,7 @@ def mine(
     _output_dir(output)
     try:
         index = _index_config(options)
-        config = _mining(no_margin, **options)
+        config = _mining(no_filter or no_margin, **options)
         ds = load_data(data, split=split, corpus=str(corpus) if corpus else None)
         enc = _encoder(model, cache_dir, batch_size, no_cache, devices=encode_devices)
         teach = _encoder(teacher, cache_dir, batch_size, no_cache) if teacher else None
@@ -343,7 +348,8 @@ def train_cmd(
     ] = None,
     split: Annotated[str, typer.Option(help="qrels split of a BEIR folder")] = "train",
     model: ModelOpt = None,
-    no_margin: Annotated[bool, typer.Option("--no-margin", help="mining: no false-negative filter")] = False,
+    no_filter: Annotated[bool, typer.Option("--no-filter", help="mining: no false-negative filter")] = False,
+    no_margin: NoMarginAlias = False,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --output")] = False,
     cache_dir: CacheOpt = None,
     index_url: Annotated[
@@ -363,7 +369,7 @@ def train_cmd(
     Writes the final model (SentenceTransformer(path) loads it) to OUTPUT/model, checkpoints, metrics.json and
     metrics.png (nDCG@10, Recall@100, MRR@10 on the validation split at the start, each refresh and the end).
     Without a filter flag the trainer's recommended filter applies (negminer.mining.TRAINING_FILTER; metrics.json
-    shows the options used); --no-margin disables it."""
+    shows the options used); --no-filter disables it."""
     import signal
 
     from negminer import load_data
@@ -398,7 +404,7 @@ def train_cmd(
             device=settings.device,
             resume=resume,
             ray=ray or settings.ray_address,
-            mining=_mining(no_margin, training=True, **margins),
+            mining=_mining(no_filter or no_margin, training=True, **margins),
             **_given(**options),
         )
         source = None
@@ -567,6 +573,12 @@ def index_search(
                 typer.echo(f"  {s:.4f}  {index.doc_ids[r]}")
 
 
+@app.callback()
+def _fresh_settings() -> None:
+    """Each invocation reads the environment once, afresh (tests invoke the app many times in one process)."""
+    _settings.cache_clear()
+
+
 @functools.cache
 def _settings() -> Settings:
     """The environment's settings, read once per process: the command line is where they are resolved; what it
@@ -577,6 +589,7 @@ def _settings() -> Settings:
 def main() -> None:
     """The ``negminer`` command: logging set up (warnings, or info with ``NEGMINER_LOG_LEVEL=INFO``), then the
     command line."""
+    _settings.cache_clear()  # one process, one reading of the environment: this run's
     logging.basicConfig(level=_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app()
 

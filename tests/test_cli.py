@@ -36,8 +36,13 @@ def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
     rows = [json.loads(line) for line in (out / "negatives.jsonl").read_text().splitlines()]
     assert rows and set(rows[0]) == {"anchor", "positive", "negative_1", "negative_2", "scores"}
     assert (out / "negatives.parquet").exists() and (out / "scores.png").exists()
-    again = runner.invoke(app, [*base, "--no-margin"])
+    again = runner.invoke(app, [*base, "--no-filter"])
     assert again.exit_code == 0 and "0 texts encoded" in again.output
+    report = json.loads((out / "report.json").read_text())
+    assert all(report["config"].get(k) is None for k in RECOMMENDED_FILTER)
+    old = runner.invoke(app, [*base, "--no-margin"])  # the old name of --no-filter, no longer listed
+    assert old.exit_code == 0 and json.loads((out / "report.json").read_text())["config"] == report["config"]
+    assert "--no-margin" not in runner.invoke(app, ["mine", "--help"]).output
     both = runner.invoke(
         app, [*base, "--positive-neighbourhood", "2", "--adaptive-margin", "1", "--neighbourhood-window", "8"]
     )

@@ -7,7 +7,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from negminer._vocab import FilterRule, values
 from negminer.index import AUTO_FLAT_MAX, Encoder, IndexConfig, VectorIndex
 from negminer.mining import _filters as F
 from negminer.mining._config import MiningConfig
+from negminer.mining._output import MiningResult
 from negminer.mining._report import MiningReport
 from negminer.mining._teacher import Teacher, as_teacher
 
@@ -78,69 +79,6 @@ class RowNames(Sequence[str]):
         if not -self.n <= i < self.n:
             raise IndexError(i)
         return str(i % self.n)
-
-
-@dataclass
-class MiningResult:
-    """Mined negatives per unique query, over the corpus de-duplicated by text.
-
-    ``negatives[i]`` holds corpus rows (``-1`` where a query got fewer than ``num_negatives``) in descending score
-    order, ``negative_scores[i]`` their scores (NaN where missing), ``positives[i]`` / ``positive_scores[i]`` the
-    query's positives and their scores (teacher scores when a teacher was used), ``search_depth[i]`` how many
-    candidates were retrieved for it (more than the default when deepening was needed).
-    """
-
-    queries: Sequence[str]
-    query_ids: Sequence[str]
-    doc_ids: Sequence[str]
-    doc_texts: Sequence[str]
-    positives: list[list[int]]
-    positive_scores: list[np.ndarray]
-    negatives: np.ndarray
-    negative_scores: np.ndarray
-    config: MiningConfig
-    report: MiningReport
-    search_depth: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
-    removed_scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.queries)
-
-    def negatives_of(self, i: int) -> list[tuple[str, float]]:
-        """(doc id, score) of query ``i``'s negatives."""
-        return [(self.doc_ids[d], float(s)) for d, s in zip(self.negatives[i], self.negative_scores[i]) if d >= 0]
-
-    def rows(
-        self,
-        output_format: str = "triplet",
-        *,
-        output_scores: bool = False,
-        anchor_column: str = "anchor",
-        positive_column: str = "positive",
-    ) -> dict[str, list[Any]]:
-        """Columns in sentence-transformers' output formats (``triplet``, ``n-tuple``, ``labeled-pair``,
-        ``labeled-list``), with the same row order and rules: an n-tuple row needs a full set of negatives."""
-        from negminer.mining._output import to_columns
-
-        return to_columns(
-            self,
-            output_format,
-            output_scores=output_scores,
-            anchor_column=anchor_column,
-            positive_column=positive_column,
-        )
-
-    def to_dataset(self, output_format: str = "triplet", **kw: Any) -> Any:
-        """A ``datasets.Dataset`` that sentence-transformers' trainer takes as is."""
-        from datasets import Dataset
-
-        return Dataset.from_dict(self.rows(output_format, **kw))
-
-    def save(self, path: str, output_format: str = "triplet", **kw: Any) -> None:
-        """Write rows to ``.jsonl`` or ``.parquet`` (by suffix), atomically."""
-        from negminer.mining._output import write_rows
-
-        write_rows(self.rows(output_format, **kw), path)
 
 
 @dataclass
@@ -368,7 +306,10 @@ def _corpus_vectors(
 
 
 def _config(config: MiningConfig | None, options: dict[str, Any]) -> MiningConfig:
-    """``config`` with ``options`` over it, validated; the first bad option becomes the error's param."""
+    """``config`` as given (validated when it was built), or with ``options`` over it, validated once; the first
+    bad option becomes the error's param."""
+    if config is not None and not options:
+        return config
     try:
         return MiningConfig(**{**(config.model_dump() if config else {}), **options})
     except ValueError as exc:  # pydantic's ValidationError

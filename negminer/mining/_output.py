@@ -4,19 +4,81 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from negminer._errors import ConfigError
 from negminer._io import atomic_open, atomic_path
 from negminer._vocab import OutputFormat, values
+from negminer.mining._config import MiningConfig
+from negminer.mining._report import MiningReport
 
-if TYPE_CHECKING:
-    from negminer.mining._miner import MiningResult
-
-__all__ = ["to_columns", "write_rows", "OUTPUT_FORMATS"]
+__all__ = ["OUTPUT_FORMATS", "MiningResult", "to_columns", "write_rows"]
 
 OUTPUT_FORMATS = values(OutputFormat)
+
+
+@dataclass
+class MiningResult:
+    """Mined negatives per unique query, over the corpus de-duplicated by text.
+
+    ``negatives[i]`` holds corpus rows (``-1`` where a query got fewer than ``num_negatives``) in descending score
+    order, ``negative_scores[i]`` their scores (NaN where missing), ``positives[i]`` / ``positive_scores[i]`` the
+    query's positives and their scores (teacher scores when a teacher was used), ``search_depth[i]`` how many
+    candidates were retrieved for it (more than the default when deepening was needed).
+    """
+
+    queries: Sequence[str]
+    query_ids: Sequence[str]
+    doc_ids: Sequence[str]
+    doc_texts: Sequence[str]
+    positives: list[list[int]]
+    positive_scores: list[np.ndarray]
+    negatives: np.ndarray
+    negative_scores: np.ndarray
+    config: MiningConfig
+    report: MiningReport
+    search_depth: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    removed_scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def negatives_of(self, i: int) -> list[tuple[str, float]]:
+        """(doc id, score) of query ``i``'s negatives."""
+        return [(self.doc_ids[d], float(s)) for d, s in zip(self.negatives[i], self.negative_scores[i]) if d >= 0]
+
+    def rows(
+        self,
+        output_format: str = "triplet",
+        *,
+        output_scores: bool = False,
+        anchor_column: str = "anchor",
+        positive_column: str = "positive",
+    ) -> dict[str, list[Any]]:
+        """Columns in sentence-transformers' output formats (``triplet``, ``n-tuple``, ``labeled-pair``,
+        ``labeled-list``), with the same row order and rules: an n-tuple row needs a full set of negatives."""
+        return to_columns(
+            self,
+            output_format,
+            output_scores=output_scores,
+            anchor_column=anchor_column,
+            positive_column=positive_column,
+        )
+
+    def to_dataset(self, output_format: str = "triplet", **kw: Any) -> Any:
+        """A ``datasets.Dataset`` that sentence-transformers' trainer takes as is."""
+        from datasets import Dataset
+
+        return Dataset.from_dict(self.rows(output_format, **kw))
+
+    def save(self, path: str, output_format: str = "triplet", **kw: Any) -> None:
+        """Write rows to ``.jsonl`` or ``.parquet`` (by suffix), atomically."""
+        write_rows(self.rows(output_format, **kw), path)
 
 
 def to_columns(

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from negminer._errors import ConfigError, config_error
+from negminer._errors import ConfigError
 from negminer._settings import ServiceSettings
 from negminer.client.schemas import MineQuery, MineRequest, MineResponse, MineResult, Negative
 from negminer.mining import MiningConfig, MiningResult, StackedRows, mine_vectors
@@ -51,15 +51,12 @@ def _text_rows(snapshot: Snapshot, texts: list[str], vectors: np.ndarray) -> lis
 
 
 def mine_snapshot(
-    snapshot: Snapshot, registry: IndexRegistry, queries: list[MineQuery], options: dict[str, Any]
+    snapshot: Snapshot, registry: IndexRegistry, queries: list[MineQuery], config: MiningConfig
 ) -> MiningResult:
     """Mine negatives for ``queries`` by searching the snapshot's persisted index (no rebuild per request) with the
     index's model. A query's positives are document ids of the index, or texts: a text the index holds is that
     document; another one is a positive outside the index (scored, never a candidate)."""
-    try:
-        cfg = MiningConfig(**options)
-    except ValueError as exc:
-        raise config_error(exc) from None
+    cfg = config  # validated once, as the request's body was read
     current = snapshot.index
     encoder = registry.encoder(snapshot.model)
     encoder.check_prompt(cfg.query_prompt_name, "options.query_prompt_name")  # honoured or refused, never ignored
@@ -126,7 +123,7 @@ class _Concat(Sequence[str]):
 def mine_index(registry: IndexRegistry, name: str, body: MineRequest) -> MineResponse:
     """``POST /v1/indexes/{name}/mine``: negatives per query, the filter report, the version that answered."""
     snapshot = registry.snapshot(name)
-    res = mine_snapshot(snapshot, registry, body.queries, body.options.model_dump(exclude_unset=True))
+    res = mine_snapshot(snapshot, registry, body.queries, body.options)
     results = []
     for i, q in enumerate(res.queries):
         rows = [int(r) for r in res.negatives[i] if r >= 0]
