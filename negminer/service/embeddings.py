@@ -13,7 +13,8 @@ from negminer._errors import ModelError
 from negminer._settings import ServiceSettings
 from negminer.index import Encoder
 from negminer.jobs import JobStore
-from negminer.service.models import bad_param, resolve_model
+from negminer.service.api.params import bad_param
+from negminer.service.model_names import resolve_model
 from negminer.service.registry import IndexRegistry
 
 __all__ = ["Embedded", "embed_texts"]

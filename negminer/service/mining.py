@@ -13,7 +13,7 @@ from negminer._errors import ConfigError
 from negminer._settings import ServiceSettings
 from negminer.client.schemas import MineQuery, MineRequest, MineResponse, MineResult, Negative
 from negminer.mining import MiningConfig, MiningResult, StackedRows, mine_vectors
-from negminer.service.models import bad_param
+from negminer.service.api.params import bad_param
 from negminer.service.registry import IndexRegistry, Snapshot
 
 __all__ = ["check_mining_limits", "mine_index", "mine_snapshot"]

@@ -208,7 +208,7 @@ def test_the_default_model_by_name_or_by_its_own_path(tmp_path: Path) -> None:
     """A trainer hands the service the path of the model it starts from: the bundled default lies outside the data
     dir, and is still accepted (it is the service's own model), while any other outside path is not."""
     from negminer.index import default_model_path
-    from negminer.service.models import resolve_model
+    from negminer.service.model_names import resolve_model
 
     settings = ServiceSettings(data_dir=tmp_path / "data")
     assert resolve_model(None, settings, None) == default_model_path()

@@ -9,10 +9,11 @@ import base64
 from fastapi import APIRouter
 
 from negminer.client.schemas import EmbeddingObject, EmbeddingsRequest, EmbeddingsResponse, EmbedRequest, Usage
+from negminer.service.api.params import bad_param
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.embeddings import embed_texts
 from negminer.service.errors import problem_responses
-from negminer.service.models import bad_param, default_model
+from negminer.service.model_names import default_model
 
 router = APIRouter(prefix="/v1", tags=["embed"], responses=problem_responses(422))
 

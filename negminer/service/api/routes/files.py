@@ -14,9 +14,9 @@ from negminer import DataError, load_data
 from negminer._data import PairsSummary, scan_pairs, split_buckets
 from negminer._vocab import new_id
 from negminer.client.schemas import Deleted, FileObject, ListPage
+from negminer.service.api.params import bad_param, list_page
 from negminer.service.deps import SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
-from negminer.service.models import bad_param, list_page
 
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=problem_responses(404, 409, 413, 422))
 

@@ -12,10 +12,11 @@ from negminer._data import PairsSummary
 from negminer._settings import ServiceSettings
 from negminer.client.schemas import Checkpoint, CreateJob, Event, Job, ListPage
 from negminer.jobs import JobAlreadyEnded, JobStore, submit_job
+from negminer.service.api.params import bad_param, list_page
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.mining import check_mining_limits
-from negminer.service.models import bad_param, default_model, list_page, model_prompts, resolve_model
+from negminer.service.model_names import default_model, model_prompts, resolve_model
 from negminer.service.registry import IndexNotFound
 from negminer.trainer import TrainHyperparameters
 

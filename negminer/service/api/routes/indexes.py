@@ -25,10 +25,11 @@ from negminer.client.schemas import (
     SearchResponse,
 )
 from negminer.jobs import JobStore
+from negminer.service.api.params import bad_param, inside_data_dir
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.mining import check_mining_limits, mine_index
-from negminer.service.models import bad_param, inside_data_dir, public_model_name, resolve_model
+from negminer.service.model_names import public_model_name, resolve_model
 from negminer.service.registry import JOB_PREFIX, IndexNotFound
 
 

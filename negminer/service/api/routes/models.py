@@ -12,7 +12,7 @@ from negminer.client.schemas import Deleted, ListPage, Model
 from negminer.index._internal import pinned_models
 from negminer.service.deps import SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
-from negminer.service.models import default_model
+from negminer.service.model_names import default_model
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(404, 422))
 

@@ -1,54 +1,24 @@
-"""Model names the service accepts, shared by every route that takes a ``model``.
+"""Model names the service accepts, shared by every route that takes a ``model``, and the names answers give.
 
 A model is the service's default (``NEGMINER_MODEL`` or the bundled all-MiniLM-L6-v2, by name or omitted), a name
 registered by a fine-tuning job (``ft:<base>:<suffix>:<job>`` and its checkpoints ``...:ckpt-step-N``), or a model
 folder inside the data dir. Anything else, and any path that escapes the data dir, is a 422 naming the field.
+Answers name a model the way ``GET /v1/models`` does, never by the server's folder.
 """
 
 from __future__ import annotations
 
-import os
-import stat
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 
-from negminer._settings import ServiceSettings
-from negminer.client.schemas import ListPage
-from negminer.index import DEFAULT_MODEL_NAMES
+from negminer._settings import DEFAULT_MODEL_NAMES, ServiceSettings
 from negminer.jobs import JobStore
+from negminer.service.api.params import bad_param, inside_data_dir
 
-T = TypeVar("T")
-
-__all__ = [
-    "bad_param",
-    "default_model",
-    "inside_data_dir",
-    "list_page",
-    "model_prompts",
-    "public_model_name",
-    "resolve_model",
-]
+__all__ = ["DEFAULT_NAME", "default_model", "model_prompts", "public_model_name", "resolve_model"]
 
 DEFAULT_NAME = DEFAULT_MODEL_NAMES[0]
-
-
-def bad_param(param: str, why: str, where: str = "body") -> RequestValidationError:
-    """A 422 problem naming ``param`` (dotted for nested fields)."""
-    return RequestValidationError([{"loc": (where, *param.split(".")), "msg": why, "type": "value_error"}])
-
-
-def list_page(
-    fetch: Callable[[], tuple[list[dict[str, Any]], bool]], convert: Callable[[dict[str, Any]], T], unknown: str
-) -> ListPage[T]:
-    """One page from the store (``{object: "list", data, has_more}``); an unknown ``after`` cursor is a 422."""
-    try:
-        rows, more = fetch()
-    except KeyError:
-        raise bad_param("after", f"no {unknown}", "query") from None
-    return ListPage[Any](data=[convert(r) for r in rows], has_more=more)
 
 
 def default_model(settings: ServiceSettings) -> tuple[str, str]:
@@ -58,45 +28,6 @@ def default_model(settings: ServiceSettings) -> tuple[str, str]:
     from negminer.index import default_model_path
 
     return DEFAULT_NAME, default_model_path()
-
-
-def inside_data_dir(
-    relative: str,
-    settings: ServiceSettings,
-    param: str,
-    *,
-    kind: Literal["file", "dir"] = "file",
-    suffixes: tuple[str, ...] = (),
-) -> Path:
-    """Resolve a path field against the data dir: it must stay inside (``..``, absolute paths elsewhere and links
-    out are refused) and be an existing readable regular file (``kind="file"``, with one of ``suffixes`` if given)
-    or folder. Anything else (a directory, a FIFO, a device) is a 422 naming ``param`` (NUL characters are
-    refused by the request schemas)."""
-    if not relative.strip():
-        raise bad_param(param, "empty path")
-    root = Path(settings.data_dir).resolve()
-    try:
-        path = (root / relative).resolve()
-    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long
-        raise bad_param(param, f"cannot resolve the path ({type(exc).__name__})") from None
-    if not path.is_relative_to(root):
-        raise bad_param(param, "path escapes the data dir")
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise bad_param(param, f"no {'file' if kind == 'file' else 'folder'} {relative!r} in the data dir") from None
-    except OSError as exc:
-        raise bad_param(param, f"cannot read {relative!r}: {exc.strerror}") from None
-    if kind == "file" and not stat.S_ISREG(st.st_mode):
-        what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (FIFO, socket or device)"
-        raise bad_param(param, f"{relative!r} is {what}")
-    if kind == "dir" and not stat.S_ISDIR(st.st_mode):
-        raise bad_param(param, f"{relative!r} is not a folder")
-    if not os.access(path, os.R_OK | (os.X_OK if kind == "dir" else 0)):
-        raise bad_param(param, f"{relative!r} is not readable by the service")
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise bad_param(param, f"{relative!r}: unsupported type (use {', '.join(suffixes)})")
-    return path
 
 
 def resolve_model(model: str | None, settings: ServiceSettings, store: JobStore | None, param: str = "model") -> str:
