@@ -212,8 +212,24 @@ class JobStore:
 
     @_retrying
     def _migrate(self) -> None:
-        _meta.create_all(self.engine)
-        self._add_missing_columns()
+        """Upgrade the database to the newest schema with Alembic (``negminer/jobs/migrations``), in one
+        transaction, under a lock (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock), so an API and its
+        workers starting together upgrade it once. A database made before migrations existed gets the columns
+        it lacks and is stamped with the first revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))  # "negminer" on a phone keypad
+            tables = set(sa.inspect(conn).get_table_names())
+            config.attributes["connection"] = conn
+            if "jobs" in tables and "alembic_version" not in tables:
+                self._add_missing_columns(conn)
+                command.stamp(config, "0001")
+            command.upgrade(config, "head")
 
     def _now(self) -> int:
         return int(self.clock())
@@ -224,19 +240,15 @@ class JobStore:
         with self.engine.connect() as c:
             c.execute(sa.text("SELECT 1"))
 
-    def _add_missing_columns(self) -> None:
-        """A database made by an older negminer gets the (nullable) columns added since: additive changes only."""
-        missing = []
-        with self.engine.connect() as c:
-            inspector = sa.inspect(c)
-            for table in _meta.sorted_tables:
-                have = {col["name"] for col in inspector.get_columns(table.name)}
-                missing += [(table.name, col) for col in table.columns if col.name not in have and col.nullable]
-        if missing:
-            with self._tx() as c:
-                for name, col in missing:
+    def _add_missing_columns(self, conn: Connection) -> None:
+        """A database made by negminer before migrations gets the (nullable) columns added since then."""
+        inspector = sa.inspect(conn)
+        for table in _meta.sorted_tables:
+            have = {col["name"] for col in inspector.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have and col.nullable:
                     kind = col.type.compile(dialect=self.engine.dialect)
-                    c.exec_driver_sql(f'ALTER TABLE {name} ADD COLUMN "{col.name}" {kind}')
+                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
 
     def close(self) -> None:
         self.engine.dispose()
