@@ -57,11 +57,9 @@ def test_subpackage_apis() -> None:
             "faiss_gpu_count",
             "fingerprint_model",
             "model_ref",
-            "parse_bytes",
             "plan_index",
             "ray_encode",
             "recall_at_k",
-            "write_texts",
         ]
     )
     assert sorted(negminer.mining.__all__) == sorted(
@@ -76,7 +74,6 @@ def test_subpackage_apis() -> None:
             "MiningConfig",
             "MiningReport",
             "MiningResult",
-            "StackedRows",
             "Teacher",
             "absolute_margin_mask",
             "adaptive_thresholds",

@@ -15,13 +15,12 @@ from negminer.index._plan import (
     IndexPlan,
     default_memory_budget,
     exact_search,
-    parse_bytes,
     plan_index,
     recall_at_k,
 )
 from negminer.index._ray import ray_encode
 from negminer.index._store import CorpusIndex, IndexStore, build_index
-from negminer.index._texts import DiskTexts, write_texts
+from negminer.index._texts import DiskTexts
 from negminer.index._vector_index import VectorIndex, faiss_available, faiss_gpu_count
 
 __all__ = [
@@ -44,9 +43,7 @@ __all__ = [
     "faiss_gpu_count",
     "fingerprint_model",
     "model_ref",
-    "parse_bytes",
     "plan_index",
     "ray_encode",
     "recall_at_k",
-    "write_texts",
 ]

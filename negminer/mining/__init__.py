@@ -15,7 +15,7 @@ from negminer.mining._filters import (
     sibling_thresholds,
     threshold_mask,
 )
-from negminer.mining._miner import RULES, MiningResult, StackedRows, mine, mine_vectors
+from negminer.mining._miner import RULES, MiningResult, mine, mine_vectors
 from negminer.mining._output import OUTPUT_FORMATS
 from negminer.mining._report import MiningReport
 from negminer.mining._teacher import BiEncoderTeacher, CrossEncoderTeacher, Teacher
@@ -31,7 +31,6 @@ __all__ = [
     "MiningConfig",
     "MiningReport",
     "MiningResult",
-    "StackedRows",
     "Teacher",
     "absolute_margin_mask",
     "adaptive_thresholds",

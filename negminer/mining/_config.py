@@ -16,22 +16,15 @@ __all__ = ["FILTERS", "RECOMMENDED_FILTER", "TRAINING_FILTER", "MiningConfig"]
 FILTERS = ("positive_neighbourhood", "positive_siblings", "absolute_margin", "relative_margin", "adaptive_margin")
 
 # The filter `negminer mine` (and the demo's mining) applies when the user names none: the positive-neighbourhood rule
-# at 1.25 robust standard deviations and the sibling rule at the 10% quantile. Chosen in the README's false-negative
-# benchmark as the setting with the widest margin to every target (>= 99% of queries full, <= 2% contamination,
-# >= 0.8x the oracle's hardness) on all three cases: two demo variants and NFCorpus, real data with many and
-# incomplete labels the rules were not designed on. The neighbourhood rule alone at 1.5, the earlier default, let
-# more than 2% hidden positives through on both many-positive cases. The library's ``mine()`` keeps
-# sentence-transformers' default (no filter).
+# and the sibling rule. Chosen in the false-negative benchmark (README, "False negatives": benchmarks write the
+# figures, code does not copy them) as the setting with the widest margin to every target on the demo's two variants
+# and on NFCorpus. The library's ``mine()`` keeps sentence-transformers' default (no filter).
 RECOMMENDED_FILTER: dict[str, Any] = {"positive_neighbourhood": 1.25, "positive_siblings": 0.1}
 
 # The filter the trainer mines with when the user names none (`negminer train`, fine-tuning jobs, the demo's
-# training): the neighbourhood rule *and* the adaptive margin. In the README's quality benchmark (3 seeds, the same
-# budget for every row) the neighbourhood rule alone, whose negatives are the hardest clean ones, trained 0.8
-# nDCG@10 points worse (refreshed; 1.3 mined once) than the adaptive margin, while this combination tied the best
-# rows and sentence-transformers' recipe (0.6806 vs 0.6829 adaptive alone and 0.6804, spreads 0.002-0.005) with
-# a tenth of the adaptive margin's contamination (0.14% / 0.12% in the false-negative benchmark, vs 1.1% / 1.9%
-# for the adaptive margin alone): at a short fine-tuning budget, negatives a little easier than the hardest train
-# better.
+# training): the neighbourhood rule and the adaptive margin. In the quality benchmark (README, "Fine-tuning quality")
+# this combination trained as well as the best rows with a small fraction of the adaptive margin's contamination:
+# at a short fine-tuning budget, negatives a little easier than the hardest train better.
 TRAINING_FILTER: dict[str, Any] = {"positive_neighbourhood": 1.5, "adaptive_margin": 1.0}
 
 

@@ -12,7 +12,8 @@ import numpy as np
 from negminer._errors import ConfigError
 from negminer._settings import ServiceSettings
 from negminer.client.schemas import MineQuery, MineRequest, MineResponse, MineResult, Negative
-from negminer.mining import MiningConfig, MiningResult, StackedRows, mine_vectors
+from negminer.mining import MiningConfig, MiningResult, mine_vectors
+from negminer.mining._internal import StackedRows
 from negminer.service.api.params import bad_param
 from negminer.service.registry import IndexRegistry, Snapshot
 

@@ -16,11 +16,11 @@ from negminer.index import (
     IndexConfig,
     VectorIndex,
     exact_search,
-    parse_bytes,
     plan_index,
     recall_at_k,
-    write_texts,
 )
+from negminer.index._plan import parse_bytes
+from negminer.index._texts import write_texts
 
 
 def clustered(n: int, d: int, seed: int, clusters: int = 40) -> np.ndarray:

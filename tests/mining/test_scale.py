@@ -11,8 +11,9 @@ import pytest
 
 from negminer import ConfigError, Encoder, mine
 from negminer.index import IndexConfig, ray_encode
-from negminer.mining import MiningResult, StackedRows, mine_vectors
+from negminer.mining import MiningResult, mine_vectors
 from negminer.mining import _miner as miner_module
+from negminer.mining._internal import StackedRows
 from tests.index.test_plan import clustered
 
 FILTER = {"num_negatives": 3, "positive_neighbourhood": 1.5, "neighbourhood_window": 30}
