@@ -4,6 +4,12 @@ NUL bytes are refused, all before the application reads a byte of the body.
 The key is checked here rather than only in a route dependency because FastAPI reads (and spools to disk) a
 multipart body before it runs dependencies: an unauthenticated 512 MB upload would be read in full to be refused.
 
+Why the body cap is hand-written though Starlette has ``RequestBodyLimitMiddleware`` (and FastAPI ``max_body_size``):
+the cap depends on the path (uploads vs JSON bodies), which FastAPI sets per route only when the route is declared,
+not from settings read at start; and tried in place of this code, Starlette's limit answered 413 but let a chunked
+64 MiB upload stream in to the end (``test_a_chunked_upload_is_refused_at_the_cap_not_after`` saw all 64 MiB sent),
+where this guard tells the app the client left and closes the connection after 2 MiB.
+
 A body over the cap is refused with 413 as soon as its declared ``Content-Length`` or the bytes received so far
 pass the cap, chunked uploads included, so nothing past the cap is ever read, parsed or spooled to disk. The cap is
 ``max_upload_bytes`` for ``POST /v1/files`` and ``max_body_bytes`` elsewhere.
