@@ -9,9 +9,11 @@ tokenizer, a database or a JSON encoder that would fail on it later.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from negminer._errors import config_error
 
 __all__ = ["StrictModel", "text_problem"]
 
@@ -45,10 +47,33 @@ def text_problem(value: Any) -> str | None:
     return None
 
 
-class StrictModel(BaseModel):
+if TYPE_CHECKING:  # the type checker needs the class by name; at run time nothing private is imported
+    from pydantic._internal._model_construction import ModelMetaclass as _ModelMetaclass
+else:
+    _ModelMetaclass = type(BaseModel)  # pydantic's model metaclass, taken from BaseModel itself
+
+
+class _ConfigErrors(_ModelMetaclass):
+    """Calling a model class raises :class:`~negminer.ConfigError` naming the first bad field. A metaclass, not an
+    ``__init__`` override: pydantic runs a custom ``__init__`` during every validation, nested models and request
+    bodies included, which must keep pydantic's ValidationError (with the nested field's path)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            raise config_error(exc) from None
+
+
+class StrictModel(BaseModel, metaclass=_ConfigErrors):
     """Unknown fields refused, numbers finite, text valid: the base of the library's options
     (:class:`~negminer.mining.MiningConfig`, :class:`~negminer.trainer.TrainHyperparameters`) and of every REST
-    request body, so one rule holds wherever a value comes in."""
+    request body, so one rule holds wherever a value comes in.
+
+    One error convention: calling the class (``MiningConfig(...)``, ``TrainConfig(...)``) raises
+    :class:`~negminer.ConfigError` naming the first bad field, whichever the model. Validation inside another model
+    or of a request body (``model_validate``) keeps pydantic's ValidationError, so the REST API names the nested
+    field (``hyperparameters.loss``)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

@@ -311,3 +311,20 @@ def test_the_service_and_cli_start_without_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert callable(negminer.trainer.train) and "infonce" in negminer.trainer.LOSSES  # loaded on first use
+
+
+def test_one_error_convention_for_invalid_configs() -> None:
+    """Mining and training options built directly raise the same ConfigError, naming the field."""
+    import pytest
+
+    from negminer.trainer import TrainConfig
+
+    for build, field in (
+        (lambda: negminer.MiningConfig(num_negatives=0), "num_negatives"),
+        (lambda: negminer.MiningConfig(absolute_margin=float("nan")), "absolute_margin"),
+        (lambda: TrainConfig(temperature=-1), "temperature"),
+        (lambda: TrainConfig(mining={"range_min": -1}), "mining.range_min"),
+    ):
+        with pytest.raises(negminer.ConfigError) as caught:
+            build()
+        assert caught.value.param == field, caught.value

@@ -5,21 +5,18 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_serializer,
     field_validator,
 )
 
-from negminer._errors import config_error
 from negminer._model import StrictModel
 from negminer._vocab import LossFilterRule, LossName, NegativesMode, values
 from negminer.mining import MiningConfig
@@ -36,26 +33,7 @@ def _fspath(value: Any) -> Any:
 PathStr = Annotated[str, BeforeValidator(_fspath)]
 
 
-if TYPE_CHECKING:
-    from pydantic._internal._model_construction import ModelMetaclass as _ModelMetaclass
-else:
-    _ModelMetaclass = type(BaseModel)
-
-
-class _ConfigErrors(_ModelMetaclass):
-    """Calling the class (``TrainConfig(...)``) raises :class:`~negminer.ConfigError` naming the first bad field.
-
-    Validation inside another model or a request body (``model_validate``) keeps pydantic's ValidationError, so the
-    REST API still names the nested field (``hyperparameters.loss``)."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().__call__(*args, **kwargs)
-        except ValidationError as exc:
-            raise config_error(exc) from None
-
-
-class TrainHyperparameters(StrictModel, metaclass=_ConfigErrors):
+class TrainHyperparameters(StrictModel):
     """The training recipe. Invalid values raise :class:`~negminer.ConfigError` naming the field (the REST API
     answers 422 naming ``hyperparameters.<field>``)."""
 
