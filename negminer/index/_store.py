@@ -73,6 +73,17 @@ class CorpusIndex:
     def __len__(self) -> int:
         return len(self.doc_ids)
 
+    @property
+    def vector_index(self) -> VectorIndex:
+        """The search structure over the vectors (FAISS or NumPy); the same object as ``index``, by a name that
+        does not repeat "index"."""
+        return self.index
+
+    @property
+    def dim(self) -> int:
+        """Dimensions of the vectors."""
+        return self.index.dim
+
     def row_of(self, doc_id: str) -> int | None:
         """The row of a document id (a lookup table built on first use), or None."""
         rows = self.__dict__.get("_rows")

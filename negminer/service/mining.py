@@ -44,7 +44,7 @@ def _text_rows(snapshot: Snapshot, texts: list[str], vectors: np.ndarray) -> lis
     the same has the same vector), or None: positives given as texts that the index already holds are masked."""
     if not texts:
         return []
-    scores, rows = snapshot.index.search(vectors, min(4, len(snapshot.index)))
+    scores, rows = snapshot.corpus.search(vectors, min(4, len(snapshot.corpus)))
     out: list[int | None] = []
     for t, sc, rw in zip(texts, scores, rows):
         out.append(next((int(r) for s, r in zip(sc, rw) if r >= 0 and s > 0.999 and snapshot.texts[r] == t), None))
@@ -58,7 +58,7 @@ def mine_snapshot(
     index's model. A query's positives are document ids of the index, or texts: a text the index holds is that
     document; another one is a positive outside the index (scored, never a candidate)."""
     cfg = config  # validated once, as the request's body was read
-    current = snapshot.index
+    current = snapshot.corpus
     encoder = registry.encoder(snapshot.model)
     encoder.check_prompt(cfg.query_prompt_name, "options.query_prompt_name")  # honoured or refused, never ignored
     encoder.check_prompt(cfg.corpus_prompt_name, "options.corpus_prompt_name")
@@ -66,7 +66,7 @@ def mine_snapshot(
     extra_vecs = (
         encoder.encode(extra, kind="document", prompt=cfg.corpus_prompt, prompt_name=cfg.corpus_prompt_name)
         if extra
-        else np.zeros((0, current.index.dim), np.float32)
+        else np.zeros((0, current.dim), np.float32)
     )
     found = _text_rows(snapshot, extra, extra_vecs)
     outside: list[int] = []  # indices into ``extra`` of the positives outside the index (rows n, n + 1...)
@@ -98,7 +98,7 @@ def mine_snapshot(
         StackedRows(base, extra_vecs[outside]),
         positives,
         config=cfg,
-        index=current.index,
+        index=current.vector_index,
         queries=[q.query for q in queries],
         doc_ids=_Concat(current.doc_ids, [f"positive:{i}" for i in outside]),
         doc_texts=_Concat(snapshot.texts, [extra[i] for i in outside]),

@@ -136,8 +136,8 @@ class IndexState:
                 size=len(cur) if cur else 0,
                 model=self.model,
                 model_fingerprint=cur.fingerprint if cur else None,
-                kind=IndexChoice(cur.index.kind if cur else self.kind),
-                recall=(cur.index.recall or {}).get("recall") if cur else None,
+                kind=IndexChoice(cur.vector_index.kind if cur else self.kind),
+                recall=(cur.vector_index.recall or {}).get("recall") if cur else None,
                 error=self.error.model_copy() if self.error else None,
                 build_seconds=self.build_seconds,
                 operation=self.operation.model_copy(deep=True) if self.operation else None,
@@ -151,13 +151,13 @@ class Snapshot:
     holds while a refresh swaps the next version in."""
 
     name: str
-    index: CorpusIndex
+    corpus: CorpusIndex  # the version's vectors and ids (its search structure is corpus.vector_index)
     texts: Sequence[str]
     model: str
 
     @property
     def version(self) -> int | None:
-        return self.index.version
+        return self.corpus.version
 
 
 class IndexRegistry:
@@ -344,7 +344,7 @@ class IndexRegistry:
         if len(set(doc_ids)) != len(doc_ids):
             raise ConfigError("duplicate ids", param="documents")
         snap = self.snapshot(name)
-        state, ids, all_texts = self.get(name), list(snap.index.doc_ids), list(snap.texts)  # documents: a copy
+        state, ids, all_texts = self.get(name), list(snap.corpus.doc_ids), list(snap.texts)  # documents: a copy
         pos = {d: i for i, d in enumerate(ids)}
         for d, t in zip(doc_ids, texts):
             if d in pos:
@@ -359,7 +359,7 @@ class IndexRegistry:
     def refresh(self, name: str, model: str, *, wait: bool = False) -> IndexState:
         """Re-encode the corpus with ``model`` (a newer checkpoint) into the next version, then swap it in."""
         snap, state = self.snapshot(name), self.get(name)  # texts stream from the current version's files
-        self._rebuild(state, OperationType.refresh, model, snap.index.doc_ids, snap.texts, wait=wait)
+        self._rebuild(state, OperationType.refresh, model, snap.corpus.doc_ids, snap.texts, wait=wait)
         return state
 
     def _rebuild(
@@ -526,13 +526,13 @@ class IndexRegistry:
 
         Give query texts (encoded with the index's model) or query vectors."""
         snap = self.snapshot(name)
-        current = snap.index
+        current = snap.corpus
         if vectors is None:
             vecs = self.encoder(snap.model).encode(list(queries or []), kind="query", desc="queries")
         else:
-            if vectors.ndim != 2 or vectors.shape[1] != current.index.dim:
+            if vectors.ndim != 2 or vectors.shape[1] != current.dim:
                 raise ConfigError(
-                    f"expected rows of {current.index.dim} floats, got shape {tuple(vectors.shape)}", param="vectors"
+                    f"expected rows of {current.dim} floats, got shape {tuple(vectors.shape)}", param="vectors"
                 )
             vecs = vectors.astype(np.float32)
         scores, rows = current.search(vecs, top_k)

@@ -252,7 +252,7 @@ def test_mine_searches_the_persisted_version_without_building_an_index(
         assert info["kind"] == "flat" and info["recall"] == 1.0  # auto: exact for 30 documents
         assert info["operation"]["stage"] is None and info["operation"]["status"] == "succeeded"
         snap = c.app.state.registry.snapshot("docs")
-        assert isinstance(snap.texts, DiskTexts) and isinstance(snap.index.vectors, np.memmap)
+        assert isinstance(snap.texts, DiskTexts) and isinstance(snap.corpus.vectors, np.memmap)
 
         def no_build(*a, **kw):  # type: ignore[no-untyped-def]
             raise AssertionError("/mine built an index")

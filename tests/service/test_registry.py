@@ -60,7 +60,7 @@ def test_a_recreated_name_never_receives_the_old_builds_version(
     reg.wait()
     for r in (reg, _registry(root, lexical_model, cache)):
         snap = r.snapshot("docs")
-        assert list(snap.index.doc_ids) == ["new0", "new1"] and snap.version == 1
+        assert list(snap.corpus.doc_ids) == ["new0", "new1"] and snap.version == 1
         assert r.get("docs").info().status == "ready"
     assert _leftovers(root) == []
 
@@ -75,7 +75,7 @@ def test_a_recreated_name_never_receives_the_old_refresh(tmp_path: Path, lexical
     reg.wait()
     for r in (reg, _registry(root, lexical_model, cache)):
         snap = r.snapshot("docs")
-        assert list(snap.index.doc_ids) == ["new0", "new1", "new2"] and snap.version == 1
+        assert list(snap.corpus.doc_ids) == ["new0", "new1", "new2"] and snap.version == 1
         assert snap.model == str(lexical_model)
 
 

@@ -65,7 +65,7 @@ def create_index(body: CreateIndex, registry: RegistryDep, settings: SettingsDep
             snap = registry.snapshot(body.from_index)
         except IndexNotFound:
             raise bad_param("from_index", f"no index {body.from_index!r}") from None
-        ids, texts, copied_model = snap.index.doc_ids, snap.texts, snap.model  # streamed, not copied
+        ids, texts, copied_model = snap.corpus.doc_ids, snap.texts, snap.model  # streamed, not copied
     else:
         ids, texts = load_corpus(inside_data_dir(body.corpus_file or "", settings, "corpus_file", suffixes=(".jsonl",)))
     model = copied_model if body.model is None and copied_model else resolve_model(body.model, settings, models)
