@@ -1,15 +1,14 @@
 """Atomic writes: everything negminer writes goes to a temporary name first and is renamed when complete.
 
 Files: :func:`atomic_path`, :func:`atomic_open`, :func:`write_json`. Folders (index versions, models,
-checkpoints): :func:`atomic_dir`, which replaces an existing folder by an atomic exchange, so that a reader always
-finds either the old folder or the new one, never no folder.
+checkpoints): :func:`atomic_dir`, written beside the target and renamed into place, so a reader never finds a
+half-written folder. What must change under readers' feet uses versioned folders and a pointer file instead
+(:class:`negminer.index.IndexStore`: ``v000001``... and ``CURRENT``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import mmap
@@ -76,43 +75,17 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-_RENAME_EXCHANGE = 2  # linux/fs.h
-_AT_FDCWD = -100
-
-
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:  # pragma: no cover - no C library to load
-        return None
-
-
-_LIBC = _libc()
-
-
-def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
-    fn = getattr(_LIBC, "renameat2", None)
-    if fn is None:
-        return False
-    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot exchange
-        return False
-    raise OSError(err, os.strerror(err), str(a), None, str(b))
-
-
 def replace_dir(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
-    """Move folder ``src`` onto ``dest``, replacing it with no moment at which ``dest`` is missing where the system
-    can exchange paths atomically (else: ``dest`` is renamed away just before ``src`` is renamed in)."""
+    """Move folder ``src`` onto ``dest``: ``dest`` is renamed away, ``src`` renamed in, the old one removed.
+
+    Between the two renames ``dest`` is missing for an instant. No reader depends on that instant: indexes are never
+    replaced in place (each version is a new folder and ``CURRENT`` is a file swapped atomically, see
+    :class:`negminer.index.IndexStore`), and a model folder is written once per name (a resumed job may write a
+    checkpoint of the same step again). So no platform-specific atomic exchange (``renameat2`` through ctypes) is
+    needed."""
     src, dest = Path(src), Path(dest)
     if not dest.exists():
         os.replace(src, dest)
-        return
-    if exchange(src, dest):  # src now holds the old folder
-        shutil.rmtree(src, ignore_errors=True)
         return
     old = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.old"
     os.replace(dest, old)
@@ -123,7 +96,8 @@ def replace_dir(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> No
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; when the block succeeds it replaces ``path`` (see
-    :func:`replace_dir`), when it fails it is removed and ``path`` is left as it was."""
+    :func:`replace_dir`), when it fails it is removed and ``path`` is left as it was: a reader never finds a
+    half-written folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
