@@ -80,6 +80,9 @@ __all__ = [
     "SearchResponse",
     "Supervised",
     "SupervisedIn",
+    "TeiInfo",
+    "TeiToken",
+    "TokenizeRequest",
     "Usage",
 ]
 
@@ -325,6 +328,40 @@ class EmbedRequest(_Request):
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v  # TEI says Left / Right, huggingface_hub left / right
+
+
+class TokenizeRequest(_Request):
+    """Text Embeddings Inference's ``/tokenize`` body."""
+
+    inputs: str | list[str]
+    add_special_tokens: bool = True
+
+
+class TeiToken(_Response):
+    """One token as TEI's ``/tokenize`` answers it: its id, text, whether it is special, and its character span."""
+
+    id: int
+    text: str
+    special: bool
+    start: int | None = None
+    stop: int | None = None
+
+
+class TeiInfo(_Response):
+    """Text Embeddings Inference's ``GET /info`` (the fields its clients read), with the model's dimensions."""
+
+    model_id: str
+    model_sha: str | None = None
+    model_dtype: str = "float32"
+    model_type: dict[str, Any] = Field(default_factory=lambda: {"embedding": {"pooling": "mean"}})
+    dimensions: int
+    max_concurrent_requests: int = 512
+    max_input_length: int = Field(description="tokens a text may have before it is truncated (0: no limit)")
+    max_batch_tokens: int | None = None
+    max_batch_requests: int | None = None
+    max_client_batch_size: int = Field(description="texts per request (NEGMINER_MAX_BATCH)")
+    tokenization_workers: int = 1
+    version: str
 
 
 class EmbeddingsRequest(_Request):

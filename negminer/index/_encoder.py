@@ -328,6 +328,40 @@ class Encoder:
                 return [len(e.ids) for e in tok.encode_batch(list(texts))]
             return [len(x) for x in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
 
+    def token_spans(
+        self, texts: list[str], *, add_special_tokens: bool = True
+    ) -> list[list[tuple[int, str, bool, int | None, int | None]]]:
+        """(id, token, special, start, stop) of each token of each text as the model's tokenizer splits it, spans
+        in characters of the text (None for special tokens); TEI's ``/tokenize``."""
+        with self._lock:
+            tok = self.model.tokenizer
+        out = []
+        if hasattr(tok, "encode_batch"):  # a bare tokenizers.Tokenizer (static embedding models)
+            for e in tok.encode_batch(list(texts), add_special_tokens=add_special_tokens):
+                special = {k for k, m in enumerate(e.special_tokens_mask) if m}
+                out.append(
+                    [
+                        (int(i), t, k in special, None if k in special else a, None if k in special else b)
+                        for k, (i, t, (a, b)) in enumerate(zip(e.ids, e.tokens, e.offsets))
+                    ]
+                )
+            return out
+        enc = tok(
+            list(texts),
+            add_special_tokens=add_special_tokens,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
+        for ids, offsets, special in zip(enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"]):
+            tokens = tok.convert_ids_to_tokens(ids)
+            out.append(
+                [
+                    (int(i), t, bool(s), None if s else int(a), None if s else int(b))
+                    for i, t, (a, b), s in zip(ids, tokens, offsets, special)
+                ]
+            )
+        return out
+
     def check_prompt(self, prompt_name: str | None, param: str = "prompt_name") -> None:
         """Refuse a prompt name the model does not declare (sentence-transformers would ignore it silently)."""
         if prompt_name is None:

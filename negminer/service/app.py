@@ -96,6 +96,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
     app.add_middleware(RequestGuard, settings=settings)  # outermost: before anything reads the body
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
-    for router in (indexes.router, embed.router, files.router, fine_tuning.router, models.router, metrics.router):
+    routers = (indexes.router, embed.router, embed.tei_router, files.router, fine_tuning.router, models.router)
+    for router in (*routers, metrics.router):
         app.include_router(router, dependencies=protected, responses=errors.problem_responses(401, 413))
     return app

@@ -255,3 +255,33 @@ def test_a_chunked_upload_is_refused_at_the_cap_not_after(server: tuple[Any, Pat
         pass
     assert sent < 16  # stopped reading near the cap
     assert not [p for p in (tmp / "data" / "files").glob("*") if p.stat().st_size > 2 << 20]
+
+
+def test_huggingface_hubs_inference_client_on_the_server_root(server: tuple[Any, Path], monkeypatch) -> None:
+    """``InferenceClient(model=base_url)`` posts to the URL itself, as to a Text Embeddings Inference server: the
+    root's ``POST /`` and ``POST /embed`` answer like ``/v1/embed``; ``GET /info`` and ``POST /tokenize`` have TEI's
+    shapes."""
+    import httpx
+    import numpy as np
+    from huggingface_hub import InferenceClient, constants
+
+    # the tests run with HF_HUB_OFFLINE=1, and huggingface_hub's offline mode blocks its requests to any URL, a
+    # local server's too; a user of InferenceClient against negminer runs without it
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)
+    client, _ = server
+    base = str(client.base_url).rstrip("/").removesuffix("/v1")
+    key = "sdk-test-key-0123456789"
+    hf = InferenceClient(model=base, token=key)
+    both = np.asarray(hf.feature_extraction(["hello world", "another text"]))
+    one = np.asarray(hf.feature_extraction("hello world")).reshape(-1)
+    assert both.shape == (2, 64) and np.allclose(both[0], one, atol=1e-6)
+    auth = {"Authorization": f"Bearer {key}"}
+    v1 = httpx.post(f"{base}/v1/embed", json={"inputs": ["hello world"]}, headers=auth).json()
+    embed = httpx.post(f"{base}/embed", json={"inputs": ["hello world"]}, headers=auth).json()
+    assert np.allclose(v1, embed) and np.allclose(v1[0], one, atol=1e-6)
+    info = httpx.get(f"{base}/info", headers=auth).json()
+    assert info["model_id"] == "lexical" and info["dimensions"] == 64 and info["max_client_batch_size"] > 0
+    tokens = httpx.post(f"{base}/tokenize", json={"inputs": ["hello world"]}, headers=auth).json()
+    words = [t for t in tokens[0] if not t["special"]]
+    assert [t["text"] for t in words] == ["hello", "world"] and (words[0]["start"], words[0]["stop"]) == (0, 5)
+    assert httpx.get(f"{base}/info").status_code == 401  # TEI's routes need the key like every other
