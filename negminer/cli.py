@@ -150,6 +150,13 @@ def config_options(
     return add
 
 
+def _check_model(model: str | None, flag: str) -> None:
+    """Refuse a model that cannot load before any data is read, naming the flag and the bundled model."""
+    from negminer.index import check_model
+
+    check_model(model or _settings().model, flag)
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The options the user gave (None: left out, the config's default applies)."""
     return {k: v for k, v in options.items() if v is not None}
@@ -217,6 +224,9 @@ def mine(
     try:
         index = _index_config(options)
         config = _mining(no_filter or no_margin, **options)
+        _check_model(model, "--model")
+        if teacher:
+            _check_model(teacher, "--teacher")
         ds = load_data(data, split=split, corpus=str(corpus) if corpus else None)
         enc = _encoder(model, cache_dir, batch_size, no_cache, devices=encode_devices)
         teach = _encoder(teacher, cache_dir, batch_size, no_cache) if teacher else None
@@ -259,6 +269,7 @@ def demo(
 
     _output_dir(output)
     try:
+        _check_model(model, "--model")
         t0 = time.perf_counter()
         data = build_demo(max_docs, harsh=harsh)
         train_data, test = data.split(0.2)
@@ -412,6 +423,7 @@ def train_cmd(
             from negminer.client import HttpNegativeSource
 
             source = HttpNegativeSource.factory(index_url, index_name, api_key=_service_settings().api_key)
+        _check_model(cfg.model, "--model")
         ds = load_data(data, split=split)
         val = load_data(validation, split=split) if validation else None
         res = train(ds, cfg, validation=val, source=source, listener=listener)
@@ -514,6 +526,7 @@ def index_build(
 
     try:
         config = _index_config(options)
+        _check_model(model, "--model")
         if data.is_file() and data.name == "corpus.jsonl":
             ids, texts = load_corpus(data)
         else:

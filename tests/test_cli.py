@@ -223,3 +223,20 @@ def test_train_stopped_by_sigterm_saves_a_checkpoint_and_resumes(tmp_path: Path,
     assert "stopping after this step with a checkpoint" in output and "--resume" in output
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"))
     assert ckpts and (ckpts[-1] / "trainer_state.json").exists(), output
+
+
+def test_an_unknown_model_is_refused_before_any_data_is_read(tmp_path: Path, monkeypatch) -> None:
+    """With downloads off, a model that is neither a folder nor cached is refused at once, naming the flag and the
+    bundled model, before the data is read (the data file here does not even exist)."""
+    from typer.testing import CliRunner
+
+    from negminer.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runner = CliRunner()
+    missing = str(tmp_path / "no-such-data.jsonl")
+    res = runner.invoke(app, ["mine", missing, "--model", "nope-model", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert "--model" in res.output and "all-MiniLM-L6-v2" in res.output and "no-such-data" not in res.output
+    res = runner.invoke(app, ["mine", missing, "--model", str(tmp_path), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "not a model folder" in res.output

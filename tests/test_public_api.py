@@ -50,6 +50,7 @@ def test_subpackage_apis() -> None:
             "IndexStore",
             "VectorIndex",
             "build_index",
+            "check_model",
             "default_memory_budget",
             "default_model_path",
             "exact_search",

@@ -30,7 +30,15 @@ from negminer.index._cache import EmbeddingCache, text_key
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["DEFAULT_MODEL_NAMES", "Encoder", "EncodeStats", "default_model_path", "fingerprint_model", "model_ref"]
+__all__ = [
+    "DEFAULT_MODEL_NAMES",
+    "Encoder",
+    "EncodeStats",
+    "check_model",
+    "default_model_path",
+    "fingerprint_model",
+    "model_ref",
+]
 
 logger = logging.getLogger("negminer")
 
@@ -43,6 +51,34 @@ def model_ref(model: str | os.PathLike[str] | None) -> str:
     if model is None or (str(model) in DEFAULT_MODEL_NAMES and not Path(model).exists()):
         return default_model_path()
     return str(model)
+
+
+def check_model(model: str | os.PathLike[str] | None, param: str = "model") -> str:
+    """Refuse, before any work, a model that cannot load here: a folder without a model in it, or a Hub name
+    that is not in the local Hugging Face cache while downloads are off (``HF_HUB_OFFLINE=1``, negminer's rule).
+    Returns :func:`model_ref`'s answer. A Hub name with downloads on is left to the loader."""
+    ref = model_ref(model)
+    path = Path(ref)
+    if path.exists():
+        if path.is_dir() and any((path / f).is_file() for f in ("modules.json", "config.json")):
+            return ref
+        raise ModelError(f"{param}: {ref!r} is not a model folder (no modules.json or config.json)", param=param)
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.is_offline_mode():
+        cached = (
+            any(isinstance(try_to_load_from_cache(ref, name), str) for name in ("modules.json", "config.json"))
+            if ref.count("/") <= 1
+            else False
+        )
+        if not cached:
+            raise ModelError(
+                f"{param}: {ref!r} is neither a model folder nor in the Hugging Face cache, and downloads are off "
+                f"(HF_HUB_OFFLINE=1). The bundled model is {DEFAULT_MODEL_NAMES[0]} (leave the option out to use it), "
+                "or give a folder that holds a sentence-transformers model",
+                param=param,
+            )
+    return ref
 
 
 def _fingerprint_dir(path: Path) -> str:
