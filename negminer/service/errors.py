@@ -115,6 +115,21 @@ def _no_paths(text: str, request: Request) -> str:
     return settings.without_paths(text) if settings is not None else text
 
 
+# negminer's field -> the OpenAI name a caller may have sent instead (the request's own word is the one to name)
+_SENT_AS = {"epochs": "n_epochs", "learning_rate": "learning_rate_multiplier"}
+
+
+def _as_sent(loc: list[str], body: Any) -> list[str]:
+    """The error's field path in the caller's words: ``hyperparameters.n_epochs`` when the request said
+    ``n_epochs``, though the model validates it as ``epochs``."""
+    node = body
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part not in node and _SENT_AS.get(part) in node:
+            return [*loc[:i], _SENT_AS[part], *loc[i + 1 :]]
+        node = node.get(part) if isinstance(node, dict) else None
+    return loc
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json (never a bare 500 for bad input)."""
 
@@ -131,7 +146,7 @@ def install(app: FastAPI) -> None:
             )
         parts, first = [], None
         for e in errors:
-            loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path")]
+            loc = _as_sent([str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path")], exc.body)
             name = ".".join(loc) or "body"
             first = first or name
             parts.append(f"{name}: {error_message(dict(e))}")

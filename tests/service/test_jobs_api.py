@@ -248,3 +248,13 @@ def test_index_answers_name_the_model_as_v1_models_does(tmp_path: Path, lexical_
         names = {m["id"] for m in c.get("/v1/models").json()["data"]}
         listed = c.get("/v1/indexes").json()["data"][0]
         assert listed["model"] in names and str(tmp_path) not in json.dumps(listed)
+
+
+def test_errors_name_the_field_the_caller_sent(tmp_path: Path, lexical_model: Path) -> None:
+    """OpenAI's n_epochs is validated as epochs; the error names n_epochs, the caller's word."""
+    with _client(tmp_path, lexical_model) as c:
+        fid = _upload(c, _jsonl(PAIRS)).json()["id"]
+        r = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": {"n_epochs": "many"}})
+        assert _problem(r, 422, "hyperparameters.n_epochs")["detail"].startswith("hyperparameters.n_epochs:")
+        r = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": {"epochs": "many"}})
+        _problem(r, 422, "hyperparameters.epochs")
