@@ -66,6 +66,16 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
         fh.write("\n")
 
 
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Make the renames inside ``folder`` durable (POSIX: fsync the directory); a no-op where it cannot."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()

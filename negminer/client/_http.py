@@ -141,6 +141,11 @@ class HttpNegativeSource:
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
+    def _delete_index(self) -> None:
+        """Delete the index (as its owning job, when it is a job's private copy); gone already is fine."""
+        query = f"?job={self.owner_job}" if self.owner_job else ""
+        self._send("DELETE", f"/v1/indexes/{self.index}{query}", None, ok_missing=True)
+
     def info(self) -> IndexInfo | None:
         """The index's status, or None when it does not exist."""
         return self._send("GET", f"/v1/indexes/{self.index}", IndexInfo, ok_missing=True)
@@ -151,8 +156,7 @@ class HttpNegativeSource:
         try:
             info = self.info()
             if info is not None and info.version is None and info.status == IndexStatus.failed:
-                query = f"?job={self.owner_job}" if self.owner_job else ""  # a build that never published: again
-                self._send("DELETE", f"/v1/indexes/{self.index}{query}", None, ok_missing=True)
+                self._delete_index()  # a build that never published: build again
                 info = None
             if info is None:
                 body = CreateIndex(name=self.index, model=checkpoint)
@@ -221,8 +225,7 @@ class HttpNegativeSource:
         error may be on its way out, which must not be masked); a copy left behind is removed by the service."""
         try:
             if self.delete_on_close:
-                query = f"?job={self.owner_job}" if self.owner_job else ""
-                self._send("DELETE", f"/v1/indexes/{self.index}{query}", None, ok_missing=True)
+                self._delete_index()
         except (ServiceError, httpx.HTTPError) as exc:
             logger.warning("could not delete index %s: %s", self.index, exc)
         finally:

@@ -53,6 +53,16 @@ def model_ref(model: str | os.PathLike[str] | None) -> str:
     return str(model)
 
 
+MODEL_FILES = ("modules.json", "config.json")  # a sentence-transformers or a transformers model folder
+
+
+def is_model_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder holding a model (sentence-transformers' ``modules.json`` or transformers'
+    ``config.json``)."""
+    folder = Path(path)
+    return folder.is_dir() and any((folder / f).is_file() for f in MODEL_FILES)
+
+
 def check_model(model: str | os.PathLike[str] | None, param: str = "model") -> str:
     """Refuse, before any work, a model that cannot load here: a folder without a model in it, or a Hub name
     that is not in the local Hugging Face cache while downloads are off (``HF_HUB_OFFLINE=1``, negminer's rule).
@@ -60,14 +70,14 @@ def check_model(model: str | os.PathLike[str] | None, param: str = "model") -> s
     ref = model_ref(model)
     path = Path(ref)
     if path.exists():
-        if path.is_dir() and any((path / f).is_file() for f in ("modules.json", "config.json")):
+        if is_model_folder(path):
             return ref
         raise ModelError(f"{param}: {ref!r} is not a model folder (no modules.json or config.json)", param=param)
     from huggingface_hub import constants, try_to_load_from_cache
 
     if constants.is_offline_mode():
         cached = (
-            any(isinstance(try_to_load_from_cache(ref, name), str) for name in ("modules.json", "config.json"))
+            any(isinstance(try_to_load_from_cache(ref, name), str) for name in MODEL_FILES)
             if ref.count("/") <= 1
             else False
         )
@@ -294,7 +304,7 @@ class Encoder:
         from sentence_transformers import SentenceTransformer
 
         local = Path(ref).exists()
-        if local and not (Path(ref) / "modules.json").exists() and not (Path(ref) / "config.json").exists():
+        if local and not is_model_folder(ref):
             raise ModelError(
                 f"{ref}: not a sentence-transformers or transformers model folder (no modules.json or config.json)"
             )

@@ -64,23 +64,23 @@ class RequestGuard:
         if "\x00" in path or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
             await _answer(send, problem(422, "the URL holds a NUL byte", code="invalid_request", param="url"))
             return
-        if self.settings.api_key is not None and not self.public(path):
-            headers_ = dict(scope.get("headers") or [])
-            if not key_matches(headers_.get(b"authorization", b"").decode("latin-1"), self.settings):
-                unauthorized = problem(
-                    401,
-                    "missing or wrong bearer token",
-                    code="unauthorized",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                await _answer(send, unauthorized)
-                return
+        headers = dict(scope.get("headers") or [])
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        if (
+            self.settings.api_key is not None
+            and not self.public(path)
+            and not key_matches(authorization, self.settings)
+        ):
+            unauthorized = problem(
+                401, "missing or wrong bearer token", code="unauthorized", headers={"WWW-Authenticate": "Bearer"}
+            )
+            await _answer(send, unauthorized)
+            return
         limit = self.limit(path)
 
         def too_large() -> Any:
             return problem(413, f"request body over {limit} bytes", code="payload_too_large")
 
-        headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > limit:
             await _answer(send, too_large())

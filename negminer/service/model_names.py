@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi.exceptions import RequestValidationError
 
 from negminer._settings import DEFAULT_MODEL_NAMES, ServiceSettings
+from negminer.index._internal import is_model_folder
 from negminer.jobs import JobStore
 from negminer.service.api.params import bad_param, inside_data_dir
 
@@ -48,7 +49,7 @@ def resolve_model(model: str | None, settings: ServiceSettings, store: JobStore 
         folder = inside_data_dir(model, settings, param, kind="dir")
     except RequestValidationError:
         raise bad_param(param, f"no model named {model!r} and no model folder of that name in the data dir") from None
-    if not any((folder / f).is_file() for f in ("modules.json", "config.json")):
+    if not is_model_folder(folder):
         raise bad_param(
             param, f"{model!r} is a folder of the data dir but not a model (no modules.json or config.json)"
         )

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError, NegminerError
-from negminer._io import atomic_open
+from negminer._io import fsync_dir, write_json
 from negminer._vocab import IndexChoice, IndexStatus, OperationStatus, OperationType
 from negminer.client.schemas import NAME_PATTERN, IndexInfo, Operation, OperationError
 from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index, ray_encode
@@ -189,9 +189,8 @@ class IndexRegistry:
     @staticmethod
     def _write_record(path: Path, record: Mapping[str, Any]) -> None:
         """Write a small JSON record durably: fsync the file, rename it into place, fsync the folder."""
-        with atomic_open(path) as fh:
-            json.dump(record, fh)
-        _fsync_dir(path.parent)
+        write_json(path, record)
+        fsync_dir(path.parent)
 
     def _write_meta(self, state: IndexState) -> None:
         meta = {"name": state.name, "model": state.model, "kind": state.kind, "uid": state.uid}
@@ -288,7 +287,7 @@ class IndexRegistry:
         trash.mkdir(exist_ok=True)
         grave = trash / f"{folder.name}.{secrets.token_hex(6)}"
         os.replace(folder, grave)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         shutil.rmtree(grave, ignore_errors=True)
 
     def encoder(self, model: str) -> Encoder:
@@ -552,13 +551,3 @@ class _NonFinite(Exception):
 def _all_finite(vectors: np.ndarray, block: int = 65536) -> bool:
     """Whether every value is finite, block by block (the vectors may be a memory map larger than memory)."""
     return all(bool(np.isfinite(vectors[i : i + block]).all()) for i in range(0, len(vectors), block))
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable (POSIX: fsync the directory)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
