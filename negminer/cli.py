@@ -166,7 +166,9 @@ def _mining(no_filter: bool, *, training: bool = False, **options: Any) -> Minin
     """MiningConfig of the flags given, built once: the recommended filter (the trainer's with ``training``) unless
     a filter flag or ``--no-filter`` is given."""
     given = _given(**options)
-    return MiningConfig(**given) if no_filter else MiningConfig.recommended(training=training, **given)
+    if no_filter:
+        return MiningConfig(**given, filter="none")
+    return MiningConfig.recommended(training=training, **given)
 
 
 # ``--no-filter`` was ``--no-margin`` (the rule it turns off is not a margin); the old flag still works, unlisted.
@@ -214,8 +216,9 @@ def mine(
 ) -> None:
     """Mine hard negatives for DATA. Writes negatives.jsonl / .parquet, report.json and scores.png to --output.
 
-    Without a filter flag the recommended filter applies (negminer.mining.RECOMMENDED_FILTER: the
-    positive-neighbourhood and sibling rules; report.json shows the options used); --no-filter disables it.
+    Without a filter flag the recommended filter applies, as in mine() and POST /mine (the
+    positive-neighbourhood and sibling rules; report.json's "filter" says which ran and why); --no-filter is
+    sentence-transformers' mine_hard_negatives (no filter).
     """
     from negminer import load_data
     from negminer.mining import mine as run_mine
@@ -282,7 +285,7 @@ def demo(
         cache = cache_dir or settings.cache_dir
         enc = _encoder(model, cache, None, False, max_seq_length)
         typer.echo("\n== mining hard negatives (train split)")
-        result = run_mine(train_data, enc, config=MiningConfig.recommended())
+        result = run_mine(train_data, enc, config=MiningConfig())
         output.mkdir(parents=True, exist_ok=True)
         written = _write_outputs(result, output, "triplet", True)
         write_json(output / "examples.json", _examples(result, 5))

@@ -80,7 +80,7 @@ def test_labels_known_mines_no_hidden_positive_and_naive_does(bench, topics_dir:
     setup = bench.load_setup(topics_dir, queries=6)
     enc = Encoder(lexical_model, device="cpu", show_progress=False)
     hidden_texts = [{setup.visible.corpus_texts[d] for d in h} for h in setup.hidden]
-    cfg = MiningConfig(num_negatives=2)
+    cfg = MiningConfig(num_negatives=2, filter="none")
     naive = bench.mining_stats(mine(setup.visible, enc, config=cfg, show_progress=False), hidden_texts)
     known = bench.mining_stats(mine(setup.known, enc, config=cfg, show_progress=False), hidden_texts)
     assert naive["hidden mined"] > 0 and known["hidden mined"] == 0 and known["negatives"] > 0

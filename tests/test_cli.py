@@ -33,6 +33,7 @@ def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
     assert "12 queries" in res.output and "positive_neighbourhood" in res.output
     report = json.loads((out / "report.json").read_text())
     assert {k: report["config"][k] for k in RECOMMENDED_FILTER} == RECOMMENDED_FILTER and report["queries"] == 12
+    assert report["filter"] == {"name": "recommended", "rules": RECOMMENDED_FILTER, "chosen_by": "default"}
     rows = [json.loads(line) for line in (out / "negatives.jsonl").read_text().splitlines()]
     assert rows and set(rows[0]) == {"anchor", "positive", "negative_1", "negative_2", "scores"}
     assert (out / "negatives.parquet").exists() and (out / "scores.png").exists()
@@ -40,6 +41,7 @@ def test_mine_writes_outputs(tmp_path: Path, lexical_model: Path) -> None:
     assert again.exit_code == 0 and "0 texts encoded" in again.output
     report = json.loads((out / "report.json").read_text())
     assert all(report["config"].get(k) is None for k in RECOMMENDED_FILTER)
+    assert report["filter"] == {"name": "none", "rules": {}, "chosen_by": "caller"}
     old = runner.invoke(app, [*base, "--no-margin"])  # the old name of --no-filter, no longer listed
     assert old.exit_code == 0 and json.loads((out / "report.json").read_text())["config"] == report["config"]
     assert "--no-margin" not in runner.invoke(app, ["mine", "--help"]).output
@@ -179,7 +181,8 @@ def test_demo_mines_trains_and_reports(tmp_path: Path, tiny_model: Path) -> None
     assert "positive_neighbourhood" in res.output and "zero-shot" in res.output and "nDCG@10" in res.output
     history = json.loads((out / "train" / "metrics.json").read_text())["history"]
     assert history[0]["event"] == "start" and history[-1]["event"] == "end"
-    assert json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"] == TRAINING_FILTER
+    mining = json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"]
+    assert mining == {"filter": "training", **TRAINING_FILTER}
     assert (out / "negatives.jsonl").exists() and (out / "examples.json").exists()
 
 

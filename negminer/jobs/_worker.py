@@ -356,6 +356,8 @@ class _JobRun(TrainListener):
             f"Training on {len(data)} queries ({data.num_pairs} pairs), {len(data.corpus_texts)} documents"
             + (f"; validating on {len(validation)} queries" if validation is not None else "")
         )
+        if cfg.negatives != "none":
+            self.event(_filter_message(cfg.mining_config()), data={"mining_filter": cfg.mining.describe_filter()})
         result = train(data, cfg, validation=validation, source=source, listener=self)
         done = {"trained_steps": result.steps, "trained_tokens": result.tokens, "result_files": self.results_file()}
         if result.stopped and self.timed_out:
@@ -523,6 +525,19 @@ class _JobRun(TrainListener):
                     continue
                 self.store.drop_checkpoint(self.job_id, old["model"])
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _filter_message(mining: Any) -> str:
+    """Which false-negative filter the job mines with, and where it came from."""
+    f = mining.describe_filter()
+    rules = ", ".join(f"{k}={v:g}" for k, v in f["rules"].items()) or "no rule"
+    why = {
+        "training": "the trainer's default (negminer.mining.TRAINING_FILTER)",
+        "recommended": "the mining default (negminer.mining.RECOMMENDED_FILTER)",
+        "none": "no filter, as sentence-transformers' mine_hard_negatives",
+        "custom": "the options given",
+    }[f["name"]]
+    return f"Hard negatives are mined with the {f['name']} filter ({rules}): {why}"
 
 
 def _link_model(src: Path, dest: Path, skip: set[str] | None = None) -> None:

@@ -3,22 +3,22 @@ where they overlap, plus the adaptive margin, deeper search and teacher options 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from negminer._model import StrictModel
 from negminer._vocab import SamplingStrategy
 
-__all__ = ["FILTERS", "RECOMMENDED_FILTER", "TRAINING_FILTER", "MiningConfig"]
+__all__ = ["FILTERS", "FILTER_PRESETS", "RECOMMENDED_FILTER", "TRAINING_FILTER", "FilterName", "MiningConfig"]
 
 # The positive-aware false-negative filters (they need the query's known positives), in the order they apply.
 FILTERS = ("positive_neighbourhood", "positive_siblings", "absolute_margin", "relative_margin", "adaptive_margin")
 
-# The filter `negminer mine` (and the demo's mining) applies when the user names none: the positive-neighbourhood rule
-# and the sibling rule. Chosen in the false-negative benchmark (README, "False negatives": benchmarks write the
-# figures, code does not copy them) as the setting with the widest margin to every target on the demo's two variants
-# and on NFCorpus. The library's ``mine()`` keeps sentence-transformers' default (no filter).
+# The filter every mining entry point applies when the caller names none (`negminer mine`, `mine()`, `POST /mine`,
+# the demo): the positive-neighbourhood rule and the sibling rule. Chosen in the false-negative benchmark
+# (docs/benchmarks.md, "False negatives") as the setting with the widest margin to every target on the demo's two
+# variants and on NFCorpus. ``filter="none"`` is sentence-transformers' ``mine_hard_negatives`` (no filter).
 RECOMMENDED_FILTER: dict[str, Any] = {"positive_neighbourhood": 1.25, "positive_siblings": 0.1}
 
 # The filter the trainer mines with when the user names none (`negminer train`, fine-tuning jobs, the demo's
@@ -26,6 +26,10 @@ RECOMMENDED_FILTER: dict[str, Any] = {"positive_neighbourhood": 1.25, "positive_
 # this combination trained as well as the best rows with a small fraction of the adaptive margin's contamination:
 # at a short fine-tuning budget, negatives a little easier than the hardest train better.
 TRAINING_FILTER: dict[str, Any] = {"positive_neighbourhood": 1.5, "adaptive_margin": 1.0}
+
+# ``MiningConfig.filter``: a named set of filter options, or ``custom`` (the filter options given, as they are).
+FilterName = Literal["recommended", "training", "none", "custom"]
+FILTER_PRESETS: dict[str, dict[str, Any]] = {"recommended": RECOMMENDED_FILTER, "training": TRAINING_FILTER, "none": {}}
 
 
 class MiningConfig(StrictModel):
@@ -36,6 +40,15 @@ class MiningConfig(StrictModel):
         extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True, allow_inf_nan=False
     )
 
+    _chosen_by: str = PrivateAttr("caller")
+    _settled: bool = PrivateAttr(False)
+
+    filter: FilterName | None = Field(
+        None,
+        description="the false-negative filter: recommended (negminer.mining.RECOMMENDED_FILTER), training "
+        "(TRAINING_FILTER), none (sentence-transformers' mine_hard_negatives: no filter) or custom (the filter "
+        "options given); default: recommended when no filter option is given, custom when one is",
+    )
     num_negatives: int = Field(3, ge=1, description="negatives per query")
     range_min: int = Field(0, ge=0, description="skip this many top candidates (ranks counted after filtering)")
     range_max: int | None = Field(
@@ -94,6 +107,45 @@ class MiningConfig(StrictModel):
     chunk_size: int = Field(4096, ge=1, description="queries searched and filtered at a time (bounds memory)")
 
     @model_validator(mode="after")
+    def _resolve_filter(self) -> MiningConfig:
+        """Settle ``filter`` when the config is made: a preset fills the options it names that were not given;
+        ``none`` refuses filter options. Afterwards (assignments) the name follows the options: a preset whose
+        options were changed is ``custom``."""
+        named = [f for f in FILTERS if getattr(self, f) is not None]
+        if not self._settled:
+            preset = self.filter
+            if preset is None:
+                preset = "custom" if named else "recommended"
+                object.__setattr__(self, "filter", preset)
+                if not named:
+                    self._chosen_by = "default"
+            if preset == "none" and named:
+                raise ValueError(f"filter='none' asks for no filter, but {named[0]} is given")
+            for name, value in FILTER_PRESETS.get(preset, {}).items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
+            self._settled = True
+        if self.filter in FILTER_PRESETS and self.filter_rules != FILTER_PRESETS[self.filter]:
+            object.__setattr__(self, "filter", "custom")
+            self._chosen_by = "caller"
+        return self
+
+    def __eq__(self, other: object) -> bool:  # the options, not how the filter was chosen
+        return type(other) is type(self) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def filter_rules(self) -> dict[str, float]:
+        """The filter options in effect (name -> value), in the order they apply."""
+        return {f: getattr(self, f) for f in FILTERS if getattr(self, f) is not None}
+
+    def describe_filter(self) -> dict[str, Any]:
+        """Which filter ran and why: ``name``, ``rules``, and ``chosen_by`` (``default``: no filter named, so the
+        recommended filter of every mining entry point; ``caller``: asked for)."""
+        return {"name": self.filter, "rules": self.filter_rules, "chosen_by": self._chosen_by}
+
+    @model_validator(mode="after")
     def _check_window(self) -> MiningConfig:
         if self.range_max is not None:
             if self.range_min >= self.range_max:
@@ -108,10 +160,13 @@ class MiningConfig(StrictModel):
     @classmethod
     def recommended(cls, *, training: bool = False, **options: Any) -> MiningConfig:
         """The recommended filter (:data:`RECOMMENDED_FILTER`, or :data:`TRAINING_FILTER` with ``training``) with
-        ``options``; a filter option given replaces it."""
-        default = TRAINING_FILTER if training else RECOMMENDED_FILTER
-        base = {} if any(options.get(m) is not None for m in FILTERS) else default
-        return cls(**{**base, **options})
+        ``options``; a filter option given replaces it (``MiningConfig(**options)`` is the same without
+        ``training``)."""
+        if training and not any(options.get(m) is not None for m in FILTERS) and options.get("filter") is None:
+            config = cls(**options, filter="training")
+            config._chosen_by = "default"  # the trainer's default, not asked for
+            return config
+        return cls(**options)
 
     @property
     def uses_filters(self) -> bool:

@@ -341,6 +341,8 @@ def mine(
 ) -> MiningResult:
     """Mine hard negatives for every query of ``data`` from its corpus.
 
+    Without a filter option the recommended false-negative filter applies (``filter="recommended"``, as in
+    ``negminer mine`` and ``POST /mine``); ``filter="none"`` gives sentence-transformers' ``mine_hard_negatives``.
     Options are those of :class:`MiningConfig` (``num_negatives``, ``range_min``, ``range_max``,
     ``positive_neighbourhood``, ``absolute_margin``, ``relative_margin``, ``adaptive_margin``, ``max_score``,
     ``min_score``, ``sampling_strategy``...), given as ``config`` or keyword arguments; the filters apply in the
@@ -617,6 +619,8 @@ def _mine(
         index=vindex.describe(),
         teacher=getattr(teacher, "name", None),
     )
+    removed_held = {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in removed_scores.items()}
+    report.add_histograms(removed_held)
     return MiningResult(
         queries=queries,
         query_ids=query_ids,
@@ -629,5 +633,5 @@ def _mine(
         config=cfg,
         report=report,
         search_depth=depth_used,
-        removed_scores={k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in removed_scores.items()},
+        removed_scores=removed_held,
     )

@@ -62,7 +62,9 @@ class MiningReport:
     index: dict[str, Any]
     teacher: str | None
     source: str
+    filter: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    histograms: dict[str, Any] = field(default_factory=dict)
     _pos: np.ndarray | None = field(default=None, repr=False)
     _neg: np.ndarray | None = field(default=None, repr=False)
 
@@ -127,10 +129,39 @@ class MiningReport:
             index=index,
             teacher=teacher,
             source=data_source,
+            filter=cfg.describe_filter(),
             config=cfg.model_dump(),
             _pos=pos_all,
             _neg=neg_all,
         )
+
+    def add_histograms(self, removed_scores: dict[str, np.ndarray] | None = None, bins: int = 40) -> None:
+        """Score histograms as counts on shared bins: positives, mined negatives and the candidates each rule
+        removed (``histograms``: ``edges``, ``counts`` by series, ``totals``: how many each series has in all;
+        removed scores are kept up to a sample, so a rule's counts may sum to less than its total)."""
+        series: dict[str, np.ndarray] = {}
+        totals: dict[str, int] = {}
+        for name, arr, total in (
+            ("positives", self._pos, None),
+            ("mined negatives", self._neg, None),
+            *((f"removed by {r}", a, self.removed.get(r)) for r, a in (removed_scores or {}).items()),
+        ):
+            if arr is None:
+                continue
+            finite = arr[np.isfinite(arr)]
+            series[name] = finite
+            totals[name] = int(total if total is not None else finite.size)
+        held = [a for a in series.values() if a.size]
+        if not held:
+            self.histograms = {}
+            return
+        lo, hi = min(float(a.min()) for a in held), max(float(a.max()) for a in held)
+        edges = np.linspace(lo, hi if hi > lo else lo + 1e-3, bins + 1)
+        self.histograms = {
+            "edges": [round(float(e), 4) for e in edges],
+            "counts": {k: np.histogram(a, bins=edges)[0].tolist() for k, a in series.items()},
+            "totals": totals,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (no arrays)."""
@@ -147,6 +178,10 @@ class MiningReport:
             f"candidates {self.candidates:,} (search depth {self.search_depth}, range_max {self.range_max}; "
             f"{self.queries_deepened} queries searched deeper)",
         ]
+        if self.filter:
+            rules = ", ".join(f"{k}={v:g}" for k, v in self.filter["rules"].items()) or "no rule"
+            why = "the default when no filter is named" if self.filter["chosen_by"] == "default" else "as asked"
+            lines.append(f"filter: {self.filter['name']} ({rules}; {why})")
         for rule, n in self.removed.items():
             lines.append(f"  removed by {rule}: {n:,} ({self.removed_share[rule]:.2%})")
         lines.append(
@@ -163,27 +198,27 @@ class MiningReport:
         return "\n".join(lines)
 
     def save_plot(self, path: str | os.PathLike[str], removed_scores: dict[str, np.ndarray] | None = None) -> None:
-        """PNG of the positive vs negative score distributions (and of the removed candidates)."""
+        """PNG of the score histograms, as counts: positives, mined negatives and each rule's removed candidates
+        on shared bins, so a rule that removed many candidates shows as many (its legend gives its total)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        if removed_scores is not None or not self.histograms:
+            self.add_histograms(removed_scores)
         fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-        series: list[tuple[str, np.ndarray | None]] = [("positives", self._pos), ("mined negatives", self._neg)]
-        for rule, removed in (removed_scores or {}).items():
-            series.append((f"removed by {rule}", removed))
-        finite = [a[np.isfinite(a)] for _, a in series if a is not None and a.size]
-        if finite:
-            lo, hi = min(float(a.min()) for a in finite), max(float(a.max()) for a in finite)
-            bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 50).tolist()
-            for name, arr in series:
-                if arr is not None and arr.size:
-                    ax.hist(arr[np.isfinite(arr)], bins=bins, alpha=0.5, density=True, label=f"{name} ({arr.size:,})")
-        ax.set_xlabel("score")
-        ax.set_ylabel("density")
-        ax.set_title(f"Score distributions ({self.queries:,} queries)")
-        ax.legend(fontsize=8)
+        h = self.histograms
+        if h:
+            edges = np.asarray(h["edges"])
+            for name, counts in h["counts"].items():
+                shown, total = int(sum(counts)), h["totals"][name]
+                label = f"{name} ({total:,})" if shown == total else f"{name} ({total:,}; {shown:,} drawn)"
+                ax.stairs(counts, edges, fill=True, alpha=0.45, label=label)
+            ax.legend(fontsize=8)
+        ax.set_xlabel("score (cosine to the query)")
+        ax.set_ylabel("candidates (count)")
+        ax.set_title(f"Score distributions ({self.queries:,} queries; filter: {self.filter.get('name', '?')})")
         fig.tight_layout()
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png")

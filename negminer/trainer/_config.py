@@ -19,7 +19,7 @@ from pydantic import (
 
 from negminer._model import StrictModel
 from negminer._vocab import LossFilterRule, LossName, NegativesMode, values
-from negminer.mining import MiningConfig
+from negminer.mining import FILTERS, MiningConfig
 
 __all__ = ["NEGATIVE_MODES", "TrainConfig", "TrainHyperparameters"]
 
@@ -89,6 +89,17 @@ class TrainHyperparameters(StrictModel):
     save_steps: int | None = Field(None, ge=1, description="steps between checkpoints (default: refresh_every)")
     logging_steps: int = Field(10, ge=1, description="steps between loss logs")
 
+    @field_validator("mining", mode="before")
+    @classmethod
+    def _training_filter_by_default(cls, mining: Any) -> Any:
+        """Mining options that name no filter get the trainer's (``filter: training``), not the miner's default."""
+        if isinstance(mining, dict) and not any(mining.get(k) is not None for k in (*FILTERS, "filter")):
+            try:
+                return MiningConfig.recommended(training=True, **mining)
+            except ValueError:  # ConfigError too: validated again below, so the error keeps its location
+                return {**mining, "filter": "training"}
+        return mining
+
     @field_validator("mining", mode="after")
     @classmethod
     def _mining_takes_num_negatives(cls, mining: MiningConfig, info: ValidationInfo) -> MiningConfig:
@@ -100,7 +111,9 @@ class TrainHyperparameters(StrictModel):
                 f"num_negatives ({mining.num_negatives}) is a training option here: set num_negatives next to "
                 f"mining (now {num}), not inside it"
             )
-        return MiningConfig.model_validate({**mining.model_dump(exclude_unset=True), "num_negatives": num})
+        again = MiningConfig.model_validate({**mining.model_dump(exclude_unset=True), "num_negatives": num})
+        again._chosen_by = mining._chosen_by
+        return again
 
     @field_serializer("mining")
     def _mining_as_set(self, mining: MiningConfig) -> dict[str, Any]:

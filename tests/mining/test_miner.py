@@ -18,7 +18,7 @@ def encoder(tiny_model: Path) -> Encoder:
 
 
 def test_positives_are_never_negatives(demo_small, encoder: Encoder) -> None:
-    res = mine(demo_small, encoder, num_negatives=4, show_progress=False)
+    res = mine(demo_small, encoder, num_negatives=4, filter="none", show_progress=False)
     for i, pos in enumerate(res.positives):
         assert not set(res.negatives[i][res.negatives[i] >= 0].tolist()) & set(pos)
         scores = res.negative_scores[i][np.isfinite(res.negative_scores[i])]
@@ -30,14 +30,14 @@ def test_duplicate_texts_count_as_positive(encoder: Encoder) -> None:
     data = RetrievalData(
         ["a", "b", "c", "d"], ["same text", "same text", "other text", "third text"], ["q"], ["same text"], [[0]]
     )
-    res = mine(data, encoder, num_negatives=3, show_progress=False)
+    res = mine(data, encoder, num_negatives=3, filter="none", show_progress=False)
     assert res.doc_texts == ["same text", "other text", "third text"]  # de-duplicated by text
     negs = [res.doc_texts[n] for n in res.negatives[0] if n >= 0]
     assert sorted(negs) == ["other text", "third text"]
 
 
 def test_filters_remove_and_report_counts(demo_small, encoder: Encoder) -> None:
-    plain = mine(demo_small, encoder, num_negatives=3, range_max=40, show_progress=False)
+    plain = mine(demo_small, encoder, num_negatives=3, range_max=40, filter="none", show_progress=False)
     filt = mine(
         demo_small, encoder, num_negatives=3, range_max=40, relative_margin=0.02, max_score=0.99, show_progress=False
     )
@@ -219,7 +219,7 @@ def test_positive_neighbourhood_off_or_idle_changes_nothing(demo_small, cached_e
     search, which the rule otherwise does to see its window of candidates)."""
     encoder = cached_encoder
     for rules in ({}, {"relative_margin": 0.05}, {"adaptive_margin": 1.0}):
-        base = mine(demo_small, encoder, num_negatives=3, show_progress=False, **rules)
+        base = mine(demo_small, encoder, num_negatives=3, show_progress=False, **(rules or {"filter": "none"}))
         idle = mine(
             demo_small,
             encoder,
@@ -252,7 +252,7 @@ def test_positive_neighbourhood_removes_near_copies_of_positives(cached_encoder:
         [f"how do I do {t}" for t in topics],
         [[i] for i in range(len(topics))],
     )
-    plain = mine(data, encoder, num_negatives=2, range_max=12, show_progress=False)
+    plain = mine(data, encoder, num_negatives=2, range_max=12, filter="none", show_progress=False)
     nb = mine(data, encoder, num_negatives=2, range_max=12, positive_neighbourhood=1.5, show_progress=False)
     dup_rows = {plain.doc_texts.index(d) for d in dups}
     own = [plain.doc_texts.index(dups[i]) for i in range(len(topics))]
@@ -294,7 +294,7 @@ def test_positive_siblings_removes_candidates_as_close_as_the_labels_are(cached_
         [f"how do I do {t}" for t in topics] + [lone],
         [[2 * i, 2 * i + 1] for i in range(len(topics))] + [[len(corpus) - 1]],
     )
-    plain = mine(data, encoder, num_negatives=2, range_max=12, show_progress=False)
+    plain = mine(data, encoder, num_negatives=2, range_max=12, filter="none", show_progress=False)
     sib = mine(data, encoder, num_negatives=2, range_max=12, positive_siblings=0.0, show_progress=False)
     own = [sib.doc_texts.index(unlabeled[i]) for i in range(len(topics))]
     assert sum(own[i] in plain.negatives[i] for i in range(len(topics))) > 0  # unfiltered, the copy gets mined

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from negminer import Encoder, mine
+from negminer.mining import FILTERS
 
 
 def _by_pair(ds) -> dict[tuple[str, str], tuple[list[str], list[float]]]:
@@ -41,7 +42,9 @@ def _compare(data, model_path: str, **settings) -> float:
     from sentence_transformers.util import mine_hard_negatives
 
     encoder = Encoder(model_path, device="cpu", batch_size=32, show_progress=False)
-    ours = mine(data, encoder, show_progress=False, **settings).to_dataset("triplet", output_scores=True)
+    # sentence-transformers' behaviour is one option away: filter="none" (or the margins it knows, given)
+    asked = settings if any(k in FILTERS for k in settings) else {**settings, "filter": "none"}
+    ours = mine(data, encoder, show_progress=False, **asked).to_dataset("triplet", output_scores=True)
     st_model = SentenceTransformer(model_path, device="cpu")
     theirs = mine_hard_negatives(
         data.to_pairs_dataset(),

@@ -201,6 +201,7 @@ def test_search_by_vectors_and_metrics(tmp_path: Path, lexical_model: Path) -> N
 
 def test_mine_over_http_equals_in_process(tmp_path: Path, lexical_model: Path) -> None:
     from negminer import Encoder, RetrievalData, mine
+    from negminer.mining import RECOMMENDED_FILTER
 
     with _client(tmp_path, lexical_model) as c:
         _create(c)
@@ -213,6 +214,8 @@ def test_mine_over_http_equals_in_process(tmp_path: Path, lexical_model: Path) -
             [[i] for i in range(8)],
         )
         for options in (
+            {},  # the default: the same recommended filter as `negminer mine` and mine()
+            {"filter": "none"},  # sentence-transformers' behaviour
             {"num_negatives": 3, "relative_margin": 0.05, "range_max": 20},
             {"num_negatives": 3, "positive_neighbourhood": 1.5, "neighbourhood_window": 20},
             {"num_negatives": 3, "positive_neighbourhood": 1.0, "adaptive_margin": 1.0},
@@ -223,9 +226,13 @@ def test_mine_over_http_equals_in_process(tmp_path: Path, lexical_model: Path) -
             assert r.status_code == 200, r.text
             body = r.json()
             assert body["version"] == 1
-            assert set(body["report"]["removed"]) == {k for k in options if k.endswith(("margin", "neighbourhood"))}
+            assert set(body["report"]["removed"]) == set(body["report"]["filter"]["rules"])
             enc = Encoder(lexical_model, device="cpu", show_progress=False)
             local = mine(data, enc, show_progress=False, **options)
+            assert body["report"]["filter"] == local.report.filter
+            if not options:
+                default = {"name": "recommended", "rules": RECOMMENDED_FILTER, "chosen_by": "default"}
+                assert local.report.filter == default
             for i, res in enumerate(body["results"]):
                 assert [n["id"] for n in res["negatives"]] == [d for d, _ in local.negatives_of(i)]
                 assert [n["score"] for n in res["negatives"]] == pytest.approx([s for _, s in local.negatives_of(i)])

@@ -109,7 +109,7 @@ def test_jobs_create_list_paginate_cancel_and_events(tmp_path: Path, lexical_mod
             ids.append(job["id"])
         assert job["status"] == "queued" and job["model"] == "lexical" and job["fine_tuned_model"] is None
         assert job["hyperparameters"]["epochs"] == 2 and job["hyperparameters"]["loss"] == "infonce"
-        assert job["hyperparameters"]["mining"] == TRAINING_FILTER and job["error"] is None
+        assert job["hyperparameters"]["mining"] == {"filter": "training", **TRAINING_FILTER} and job["error"] is None
         pages, after = [], None
         while True:
             page = c.get("/v1/fine_tuning/jobs", params={"limit": 2, **({"after": after} if after else {})}).json()

@@ -125,6 +125,9 @@ def test_upload_train_follow_and_refresh_an_index(tmp_path: Path, demo_data: Any
     events = api.events(job["id"])
     messages = [e["message"] for e in events]
     assert messages[-1] == "The job has successfully completed"
+    filters = [e["data"]["mining_filter"] for e in events if e["data"] and "mining_filter" in e["data"]]
+    assert [f["name"] for f in filters] == ["training"]  # the job says which filter it mines with, and why
+    assert any("the trainer's default" in m for m in messages)
     refreshed = [e["data"]["refresh_version"] for e in events if e["data"] and "refresh_version" in e["data"]]
     assert refreshed == [1, 2]  # the job's copy of the index, built then refreshed with the step-20 checkpoint
     evaluations = [e["data"] for e in events if e["data"] and "evaluation" in e["data"]]
