@@ -124,7 +124,7 @@ def evaluate(
     """One row per setting (the oracle first) and the oracle's figures."""
     hidden_texts = [{data.corpus_texts[d] for d in h} for h in hidden]
     t0 = time.perf_counter()
-    oracle = mine(with_hidden(data, hidden), encoder, num_negatives=num_negatives, show_progress=False)
+    oracle = mine(with_hidden(data, hidden), encoder, num_negatives=num_negatives, filter="none", show_progress=False)
     oracle_secs = time.perf_counter() - t0
     oracle_sets = mined_texts(oracle)
     oracle_hardness = oracle.report.negative_scores["mean"]

@@ -67,7 +67,7 @@ class Row:
     key: str
     name: str
     negatives: str = "mined"  # none | mined | refresh | st (sentence-transformers' recipe)
-    mining: dict[str, Any] = field(default_factory=dict)
+    mining: dict[str, Any] = field(default_factory=lambda: {"filter": "none"})  # naive top-k unless a row says
     labels: str = "visible"  # visible: hidden positives unknown; known: mined with them known; all: none hidden
     options: dict[str, Any] = field(default_factory=dict)  # other TrainConfig options
 

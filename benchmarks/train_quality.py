@@ -31,16 +31,16 @@ from negminer.index import default_model_path  # noqa: E402
 from negminer.mining import RECOMMENDED_FILTER, TRAINING_FILTER  # noqa: E402
 from negminer.trainer import TrainConfig, evaluate, train  # noqa: E402
 
-NEW = RECOMMENDED_FILTER  # the mining default: {"positive_neighbourhood": 1.5}
+NEW = RECOMMENDED_FILTER  # the mining default (negminer.mining.RECOMMENDED_FILTER)
 # (row name, loss, negatives mode, mining filter, group_positives)
 RUNS: list[tuple[str, str, str, dict[str, Any], bool]] = [
     ("mined once, relative 0.05", "infonce", "mined", {"relative_margin": 0.05}, False),
     ("refreshed, relative 0.05", "infonce", "refresh", {"relative_margin": 0.05}, False),
     ("mined once, adaptive 1.0", "infonce", "mined", {"adaptive_margin": 1.0}, False),
     ("refreshed, adaptive 1.0", "infonce", "refresh", {"adaptive_margin": 1.0}, False),
-    ("mined once, neighbourhood 1.5 (mining default)", "infonce", "mined", NEW, False),
-    ("refreshed, neighbourhood 1.5 (mining default)", "infonce", "refresh", NEW, False),
-    ("refreshed, neighbourhood 1.5 (mining default)", "decoupled", "refresh", NEW, False),
+    ("mined once, mining default", "infonce", "mined", NEW, False),
+    ("refreshed, mining default", "infonce", "refresh", NEW, False),
+    ("refreshed, mining default", "decoupled", "refresh", NEW, False),
     ("refreshed, neighbourhood 1.5, --group-positives", "infonce", "refresh", NEW, True),
     ("refreshed, neighbourhood 1.5, --group-positives", "decoupled", "refresh", NEW, True),
     # the loss x grouping comparison on many positives (--harsh --rows 9,10,11,12 --no-st)
