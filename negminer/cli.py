@@ -36,9 +36,10 @@ from negminer.trainer import TrainConfig, TrainHyperparameters  # noqa: E402
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: flag names are never cut at 80 columns (rich's tables cut them)
     help="Mine hard negatives with false-negative filtering; index and search corpora.",
 )
-index_app = typer.Typer(no_args_is_help=True, help="Build, inspect and search versioned corpus indexes.")
+index_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Build, inspect and search versioned corpus indexes.")
 app.add_typer(index_app, name="index")
 
 
@@ -171,6 +172,12 @@ def _mining(no_filter: bool, *, training: bool = False, **options: Any) -> Minin
     return MiningConfig.recommended(training=training, **given)
 
 
+DATA_HELP = (
+    "training data: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/), a pairs file (.jsonl, .parquet or .csv "
+    "with query and positive columns), or a saved datasets.Dataset folder"
+)
+DataArg = Annotated[Path, typer.Argument(help=DATA_HELP, show_default=False)]
+
 # ``--no-filter`` was ``--no-margin`` (the rule it turns off is not a margin); the old flag still works, unlisted.
 NoMarginAlias = Annotated[bool, typer.Option("--no-margin", hidden=True, help="old name of --no-filter")]
 
@@ -197,7 +204,7 @@ def _index_config(options: dict[str, Any]) -> IndexConfig:
 @config_options(MiningConfig, MINE_OPTIONS)
 @config_options(IndexConfig, INDEX_OPTIONS)
 def mine(
-    data: Annotated[Path, typer.Argument(help="BEIR folder, pairs .jsonl, or saved datasets.Dataset folder")],
+    data: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/mine"),
     split: Annotated[str, typer.Option(help="qrels split of a BEIR folder")] = "train",
     corpus: Annotated[Path | None, typer.Option(help="extra corpus.jsonl for a pairs file")] = None,
@@ -355,10 +362,11 @@ def _examples(result: Any, n: int) -> list[dict[str, Any]]:
 @config_options(MiningConfig, FILTER_OPTIONS, help_prefix="mining")
 @config_options(TrainConfig, TRAIN_OPTIONS)
 def train_cmd(
-    data: Annotated[Path, typer.Option("--data", help="BEIR folder, pairs .jsonl, or saved datasets.Dataset")],
+    data: Annotated[Path | None, typer.Argument(help=DATA_HELP, show_default=False)] = None,
+    data_option: Annotated[Path | None, typer.Option("--data", hidden=True, help="DATA, the older way")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("runs/train"),
     validation: Annotated[
-        Path | None, typer.Option(help="validation data [default: a share of --data by query, --validation-fraction]")
+        Path | None, typer.Option(help="validation data [default: a share of DATA by query, --validation-fraction]")
     ] = None,
     split: Annotated[str, typer.Option(help="qrels split of a BEIR folder")] = "train",
     model: ModelOpt = None,
@@ -405,6 +413,10 @@ def train_cmd(
         listener.signalled = signum
         typer.echo(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint", err=True)
 
+    data = data or data_option
+    if data is None or (data_option is not None and data_option != data):
+        typer.secho("error: DATA: give the training data once (negminer train DATA)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     _output_dir(output)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
@@ -511,7 +523,10 @@ def worker(
 @index_app.command("build")
 @config_options(IndexConfig, INDEX_OPTIONS)
 def index_build(
-    data: Annotated[Path, typer.Argument(help="corpus.jsonl, a BEIR folder, or a pairs .jsonl")],
+    data: Annotated[
+        Path,
+        typer.Argument(help="documents: a corpus.jsonl, a BEIR folder, or pairs (.jsonl, .parquet, .csv)"),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="index store folder (versions + CURRENT)")],
     model: ModelOpt = None,
     cache_dir: CacheOpt = None,

@@ -114,7 +114,7 @@ def test_train_command(tmp_path: Path, tiny_model: Path) -> None:
         app,
         [
             "train",
-            "--data",
+            "--data",  # the older way to give DATA still works
             str(pairs),
             "-o",
             str(out),
@@ -137,7 +137,7 @@ def test_train_command(tmp_path: Path, tiny_model: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "zero-shot" in res.output and "step 3" in res.output
     assert (out / "model" / "modules.json").exists() and (out / "metrics.png").exists()
-    bad = runner.invoke(app, ["train", "--data", str(pairs), "--model", str(tiny_model), "--batch-size", "1"])
+    bad = runner.invoke(app, ["train", str(pairs), "--model", str(tiny_model), "--batch-size", "1"])
     assert bad.exit_code == 2 and "batch_size: must be at least 2" in bad.output
 
 
@@ -211,7 +211,7 @@ def test_train_stopped_by_sigterm_saves_a_checkpoint_and_resumes(tmp_path: Path,
         ],
     )
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "negminer.cli", "train", "--data", str(pairs), "-o", str(out)]
+    cmd = [sys.executable, "-m", "negminer.cli", "train", str(pairs), "-o", str(out)]
     cmd += ["--model", str(lexical_model), "--max-steps", "100000", "--batch-size", "4", "--num-negatives", "1"]
     cmd += ["--save-steps", "100000", "--cache-dir", str(tmp_path / "cache"), "--logging-steps", "1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NEGMINER_DEVICE": "cpu"}
@@ -243,3 +243,18 @@ def test_an_unknown_model_is_refused_before_any_data_is_read(tmp_path: Path, mon
     assert "--model" in res.output and "all-MiniLM-L6-v2" in res.output and "no-such-data" not in res.output
     res = runner.invoke(app, ["mine", missing, "--model", str(tmp_path), "-o", str(tmp_path / "out")])
     assert res.exit_code == 2 and "not a model folder" in res.output
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["mine"], ["train"], ["demo"], ["serve"], ["worker"], ["index", "build"], ["index", "search"]]
+)
+def test_help_is_readable_at_80_columns(command: list[str]) -> None:
+    """Every flag name is whole and every line fits 80 columns (rich's tables cut names such as
+    --positive-neighbourhood)."""
+    res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert res.exit_code == 0, res.output
+    assert "…" not in res.output
+    assert max(len(line) for line in res.output.splitlines()) <= 80
+    if command in (["mine"], ["train"]):
+        assert "--positive-neighbourhood" in res.output
+        assert ".parquet" in res.output and ".csv" in res.output  # what DATA may be
