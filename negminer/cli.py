@@ -9,6 +9,7 @@ import inspect
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -39,7 +40,9 @@ app = typer.Typer(
     rich_markup_mode=None,  # click's plain help: flag names are never cut at 80 columns (rich's tables cut them)
     help="Mine hard negatives with false-negative filtering; index and search corpora.",
 )
-index_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Build, inspect and search versioned corpus indexes.")
+index_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Build, inspect and search versioned corpus indexes."
+)
 app.add_typer(index_app, name="index")
 
 
@@ -322,14 +325,20 @@ def demo(
                 cache_dir=str(cache),
                 device=settings.device,
             )
-            res = train(train_data, cfg, validation=test)
+            res = train(train_data, cfg, validation=test, evaluated_on="the demo's test split")
             typer.echo(_before_after(res))
+            # the final model is all the demo needs: the trainer's checkpoints (optimizer state included) and the
+            # refresh models go (the demo cannot be resumed)
+            for leftover in ("checkpoints", "refresh"):
+                shutil.rmtree(output / "train" / leftover, ignore_errors=True)
             written += [Path(res.model_path), output / "train" / "metrics.json", output / "train" / "metrics.png"]
     except (NegminerError, ValueError) as exc:
         _fail(exc)
         return
     for p in written + [output / "examples.json"]:
         typer.echo(f"wrote {p}")
+    size = sum(f.stat().st_size for f in output.rglob("*") if f.is_file())
+    typer.echo(f"{output} holds {size / 1e6:.0f} MB")
 
 
 def _before_after(res: Any) -> str:
@@ -622,7 +631,18 @@ def main() -> None:
     command line."""
     _settings.cache_clear()  # one process, one reading of the environment: this run's
     logging.basicConfig(level=_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
     app()
+
+
+def _quiet_libraries() -> None:
+    """transformers' bars for loading and writing weights say nothing a user needs between negminer's own bars."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+        return
+    hf_logging.disable_progress_bar()
 
 
 if __name__ == "__main__":  # pragma: no cover

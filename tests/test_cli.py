@@ -184,6 +184,9 @@ def test_demo_mines_trains_and_reports(tmp_path: Path, tiny_model: Path) -> None
     mining = json.loads((out / "train" / "metrics.json").read_text())["config"]["mining"]
     assert mining == {"filter": "training", **TRAINING_FILTER}
     assert (out / "negatives.jsonl").exists() and (out / "examples.json").exists()
+    # only the final model stays: no trainer checkpoints (optimizer state) or refresh models; the size is said
+    assert not (out / "train" / "checkpoints").exists() and not (out / "train" / "refresh").exists()
+    assert f"{out} holds" in res.output and "{'train_runtime'" not in res.output
 
 
 def test_output_must_name_a_folder(tmp_path: Path, lexical_model: Path) -> None:
@@ -258,3 +261,14 @@ def test_help_is_readable_at_80_columns(command: list[str]) -> None:
     if command in (["mine"], ["train"]):
         assert "--positive-neighbourhood" in res.output
         assert ".parquet" in res.output and ".csv" in res.output  # what DATA may be
+
+
+def test_errors_give_the_right_column_and_no_pydantic_prefix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "a", "positive": "b"}\n{"query": "é", "positive": "d" "x"}\n', encoding="utf-8")
+    res = runner.invoke(app, ["mine", str(bad)])
+    assert res.exit_code == 2 and "bad.jsonl:2: broken JSON: Expecting ',' delimiter at column 32" in res.output
+    for flags in (["--range-min", "5", "--range-max", "3"], ["--max-steps", "0"]):
+        command = "train" if "--max-steps" in flags else "mine"
+        res = runner.invoke(app, [command, str(bad), *flags])
+        assert res.exit_code == 2 and "error: " in res.output and "Value error" not in res.output, res.output

@@ -217,7 +217,7 @@ class MiningReport:
                 ax.stairs(counts, edges, fill=True, alpha=0.45, label=label)
             ax.legend(fontsize=8)
         ax.set_xlabel("score (cosine to the query)")
-        ax.set_ylabel("candidates (count)")
+        ax.set_ylabel("count")
         ax.set_title(f"Score distributions ({self.queries:,} queries; filter: {self.filter.get('name', '?')})")
         fig.tight_layout()
         with atomic_path(path) as tmp:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,18 @@ def _fspath(value: Any) -> Any:
 
 
 PathStr = Annotated[str, BeforeValidator(_fspath)]
+
+
+# Trackers sentence-transformers' trainer (transformers' integrations) can log to, and the module each needs.
+REPORTERS = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "comet_ml": "comet_ml",
+    "clearml": "clearml",
+    "dvclive": "dvclive",
+    "trackio": "trackio",
+}
 
 
 class TrainHyperparameters(StrictModel):
@@ -88,6 +101,12 @@ class TrainHyperparameters(StrictModel):
     )
     save_steps: int | None = Field(None, ge=1, description="steps between checkpoints (default: refresh_every)")
     logging_steps: int = Field(10, ge=1, description="steps between loss logs")
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="experiment trackers the trainer also logs to, as in sentence-transformers (tensorboard, "
+        "wandb, mlflow...; tensorboard: pip install 'negminer[tensorboard]', logs in OUTPUT/tensorboard); "
+        "negminer's evaluations and refreshes are logged there too",
+    )
 
     @field_validator("mining", mode="before")
     @classmethod
@@ -119,6 +138,18 @@ class TrainHyperparameters(StrictModel):
     def _mining_as_set(self, mining: MiningConfig) -> dict[str, Any]:
         """Only what differs from MiningConfig's defaults (num_negatives is the training option's)."""
         return mining.model_dump(mode="json", exclude_defaults=True, exclude={"num_negatives"})
+
+    @field_validator("report_to", mode="after")
+    @classmethod
+    def _known_reporters(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in REPORTERS:
+                raise ValueError(f"unknown tracker {name!r} (one of: {', '.join(sorted(REPORTERS))})")
+            module = REPORTERS[name]
+            if importlib.util.find_spec(module) is None:
+                hint = "pip install 'negminer[tensorboard]'" if name == "tensorboard" else f"pip install {module}"
+                raise ValueError(f"{name} is not installed here ({hint})")
+        return list(dict.fromkeys(names))
 
     @field_validator("max_steps", mode="after")
     @classmethod

@@ -151,21 +151,47 @@ def last_checkpoint(checkpoints: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def _plot(history: list[dict[str, Any]], path: Path) -> None:
+def _plot(
+    history: list[dict[str, Any]],
+    losses: list[dict[str, float]],
+    refreshes: list[dict[str, Any]],
+    path: Path,
+    evaluated_on: str,
+) -> None:
+    """metrics.png: the training loss by step (left) and the retrieval metrics on ``evaluated_on`` (right), the
+    steps where refreshed negatives arrived marked on both."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    if losses:
+        left.plot(
+            [x["step"] for x in losses], [x["loss"] for x in losses], "o-", color="tab:gray", label="training loss"
+        )
+    else:
+        left.text(0.5, 0.5, "no loss logged (fewer steps than logging_steps)", ha="center", transform=left.transAxes)
+    left.set_xlabel("step")
+    left.set_ylabel("training loss")
+    left.set_title("Training loss")
     steps = [h["step"] for h in history]
     for key in ("ndcg@10", "recall@100", "mrr@10"):
-        ax.plot(steps, [h[key] for h in history], marker="o", label=key)
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation score")
-    ax.set_title("Validation metrics over training")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+        if all(key in h for h in history):
+            right.plot(steps, [h[key] for h in history], marker="o", label=key)
+    right.set_xlabel("step")
+    right.set_ylabel("score")
+    right.set_title(f"Retrieval on {evaluated_on}")
+    for i, r in enumerate(refreshes):
+        if r["step"] > 0:
+            for ax in (left, right):
+                ax.axvline(r["step"], color="tab:green", ls=":", lw=1, label="new negatives" if i < 2 else None)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            unique = dict(zip(labels, handles))
+            ax.legend(unique.values(), unique.keys(), fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -227,6 +253,21 @@ class _Run:
     source: NegativeSource | None = None
     refresh_started: float | None = None  # a refresh was asked for and has not arrived yet
     stopped_at: int | None = None
+    losses: list[dict[str, float]] = field(default_factory=list)  # {step, loss} as logged
+    trainer: Any = None  # sentence-transformers' trainer, once it exists: negminer's metrics go to its trackers
+    pending: list[dict[str, float]] = field(default_factory=list)  # metrics logged before the trackers started
+
+    def track(self, metrics: dict[str, float]) -> None:
+        """Log negminer's own metrics to the run's trackers (``report_to``), through the trainer."""
+        if not self.cfg.report_to:
+            return
+        if self.trainer is None or not getattr(self.trainer, "_negminer_started", False):
+            self.pending.append(metrics)
+            return
+        control = self.trainer.control
+        due = control.should_log  # the trainer's handler clears it on every log: the step's loss log stays due
+        self.trainer.log(metrics)
+        control.should_log = due
 
     @property
     def ckpt_dir(self) -> Path:
@@ -241,8 +282,13 @@ class _Run:
             batch_size=cfg.encode_batch_size,
             cache_dir=self.cache_dir,
             max_seq_length=cfg.max_seq_length,
-            show_progress=cfg.show_progress,
+            show_progress=self.show_progress,
         )
+
+    @property
+    def show_progress(self) -> bool:
+        """Encoding and mining bars before training only: once the training bar runs, they would cut into it."""
+        return self.cfg.show_progress and self.trainer is None
 
     def refresh_encoder(self, path: str) -> Encoder:
         """The encoder that re-mines negatives: on the GPUs training does not use when there are any (one, or a
@@ -257,14 +303,19 @@ class _Run:
             batch_size=cfg.encode_batch_size,
             cache_dir=self.cache_dir,
             max_seq_length=cfg.max_seq_length,
-            show_progress=cfg.show_progress,
+            show_progress=self.show_progress,
             devices=spare if len(spare) > 1 else None,
         )
 
     def save_metrics(self) -> None:
         write_json(
             self.out / "metrics.json",
-            {"history": self.history, "refreshes": self.refreshes, "config": self.cfg.model_dump(mode="json")},
+            {
+                "history": self.history,
+                "refreshes": self.refreshes,
+                "losses": self.losses,
+                "config": self.cfg.model_dump(mode="json"),
+            },
         )
 
     def evaluate(self, step: int, event: str, model_path: str) -> None:
@@ -275,6 +326,7 @@ class _Run:
         self.history.append(done.entry())
         logger.info("step %d (%s): %s", step, event, metrics)
         self.save_metrics()
+        self.track({f"eval_{k}": v for k, v in metrics.items()})
         self.listener.on_evaluation(done)
 
     def take(self, step: int) -> bool:
@@ -292,6 +344,7 @@ class _Run:
             self.table.filled,
         )
         self.refreshes.append(asdict(done))
+        self.track({"refresh_version": float(done.version), "refresh_seconds": done.seconds})
         self.refresh_started = None
         self.listener.on_refresh(done)
         return True
@@ -320,6 +373,7 @@ class _ObserveCallback(TrainerCallback):
     ) -> None:
         logs = logs or {}
         if "loss" in logs:
+            self.run.losses.append({"step": state.global_step, "loss": float(logs["loss"])})
             self.run.listener.on_log(
                 LogEvent(
                     state.global_step,
@@ -330,9 +384,53 @@ class _ObserveCallback(TrainerCallback):
                 )
             )
 
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        """The trackers start before this callback (they come first): log what was measured before training."""
+        run = self.run
+        if run.trainer is not None:
+            run.trainer._negminer_started = True
+            pending, run.pending = run.pending, []
+            for metrics in pending:
+                run.track(metrics)
+
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         step = state.global_step
         self.run.listener.on_checkpoint(CheckpointEvent(step, str(self.run.ckpt_dir / f"checkpoint-{step}")))
+
+
+class _TrainingBar(TrainerCallback):
+    """One progress bar for the run, the last loss beside it; in place of transformers' bar and printer, which
+    also print each log as a raw dict."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.bar: Any = None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        from tqdm.auto import tqdm
+
+        if self.run.cfg.show_progress:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="Training", unit="step")
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> None:
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class _RefreshCallback(TrainerCallback):
@@ -399,16 +497,17 @@ def _resume_point(cfg: TrainConfig, ckpt_dir: Path) -> tuple[str | None, int]:
     return str(found), int(found.name.split("-")[-1])
 
 
-def _earlier_metrics(out: Path, step: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _earlier_metrics(out: Path, step: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, float]]]:
     """What an interrupted run measured up to the checkpoint it resumes from."""
     try:
         old = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
         return (
             [h for h in old.get("history", []) if h["step"] <= step],
             [r for r in old.get("refreshes", []) if r["step"] <= step],
+            [x for x in old.get("losses", []) if x["step"] <= step],
         )
     except (OSError, ValueError, KeyError, TypeError):
-        return [], []
+        return [], [], []
 
 
 def _source(
@@ -451,7 +550,7 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path, table: NegativeTable) -> An
         save_strategy="steps",
         save_steps=cfg.save_steps or cfg.refresh_every,
         save_total_limit=cfg.save_total_limit,
-        report_to=[],
+        report_to=cfg.report_to or "none",
         remove_unused_columns=False,
         use_cpu=cfg.device == "cpu" or not torch.cuda.is_available(),
         disable_tqdm=not cfg.show_progress,
@@ -466,6 +565,7 @@ def train(
     validation: RetrievalData | None = None,
     source: NegativeSource | NegativeSourceFactory | None = None,
     listener: TrainListener | None = None,
+    evaluated_on: str | None = None,
 ) -> TrainResult:
     """Fine-tune ``config.model`` on ``data`` and evaluate it on ``validation`` (or a split of ``data``).
 
@@ -475,6 +575,7 @@ def train(
     :data:`NegativeSourceFactory` called with the training split and mining options (for example the index
     service's ``negminer.client.HttpNegativeSource.factory(...)``), or None: mined in this process.
     ``listener`` hears of resume, logs, evaluations, refreshes and checkpoints, and may stop the run.
+    ``evaluated_on`` names the evaluation data in metrics.png (default: what ``validation`` is).
     """
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
@@ -490,7 +591,7 @@ def train(
     resume_from, resume_step = _resume_point(cfg, run.ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
     if resume_from:
-        run.history, run.refreshes = _earlier_metrics(out, resume_step)
+        run.history, run.refreshes, run.losses = _earlier_metrics(out, resume_step)
         run.listener.on_resume(ResumeEvent(resume_step, resume_from))
     if not run.history:
         run.evaluate(0, "start", model_path)
@@ -520,6 +621,17 @@ def train(
             loss=loss,
             callbacks=[_RefreshCallback(run, model, loss), _ObserveCallback(run)],
         )
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(_TrainingBar(run))
+        run.trainer = trainer
+        if isinstance(run.source, LocalNegativeSource):
+            run.source.show_progress = False  # refreshes from now on run beside the training bar
+        for callback in trainer.callback_handler.callbacks:  # TensorBoard's: OUTPUT/tensorboard, not checkpoints/runs
+            if type(callback).__name__ == "TensorBoardCallback" and callback.logging_dir is None:
+                callback.logging_dir = str(out / "tensorboard")
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         close = getattr(run.source, "close", None)
@@ -535,7 +647,8 @@ def train(
         )
     final = _save_model(model, out / "model")
     run.evaluate(steps, "end", str(final))
-    _plot(run.history, out / "metrics.png")
+    evaluated_on = evaluated_on or ("the validation data" if validation is not None else "held-out validation queries")
+    _plot(run.history, run.losses, run.refreshes, out / "metrics.png", evaluated_on)
     logger.info("trained %d steps; model in %s", steps, final)
     return TrainResult(
         str(out), str(final), run.history, run.refreshes, steps=steps, tokens=tokens, positives_masked=masked

@@ -72,7 +72,8 @@ def test_refresh_mode_end_to_end(small, tiny_model: Path, tmp_path: Path) -> Non
     from sentence_transformers import SentenceTransformer
 
     heard = Recorder()
-    res = train(small, _cfg(tmp_path, tiny_model, negatives="refresh", loss="decoupled"), listener=heard)
+    cfg = _cfg(tmp_path, tiny_model, negatives="refresh", loss="decoupled", report_to=["tensorboard"])
+    res = train(small, cfg, listener=heard)
     assert heard.heard[:2] == [("start", 0), ("negatives", 0)] and heard.heard[-1] == ("end", 5)
     assert [s for k, s in heard.heard if k == "log"] == [1, 2, 3, 4, 5]
     assert [s for k, s in heard.heard if k == "checkpoint"] == [2, 4, 5]
@@ -83,8 +84,17 @@ def test_refresh_mode_end_to_end(small, tiny_model: Path, tmp_path: Path) -> Non
     for h in res.history:
         assert 0 <= h["ndcg@10"] <= 1 and 0 <= h["recall@100"] <= 1 and h["queries"] > 0
     out = Path(res.output_dir)
-    assert json.loads((out / "metrics.json").read_text())["history"] == res.history
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"] == res.history and [x["step"] for x in metrics["losses"]] == [1, 2, 3, 4, 5]
     assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+    # report_to: the trainer's loss and negminer's evaluations and refreshes, in TensorBoard's files
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(out / "tensorboard")).Reload()
+    tags = set(board.Tags()["scalars"])
+    assert {"train/loss", "eval/ndcg@10", "eval/recall@100", "train/refresh_version"} <= tags, tags
+    assert [e.step for e in board.Scalars("eval/ndcg@10")] == [0, 2, 4, 5]
+    assert [e.value for e in board.Scalars("train/refresh_version")] == [1.0, 2.0, 3.0]
     tuned = SentenceTransformer(res.model_path, device="cpu")
     base = SentenceTransformer(str(tiny_model), device="cpu")
     assert any((a != b).any() for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
