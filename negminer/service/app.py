@@ -16,7 +16,7 @@ from negminer._vocab import TERMINAL_JOB_STATUSES
 from negminer.index import Encoder
 from negminer.jobs import JobStore, StoreUnavailable
 from negminer.service import errors
-from negminer.service.api.routes import embed, files, fine_tuning, health, indexes, metrics, models
+from negminer.service.api.routes import embed, files, fine_tuning, health, indexes, metrics, models, ui
 from negminer.service.deps import require_api_key
 from negminer.service.guard import RequestGuard
 from negminer.service.registry import IndexRegistry
@@ -76,7 +76,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
         app.state.registry.wait(timeout=5)
         app.state.store.close()
 
-    app = FastAPI(title="negminer", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="negminer", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.registry = IndexRegistry(settings.data_dir / "indexes", encoder_factory, ray_address=settings.ray_address)
     app.state.store = JobStore(settings.database, events_kept=settings.job_events_kept)
@@ -95,6 +95,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
 
     app.add_middleware(RequestGuard, settings=settings)  # outermost: before anything reads the body
     app.include_router(health.router)
+    ui.install(app)  # the page and the offline /docs, /redoc (the guard decides who may read the docs)
     protected = [Depends(require_api_key)]
     routers = (indexes.router, embed.router, embed.tei_router, files.router, fine_tuning.router, models.router)
     for router in (*routers, metrics.router):

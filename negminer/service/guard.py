@@ -45,10 +45,13 @@ class RequestGuard:
         self.app = app
         self.settings = settings
 
-    def public(self, path: str) -> bool:
-        """Paths served without the key: health, and the API's documentation when ``public_docs``."""
+    def public(self, path: str, method: str = "GET") -> bool:
+        """Paths served without the key: health, the web page's files (a shell with no data: it asks for the key
+        and sends it with every API call), and the API's documentation when ``public_docs``."""
         path = path.rstrip("/") or "/"
         if path in ("/healthz", "/readyz"):
+            return True
+        if method in ("GET", "HEAD") and (path in ("/", "/ui") or path.startswith("/ui/")):
             return True
         return self.settings.public_docs and (path in DOC_PATHS or path.startswith("/docs/"))
 
@@ -68,7 +71,7 @@ class RequestGuard:
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         if (
             self.settings.api_key is not None
-            and not self.public(path)
+            and not self.public(path, scope.get("method", "GET"))
             and not key_matches(authorization, self.settings)
         ):
             unauthorized = problem(
