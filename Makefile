@@ -51,7 +51,7 @@ clean:
 docker-test: $(STAMP)
 	PYTHON=$(PY) bash docker/test.sh
 
-# With a Docker engine and internet (the README's "Deployment" section).
+# With a Docker engine and internet (docs/deployment.md).
 docker-build:
 	docker build -f docker/Dockerfile -t negminer:cpu .
 

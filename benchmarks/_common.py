@@ -1,12 +1,25 @@
-"""Helpers shared by the benchmark scripts."""
+"""Helpers shared by the benchmark scripts.
+
+Every table a benchmark prints through :func:`markdown_table` is also kept, and when the script ends they are
+written to ``benchmarks/results/<script>.json`` (``<script>.<label>.json`` with ``NEGMINER_BENCH_LABEL=label``,
+for a second set-up of the same script) with the command, the date and the machine. ``python
+benchmarks/render.py`` puts them into ``docs/benchmarks.md``: the figures live in those files and nowhere else.
+"""
 
 from __future__ import annotations
 
+import atexit
+import datetime
+import json
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_tables: list[dict[str, Any]] = []
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,13 +34,45 @@ def machine() -> str:
     )
 
 
-def markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    def fmt(v: object) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
+def _cell(v: object) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def markdown_table(header: list[str], rows: list[list[object]], title: str | None = None) -> str:
+    """The table as markdown; also kept for ``benchmarks/results/`` (see the module's docstring)."""
+    cells = [[_cell(v) for v in r] for r in rows]
+    if not _tables and Path(sys.argv[0]).resolve().parent == RESULTS.parent:  # a benchmark script's run
+        atexit.register(save_results)
+    _tables.append({"title": title, "header": [str(h) for h in header], "rows": cells})
+    return render_table(header, cells)
+
+
+def save_results(name: str | None = None) -> Path | None:
+    """Write the tables printed so far to ``benchmarks/results/<name>.json`` (default: the script's name)."""
+    if not _tables:
+        return None
+    script = Path(sys.argv[0]).stem
+    label = os.environ.get("NEGMINER_BENCH_LABEL")
+    name = name or (f"{script}.{label}" if label else script)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    record = {
+        "command": " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *map(shlex.quote, sys.argv[1:])]),
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "tables": _tables,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    print(f"results: {path} (python benchmarks/render.py puts them in docs/benchmarks.md)", file=sys.stderr)
+    return path
 
 
 def st_recipe(

@@ -2,7 +2,7 @@
 
 The public API is what ``__all__`` lists here and in the subpackages ``negminer.index``, ``negminer.mining``,
 ``negminer.trainer`` and ``negminer.service``; modules whose names start with an underscore are private to their
-package (the layers and what each may import: README, "Architecture").
+package (the layers and what each may import: docs/architecture.md).
 """
 
 from negminer._data import RetrievalData, from_hf_dataset, load_beir, load_corpus, load_data, load_pairs

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from negminer._data import RetrievalData, _CorpusBuilder, _merge_queries
 
-__all__ = ["build_demo", "stdlib_functions"]
+__all__ = ["build_demo", "export_demo", "stdlib_functions"]
 
 _SKIP_DIRS = {
     "site-packages",
@@ -161,3 +161,45 @@ def build_demo(max_docs: int | None = 1500, *, harsh: bool = False) -> Retrieval
     texts = [docs.texts[i] for i in keep]
     rows = [("q" + hashlib.sha1(q.encode()).hexdigest()[:12], q, [remap[d] for d in groups[q]]) for q in chosen]
     return _merge_queries(ids, texts, rows, "demo:stdlib" + (":harsh" if harsh else ""))
+
+
+def export_demo(folder: str | Path, max_docs: int | None = 1500, *, harsh: bool = False, index: str = "demo") -> None:
+    """Write the demo data as files, for the README's tour: a BEIR folder (``corpus.jsonl``, ``queries.jsonl``,
+    ``qrels/train.tsv`` and ``qrels/test.tsv``, the same 80/20 query split as ``negminer demo``), the training
+    and test splits as pairs (``train.jsonl`` and ``test.jsonl``, what ``POST /v1/files`` takes for fine-tuning;
+    the test split is the validation file: the training split holds none of the queries a held-out split would
+    take, since both splits are drawn by the same hash of the query text), and two request bodies:
+    ``index.json`` (``POST /v1/indexes``: the corpus as index ``index``) and ``mine.json`` (``POST
+    /v1/indexes/{index}/mine``: the first 20 test queries with their positives' ids, no options). Written to a
+    temporary folder and renamed, so a folder that exists is complete."""
+    import json
+
+    from negminer._io import atomic_dir
+
+    data = build_demo(max_docs, harsh=harsh)
+    train, test = data.split(0.2)
+    with atomic_dir(folder) as tmp:
+        with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as fh:
+            for doc_id, text in zip(data.corpus_ids, data.corpus_texts):
+                fh.write(json.dumps({"_id": doc_id, "text": text}) + "\n")
+        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as fh:
+            for qid, query in zip(data.query_ids, data.queries):
+                fh.write(json.dumps({"_id": qid, "text": query}) + "\n")
+        (tmp / "qrels").mkdir()
+        for name, part in (("train", train), ("test", test)):
+            with open(tmp / "qrels" / f"{name}.tsv", "w", encoding="utf-8") as fh:
+                fh.write("query-id\tcorpus-id\tscore\n")
+                for qid, pos in zip(part.query_ids, part.positives):
+                    for p in pos:
+                        fh.write(f"{qid}\t{part.corpus_ids[p]}\t1\n")
+        for name, part in (("train", train), ("test", test)):
+            with open(tmp / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+                for query, pos in zip(part.queries, part.positives):
+                    fh.write(json.dumps({"query": query, "positives": [part.corpus_texts[p] for p in pos]}) + "\n")
+        documents = [{"id": d, "text": t} for d, t in zip(data.corpus_ids, data.corpus_texts)]
+        (tmp / "index.json").write_text(json.dumps({"name": index, "documents": documents}), encoding="utf-8")
+        queries = [
+            {"query": q, "positive_ids": [test.corpus_ids[p] for p in pos]}
+            for q, pos in list(zip(test.queries, test.positives))[:20]
+        ]
+        (tmp / "mine.json").write_text(json.dumps({"queries": queries}, indent=1), encoding="utf-8")

@@ -272,14 +272,29 @@ def demo(
     do_train: Annotated[bool, typer.Option("--train/--no-train", help="fine-tune briefly and evaluate")] = True,
     max_seq_length: Annotated[int, typer.Option(help="tokens per text (128 keeps CPU training brief)")] = 128,
     refresh_every: Annotated[int, typer.Option(help="re-mine negatives every N training steps")] = 40,
+    export_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="only write the demo data as files into this folder (a BEIR folder, train.jsonl, and the "
+            "request bodies index.json and mine.json that the README's tour sends) and stop"
+        ),
+    ] = None,
 ) -> None:
     """Build the demo data from the Python standard library, mine hard negatives on its train split, fine-tune
     the model briefly on them (negatives refreshed as it improves), and compare test-split retrieval before/after."""
-    from negminer._demo import build_demo
+    from negminer._demo import build_demo, export_demo
     from negminer._io import write_json
     from negminer.mining import mine as run_mine
     from negminer.trainer import train
 
+    if export_data is not None:
+        _output_dir(export_data)
+        export_demo(export_data, max_docs, harsh=harsh)
+        for name in ("corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv", "train.jsonl", "test.jsonl"):
+            typer.echo(f"wrote {export_data / name}")
+        typer.echo(f"wrote {export_data / 'index.json'} (POST /v1/indexes: index 'demo')")
+        typer.echo(f"wrote {export_data / 'mine.json'} (POST /v1/indexes/demo/mine: 20 test queries)")
+        return
     _output_dir(output)
     try:
         _check_model(model, "--model")
@@ -490,7 +505,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the REST service (FastAPI on uvicorn). Every setting also comes from a NEGMINER_* environment variable
-    (NEGMINER_API_KEY, NEGMINER_MODEL, NEGMINER_MAX_TRAIN_STEPS, ...: the README's "Service settings" table)."""
+    (NEGMINER_API_KEY, NEGMINER_MODEL, NEGMINER_MAX_TRAIN_STEPS, ...: the "Service settings" table of docs/rest.md)."""
     import uvicorn
 
     from negminer.service import create_app

@@ -119,3 +119,35 @@ def test_nfcorpus_split_when_present(bench) -> None:
     setup = bench.load_setup(NFCORPUS, queries=50)
     assert len(setup.visible) == 50 and all(len(h) >= 1 for h in setup.hidden)
     assert setup.hidden == bench.load_setup(NFCORPUS, queries=50).hidden
+
+
+def _load(name: str):  # noqa: ANN202
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docs_show_the_benchmark_results_files() -> None:
+    """Every table of docs/ is rendered from benchmarks/results/*.json: a figure edited by hand, or a rerun not
+    rendered, fails here (python benchmarks/render.py fixes the second)."""
+    render = _load("render")
+    assert render.main(["--check"]) == 0
+    pages = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md"))
+    assert pages.count("<!-- results: ") >= 15
+
+
+def test_a_benchmark_run_writes_results_that_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    common, render = _load("_common"), _load("render")
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "_tables", [])
+    monkeypatch.setattr(sys, "argv", ["benchmarks/example.py", "--rows", "1"])
+    printed = common.markdown_table(["setting", "score"], [["a", 0.5], ["b", 1]], title="toy")
+    path = common.save_results()
+    assert path == tmp_path / "example.json"
+    record = json.loads(path.read_text())
+    assert record["command"] == "python benchmarks/example.py --rows 1" and record["tables"][0]["rows"][1] == ["b", "1"]
+    page = render.render("x\n<!-- results: example 0 -->\nold\n<!-- /results -->\ny", tmp_path)
+    assert printed in page and "**toy**" in page and "old" not in page and page.startswith("x\n")

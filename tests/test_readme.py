@@ -1,10 +1,11 @@
-"""The README's examples, run as written: every fenced block right after a ``<!-- readme-test: ... -->`` line, in
-a folder holding the demo data's ``train.jsonl``, against a real ``negminer serve --with-worker`` with its default
-model (the bundled all-MiniLM-L6-v2). Only the port is changed, so the README cannot drift from what works."""
+"""The README's tour, run as written from an empty folder: every fenced block right after a
+``<!-- readme-test: ... -->`` line, in order, against a real ``negminer serve --with-worker`` with its default model
+(the bundled all-MiniLM-L6-v2); then the marked examples of ``docs/`` in the same folder. Only the port is changed,
+so the README cannot drift from what works. The README stays a front door: short, and a link to every page."""
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import subprocess
 import sys
@@ -16,34 +17,42 @@ from tests.service._procs import free_port, service_env, start_server, stop
 
 pytestmark = pytest.mark.slow  # a real server, a short fine-tuning job of all-MiniLM-L6-v2
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 BLOCK = re.compile(r"<!-- readme-test: (python|bash)[^>]*-->\n```(?:python|bash)\n(.*?)```", re.S)
 
 
-def blocks() -> list[tuple[str, str]]:
-    return BLOCK.findall(README.read_text(encoding="utf-8"))
+def blocks(path: Path = README) -> list[tuple[str, str]]:
+    return BLOCK.findall(path.read_text(encoding="utf-8"))
 
 
-def test_the_readme_marks_its_examples() -> None:
+def test_the_readme_is_a_front_door() -> None:
+    text = README.read_text(encoding="utf-8")
     kinds = [k for k, _ in blocks()]
-    assert kinds.count("python") >= 3 and kinds.count("bash") >= 2
+    assert kinds.count("python") >= 2 and kinds.count("bash") >= 3
+    assert len(text.splitlines()) <= 250
+    assert "negminer demo --export-data" in blocks()[0][1]  # the tour makes its own data
+    for page in DOCS:  # every page is reachable from the README, and every link from it lands
+        assert f"](docs/{page.name}" in text, page.name
+    for target in re.findall(r"\]\((docs/[^)#]+)", text):
+        assert (ROOT / target).exists(), target
 
 
-def test_the_readme_examples_run_as_written(tmp_path: Path) -> None:
-    from negminer import build_demo
-
-    data = build_demo(120)
-    with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:
-        for q, pos in zip(data.queries, data.positives):
-            fh.write(json.dumps({"query": q, "positives": [data.corpus_texts[p] for p in pos]}) + "\n")
+def test_the_readme_tour_runs_as_written_from_an_empty_folder(tmp_path: Path) -> None:
+    tour = tmp_path / "tour"
+    tour.mkdir()
     port = free_port()
     server = start_server(tmp_path, None, port, "--with-worker")  # its default model: all-MiniLM-L6-v2
     environ = service_env(tmp_path, None, port)
+    # as after `. .venv/bin/activate`: `negminer` and `python` are this environment's
+    environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
+    examples = blocks() + [b for page in DOCS for b in blocks(page)]
     try:
-        for i, (kind, code) in enumerate(blocks()):
+        for i, (kind, code) in enumerate(examples):
             code = code.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("localhost:8000", f"127.0.0.1:{port}")
             cmd = [sys.executable, "-c", code] if kind == "python" else ["bash", "-euo", "pipefail", "-c", code]
-            run = subprocess.run(cmd, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=400)
+            run = subprocess.run(cmd, cwd=tour, env=environ, capture_output=True, text=True, timeout=400)
             assert run.returncode == 0, f"README block {i} ({kind}) failed:\n{code}\n{run.stdout}\n{run.stderr}"
             assert "negminer.dev/problems" not in run.stdout, run.stdout  # curl prints problem+json answers too
             if "fine_tuning.jobs.create" in code:
@@ -52,9 +61,9 @@ def test_the_readme_examples_run_as_written(tmp_path: Path) -> None:
         stop(server)
 
 
-def test_the_readme_names_every_service_setting() -> None:
+def test_the_docs_name_every_service_setting() -> None:
     from negminer.service import ServiceSettings
 
-    text = README.read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "rest.md").read_text(encoding="utf-8")
     missing = [n for n in ServiceSettings.model_fields if f"| `NEGMINER_{n.upper()}` |" not in text]
     assert missing == []

@@ -153,7 +153,7 @@ def plan_index(n: int, dim: int, *, kind: str = "auto", memory_budget: str | int
     """The index for ``n`` vectors: ``kind`` as asked, or with ``auto``: flat up to :data:`AUTO_FLAT_MAX`
     vectors, HNSW up to :data:`AUTO_HNSW_MAX`, IVF (full vectors) above, IVF-PQ with as many code bytes as fit when
     the full vectors do not fit ``memory_budget`` (default: half the machine's memory). An explicit kind that does
-    not fit is refused. (In the README's scale benchmark, at 1M documents HNSW mined faster than IVF at the same
+    not fit is refused. (In the scale benchmark, docs/scale.md, at 1M documents HNSW mined faster than IVF at the same
     recall and kept more of exact mining's negatives.)"""
     if kind not in values(IndexChoice):
         raise ConfigError(f"must be one of {', '.join(values(IndexChoice))}, got {kind!r}", param="index")

@@ -22,9 +22,9 @@ FILTERS = ("positive_neighbourhood", "positive_siblings", "absolute_margin", "re
 RECOMMENDED_FILTER: dict[str, Any] = {"positive_neighbourhood": 1.25, "positive_siblings": 0.1}
 
 # The filter the trainer mines with when the user names none (`negminer train`, fine-tuning jobs, the demo's
-# training): the neighbourhood rule and the adaptive margin. In the quality benchmark (README, "Fine-tuning quality")
-# this combination trained as well as the best rows with a small fraction of the adaptive margin's contamination:
-# at a short fine-tuning budget, negatives a little easier than the hardest train better.
+# training): the neighbourhood rule and the adaptive margin. In the quality benchmark (docs/benchmarks.md,
+# "Fine-tuning quality") this combination trained as well as the best rows with a small fraction of the adaptive
+# margin's contamination: at a short fine-tuning budget, negatives a little easier than the hardest train better.
 TRAINING_FILTER: dict[str, Any] = {"positive_neighbourhood": 1.5, "adaptive_margin": 1.0}
 
 # ``MiningConfig.filter``: a named set of filter options, or ``custom`` (the filter options given, as they are).

@@ -538,8 +538,8 @@ def _mine(
 
     t0 = time.perf_counter()
     # Recall is measured at the whole search depth: the neighbourhood rule's statistics read every candidate, and
-    # tuning only the ranks negatives come from (range_max) kept 84-88% of exact mining's negatives at 1M documents
-    # (README, "Scale") against 95% of them at the search depth.
+    # tuning only the ranks negatives come from (range_max) kept fewer of exact mining's negatives at 1M documents
+    # (docs/scale.md).
     vindex = _build_index(index, doc_vecs, q_vecs, depth0, backend, device, cfg.seed)
     t_index = time.perf_counter() - t0
 

@@ -8,8 +8,8 @@ makes those positives meet: each epoch every query's rows are shuffled and cut i
 sentence-transformers' default sampler.
 
 Why the cap: a batch filled by one query's positives has few other queries to take negatives from, and InfoNCE
-then pushes those positives against each other (in the README's quality benchmark, uncapped groups cost InfoNCE 22
-nDCG@10 points on the many-positives demo and the decoupled loss 10).
+then pushes those positives against each other (uncapped groups cost both losses many nDCG@10 points on the
+many-positives demo: docs/benchmarks.md, "Fine-tuning quality").
 """
 
 from __future__ import annotations
