@@ -283,9 +283,6 @@ def demo(
     """Build the demo data from the Python standard library, mine hard negatives on its train split, fine-tune
     the model briefly on them (negatives refreshed as it improves), and compare test-split retrieval before/after."""
     from negminer._demo import build_demo, export_demo
-    from negminer._io import write_json
-    from negminer.mining import mine as run_mine
-    from negminer.trainer import train
 
     if export_data is not None:
         _output_dir(export_data)
@@ -295,6 +292,10 @@ def demo(
         typer.echo(f"wrote {export_data / 'index.json'} (POST /v1/indexes: index 'demo')")
         typer.echo(f"wrote {export_data / 'mine.json'} (POST /v1/indexes/demo/mine: 20 test queries)")
         return
+    from negminer._io import write_json
+    from negminer.mining import mine as run_mine
+    from negminer.trainer import train
+
     _output_dir(output)
     try:
         _check_model(model, "--model")

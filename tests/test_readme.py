@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,9 @@ def test_the_readme_tour_runs_as_written_from_an_empty_folder(tmp_path: Path) ->
         for i, (kind, code) in enumerate(examples):
             code = code.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("localhost:8000", f"127.0.0.1:{port}")
             cmd = [sys.executable, "-c", code] if kind == "python" else ["bash", "-euo", "pipefail", "-c", code]
+            t0 = time.perf_counter()
             run = subprocess.run(cmd, cwd=tour, env=environ, capture_output=True, text=True, timeout=400)
+            print(f"block {i} ({kind}): {time.perf_counter() - t0:.1f}s")
             assert run.returncode == 0, f"README block {i} ({kind}) failed:\n{code}\n{run.stdout}\n{run.stderr}"
             assert "negminer.dev/problems" not in run.stdout, run.stdout  # curl prints problem+json answers too
             if "fine_tuning.jobs.create" in code:

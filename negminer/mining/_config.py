@@ -163,7 +163,7 @@ class MiningConfig(StrictModel):
         ``options``; a filter option given replaces it (``MiningConfig(**options)`` is the same without
         ``training``)."""
         if training and not any(options.get(m) is not None for m in FILTERS) and options.get("filter") is None:
-            config = cls(**options, filter="training")
+            config = cls(**{**options, "filter": "training"})
             config._chosen_by = "default"  # the trainer's default, not asked for
             return config
         return cls(**options)

@@ -305,3 +305,31 @@ def test_positive_siblings_removes_candidates_as_close_as_the_labels_are(cached_
     # with the neighbourhood rule first, a candidate both would remove counts under the first
     both = mine(data, encoder, num_negatives=2, positive_neighbourhood=1.5, positive_siblings=0.0, show_progress=False)
     assert set(both.report.removed) >= {"positive_neighbourhood", "positive_siblings"}
+
+
+def test_filter_presets_and_where_the_default_came_from() -> None:
+    from negminer.mining import RECOMMENDED_FILTER, TRAINING_FILTER
+    from negminer.trainer import TrainHyperparameters
+
+    assert MiningConfig().describe_filter() == {
+        "name": "recommended",
+        "rules": RECOMMENDED_FILTER,
+        "chosen_by": "default",
+    }
+    assert MiningConfig(filter="none").filter_rules == {}
+    assert MiningConfig(absolute_margin=0.1).describe_filter()["name"] == "custom"
+    with pytest.raises(ValueError, match="filter='none'"):
+        MiningConfig(filter="none", adaptive_margin=1.0)
+    again = MiningConfig(**MiningConfig().model_dump())
+    assert again == MiningConfig() and again.filter == "recommended"
+    changed = MiningConfig()
+    changed.positive_siblings = None  # no longer the preset: named custom, and the caller's choice
+    assert changed.describe_filter() == {
+        "name": "custom",
+        "rules": {"positive_neighbourhood": 1.25},
+        "chosen_by": "caller",
+    }
+    # training: mining options that name no filter get the trainer's, an explicit null included (found by fuzzing)
+    for mining in ({}, {"filter": None}, {"range_max": 50, "filter": None}):
+        hp = TrainHyperparameters(mining=mining)
+        assert hp.mining.describe_filter() == {"name": "training", "rules": TRAINING_FILTER, "chosen_by": "default"}
