@@ -1,5 +1,7 @@
 """Pins the public API: what ``__all__`` exports, so a change to it is a deliberate one."""
 
+import pytest
+
 import negminer
 import negminer.client
 import negminer.index
@@ -244,6 +246,7 @@ def test_moved_names_still_import_from_the_service_with_a_warning() -> None:
         assert any(issubclass(w.category, DeprecationWarning) and new.__name__ in str(w.message) for w in caught)
 
 
+@pytest.mark.slow  # fresh interpreters (process-level)
 def test_the_client_and_the_worker_load_no_web_framework() -> None:
     """A fresh interpreter: ``import negminer.client`` loads neither FastAPI nor SQLAlchemy; ``negminer worker
     --help`` (and the worker's own modules) loads neither FastAPI nor uvicorn."""
@@ -299,6 +302,7 @@ def test_errors_carry_their_field() -> None:
     assert d.param == "training_file" and d.field is None and str(d) == "f.jsonl: gone"
 
 
+@pytest.mark.slow  # fresh interpreters (process-level)
 def test_the_service_and_cli_start_without_torch() -> None:
     """The command line and the service name training options and events without loading torch or transformers
     (the training loop and the losses load them when first used)."""

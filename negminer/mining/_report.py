@@ -205,7 +205,7 @@ class MiningReport:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        if removed_scores is not None or not self.histograms:
+        if not self.histograms:  # mine() fills them; a report built otherwise gets them here
             self.add_histograms(removed_scores)
         fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
         h = self.histograms
