@@ -255,13 +255,14 @@ class _Run:
     stopped_at: int | None = None
     losses: list[dict[str, float]] = field(default_factory=list)  # {step, loss} as logged
     trainer: Any = None  # sentence-transformers' trainer, once it exists: negminer's metrics go to its trackers
+    tracking: bool = False  # the trackers have started (the trainer's on_train_begin)
     pending: list[dict[str, float]] = field(default_factory=list)  # metrics logged before the trackers started
 
     def track(self, metrics: dict[str, float]) -> None:
         """Log negminer's own metrics to the run's trackers (``report_to``), through the trainer."""
         if not self.cfg.report_to:
             return
-        if self.trainer is None or not getattr(self.trainer, "_negminer_started", False):
+        if not self.tracking:
             self.pending.append(metrics)
             return
         control = self.trainer.control
@@ -387,11 +388,10 @@ class _ObserveCallback(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         """The trackers start before this callback (they come first): log what was measured before training."""
         run = self.run
-        if run.trainer is not None:
-            run.trainer._negminer_started = True
-            pending, run.pending = run.pending, []
-            for metrics in pending:
-                run.track(metrics)
+        run.tracking = True
+        pending, run.pending = run.pending, []
+        for metrics in pending:
+            run.track(metrics)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         step = state.global_step
