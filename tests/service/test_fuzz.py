@@ -29,7 +29,7 @@ from negminer.service import ServiceSettings, create_app  # noqa: E402
 pytestmark = pytest.mark.slow  # hundreds of requests
 
 KEY = "fuzz-test-key-0123456789"
-EXAMPLES = int(os.environ.get("NEGMINER_FUZZ_EXAMPLES", "80"))
+EXAMPLES = int(os.environ.get("NEGMINER_FUZZ_EXAMPLES", "60"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
