@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError, NegminerError
+from negminer._faults import fault_point
 from negminer._io import fsync_dir, write_json
 from negminer._vocab import IndexChoice, IndexStatus, OperationStatus, OperationType
 from negminer.client.schemas import NAME_PATTERN, IndexInfo, Operation, OperationError
@@ -270,16 +271,41 @@ class IndexRegistry:
             logger.warning("index %s: unreadable %s (%s)", state.name, _OPERATION_FILE, exc)
             return None
         if operation.status == OperationStatus.running:
-            operation.status = OperationStatus.failed
+            published = self._published_by(state, operation.id)
             operation.stage, operation.eta_seconds = None, None
-            operation.error = OperationError(
-                code="interrupted",
-                message=f"the service stopped while this {operation.type} ran (killed or restarted); "
-                "nothing of it was published: send it again",
-            )
+            if published is not None:  # the version is served; only the record of it was cut short
+                operation.status, operation.version = OperationStatus.succeeded, published
+                logger.warning(
+                    "index %s: the %s %s published version %d before the service stopped; recorded as succeeded",
+                    state.name,
+                    operation.type,
+                    operation.id,
+                    published,
+                )
+            else:
+                operation.status = OperationStatus.failed
+                operation.error = OperationError(
+                    code="interrupted",
+                    message=f"the service stopped while this {operation.type} ran (killed or restarted); "
+                    "nothing of it was published: send it again",
+                )
+                logger.warning("index %s: the %s %s was interrupted", state.name, operation.type, operation.id)
             self._write_operation(state, operation)
-            logger.warning("index %s: the %s %s was interrupted", state.name, operation.type, operation.id)
         return operation
+
+    def _published_by(self, state: IndexState, operation_id: str | None) -> int | None:
+        """The version ``CURRENT`` points at if operation ``operation_id`` published it (each version's
+        ``meta.json`` names the operation that wrote it), else None."""
+        store = IndexStore(self._folder(state))
+        try:
+            version = store.current_version()
+            if version is None or operation_id is None:
+                return None
+            meta = json.loads((store.path(version) / "meta.json").read_text(encoding="utf-8"))
+        except (IndexFileError, OSError, ValueError):
+            return None
+        extra = meta.get("extra") if isinstance(meta, dict) else None
+        return version if isinstance(extra, dict) and extra.get("operation") == operation_id else None
 
     def _to_trash(self, folder: Path) -> None:
         """Move ``folder`` out of the namespace atomically (the tombstone), then remove its files."""
@@ -396,6 +422,7 @@ class IndexRegistry:
 
         def run() -> None:
             t0 = time.perf_counter()
+            fault_point("index.accepted", op)
             try:
                 began: dict[str, float] = {}
 
@@ -422,12 +449,15 @@ class IndexRegistry:
                 )
                 if index.vectors is not None and not _all_finite(index.vectors):
                     raise _NonFinite(model)
+                fault_point("index.encoded", op)
+                index.meta["operation"] = operation.id  # how a restart tells that this operation published
                 progress("saving", 0, 1)
                 with state.publish_lock:  # the fence: only into this incarnation, only while it lives
                     if state.deleted.is_set():
                         raise _Cancelled
                     store = IndexStore(self._folder(state))
                     version = store.publish(index)
+                    fault_point("index.published", op)
                     del index  # served from the saved files: texts read by row, vectors memory-mapped
                     loaded = store.load(version, verify=False)
                     with state.lock:  # the swap: readers holding the old version keep it
@@ -437,6 +467,7 @@ class IndexRegistry:
                         operation.stage, operation.eta_seconds = None, None
                         operation.seconds = state.build_seconds = round(time.perf_counter() - t0, 3)
                     self._write_operation(state, operation)
+                    fault_point("index.recorded", op)
             except _Cancelled:
                 logger.info("%s of index %s stopped: the index was deleted", op, state.name)
                 with state.lock:

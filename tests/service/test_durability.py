@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import make_tiny_model
+from tests.conftest import make_lexical_model
 from tests.service._postgres import PostgresCluster
 from tests.service._procs import free_port, start_server, start_worker
 
@@ -46,75 +46,83 @@ def _kill(server: subprocess.Popen) -> None:
     server.wait(30)
 
 
-# what the test waits for before it kills the server
-POINTS: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "accepted": lambda info: True,
-    "encoding": lambda info: (info.get("operation") or {}).get("encoded", 0) > 0,
-    "late": lambda info: (
-        (info.get("operation") or {}).get("stage") in ("indexing", "saving")
-        or (info.get("operation") or {}).get("status") != "running"
-    ),
-    "published": lambda info: (info.get("operation") or {}).get("status") == "succeeded",
-}
-
-
-def test_kill_9_during_index_operations_leaves_each_ready_or_failed_interrupted(tmp_path: Path) -> None:
-    """SIGKILL at several points of a build, a documents update and a refresh. After each restart every accepted
-    operation is ``succeeded`` or ``failed`` with ``interrupted``, no temporary files remain, and an index that had
-    a version still serves it. The slow model (the bundled all-MiniLM-L6-v2) makes encoding last seconds; a tiny
-    random model in the data dir builds the bases fast."""
-    make_tiny_model(tmp_path / "data" / "models" / "tiny", seed=0)
-    port = free_port()
-    server = start_server(tmp_path, None, port)
-    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    cases = [
-        ("build", "accepted"),
-        ("build", "encoding"),
-        ("build", "published"),
-        ("documents", "encoding"),
-        ("refresh", "encoding"),
-        ("refresh", "late"),
-    ]
+def _wait_exit(proc: subprocess.Popen, timeout: float = 120) -> int:
+    """Wait for a server that a fault point stops (SIGKILL from itself)."""
     try:
-        for i, (op, point) in enumerate(cases):
-            name = f"{op}-{i}"
-            served_before: int | None = None
-            if op == "build":
-                r = api.post("/v1/indexes", json={"name": name, "documents": _docs(name, 300)})
-            else:
-                base = {"name": name, "documents": _docs(f"{name}-base", 20 if op == "documents" else 300)}
-                if op == "refresh":
-                    base["model"] = "models/tiny"
-                assert api.post("/v1/indexes", json=base).status_code == 202
-                _wait(lambda n=name: api.get(f"/v1/indexes/{n}").json()["status"] == "ready", 120, f"{name} ready", 0.2)
-                served_before = 1
-                if op == "documents":
-                    r = api.post(f"/v1/indexes/{name}/documents", json={"documents": _docs(name, 300)})
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the fault point was never reached") from None
+
+
+def test_kill_9_at_each_point_of_each_index_operation_leaves_a_record_that_agrees_with_what_is_served(
+    tmp_path: Path, lexical_model: Path
+) -> None:
+    """Each index operation (build, documents update, refresh) killed at each named point (negminer._faults:
+    accepted, encoded, published, recorded) by the server itself. After the restart the operation record agrees
+    with what is served: killed before ``CURRENT`` moved, it is ``failed: interrupted`` and the previous version
+    serves; killed after, it is ``succeeded`` with the new version, which serves. No temporary files remain."""
+    from negminer._faults import FAULT_POINTS
+
+    make_lexical_model(tmp_path / "data" / "models" / "other", seed=1)  # a refresh re-encodes with it
+    port = free_port()
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    cases = [(op, point) for op in ("build", "documents", "refresh") for point in FAULT_POINTS]
+    server = start_server(tmp_path, lexical_model, port)
+    for op, point in cases:  # the bases of the documents updates and refreshes, built first without faults
+        if op != "build":
+            name = f"{op}-{point.split('.')[1]}"
+            assert api.post("/v1/indexes", json={"name": name, "documents": _docs(name, 20)}).status_code == 202
+    for op, point in cases:
+        if op != "build":
+            name = f"{op}-{point.split('.')[1]}"
+            _wait(lambda n=name: api.get(f"/v1/indexes/{n}").json()["status"] == "ready", 60, f"{name} ready", 0.1)
+    _kill(server)
+    try:
+        for op, point in cases:
+            name = f"{op}-{point.split('.')[1]}"
+            server = start_server(tmp_path, lexical_model, port, NEGMINER_FAULT_POINT=f"{point}@{op}")
+            try:  # at index.accepted the server may die before it answers: the record says what was accepted
+                if op == "build":
+                    r = api.post("/v1/indexes", json={"name": name, "documents": _docs(name, 50)})
+                elif op == "documents":
+                    r = api.post(f"/v1/indexes/{name}/documents", json={"documents": _docs(f"{name}-new", 30)})
                 else:
-                    r = api.post(f"/v1/indexes/{name}/refresh", json={"model": "all-MiniLM-L6-v2"})
-            assert r.status_code == 202, r.text
-            accepted = r.json()["operation"]
-            assert accepted["id"].startswith("op-") and accepted["stage"] is not None
-            at = POINTS[point]
-            _wait(lambda n=name, at=at: at(api.get(f"/v1/indexes/{n}").json()), 120, f"{name} at {point}")
-            _kill(server)
-            server = start_server(tmp_path, None, port)
+                    r = api.post(f"/v1/indexes/{name}/refresh", json={"model": "models/other"})
+                assert r.status_code == 202, r.text
+                accepted: str | None = r.json()["operation"]["id"]
+            except httpx.TransportError:
+                assert point == "index.accepted", (name, "no answer")
+                accepted = None
+            assert _wait_exit(server) == -signal.SIGKILL, name
+            server = start_server(tmp_path, lexical_model, port)
             info = api.get(f"/v1/indexes/{name}").json()
             operation = info["operation"]
-            assert operation["id"] == accepted["id"], (name, info)
-            assert operation["status"] in ("succeeded", "failed"), (name, info)
-            if operation["status"] == "failed":
-                assert operation["error"]["code"] == "interrupted", (name, info)
-            if op == "build":
-                expect = "ready" if operation["status"] == "succeeded" else "failed"
-                assert info["status"] == expect, (name, info)
-                if point == "published":
-                    assert info["status"] == "ready" and info["size"] == 300
+            assert operation["type"] == op and operation["id"] == (accepted or operation["id"]), (name, info)
+            published = point in ("index.published", "index.recorded")
+            if published:
+                assert operation["status"] == "succeeded" and operation["error"] is None, (name, info)
+                assert info["status"] == "ready" and info["version"] == operation["version"], (name, info)
+                assert info["version"] == (1 if op == "build" else 2), (name, info)
+                assert info["size"] == {"build": 50, "documents": 50, "refresh": 20}[op], (name, info)
+                if op == "refresh":
+                    assert info["model"] == "models/other" or info["model"].endswith("other"), (name, info)
             else:
-                assert info["status"] == "ready" and info["version"] >= (served_before or 1), (name, info)
+                assert operation["status"] == "failed" and operation["error"]["code"] == "interrupted", (name, info)
+                if op == "build":
+                    assert info["status"] == "failed" and info["version"] is None, (name, info)
+                else:
+                    assert info["status"] == "ready" and info["version"] == 1 and info["size"] == 20, (name, info)
+            if info["status"] == "ready":
                 hits = api.post(f"/v1/indexes/{name}/search", json={"queries": ["subject 3"], "top_k": 3}).json()
                 assert len(hits["results"][0]) == 3, hits
             assert _leftovers(tmp_path / "data" / "indexes") == [], (name, _leftovers(tmp_path / "data" / "indexes"))
+            _kill(server)
+        server = start_server(tmp_path, lexical_model, port)  # every record stays as the restarts wrote it
+        for op, point in cases:
+            name = f"{op}-{point.split('.')[1]}"
+            status = api.get(f"/v1/indexes/{name}").json()["operation"]["status"]
+            assert status == ("succeeded" if point in ("index.published", "index.recorded") else "failed"), name
             assert api.delete(f"/v1/indexes/{name}").status_code == 200  # a failed one is deletable too
     finally:
         _kill(server)
