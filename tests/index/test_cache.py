@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -122,3 +123,60 @@ def test_encoder_reports_progress_within_a_block_and_knows_the_default_name(tiny
     assert abs(float(np.linalg.norm(raw)) - 1) > 1e-3 and abs(float(np.linalg.norm(unit)) - 1) < 1e-5
     assert model_ref("all-MiniLM-L6-v2") == model_ref("sentence-transformers/all-MiniLM-L6-v2") == default_model_path()
     assert Encoder("all-MiniLM-L6-v2").name == default_model_path()
+
+
+def _open_files() -> tuple[int, int]:
+    """(descriptors, memory maps of .npy files) this process holds."""
+    fds = len(os.listdir("/proc/self/fd"))
+    with open("/proc/self/maps", encoding="utf-8") as fh:
+        maps = sum(1 for line in fh if ".npy" in line)
+    return fds, maps
+
+
+@pytest.mark.slow  # 5,000 encodes
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through /proc")
+def test_5000_distinct_queries_hold_a_constant_number_of_descriptors_maps_and_files(
+    lexical_model: Path, tmp_path: Path
+) -> None:
+    """A server encodes one new query per request: the cache must not keep a descriptor or a memory map per
+    request (it held one each, until EMFILE), and compaction keeps its files to O(log n) chunks."""
+    enc = Encoder(lexical_model, device="cpu", cache_dir=tmp_path, show_progress=False)
+    first = enc.encode(["query number 0"], kind="query")
+    before = _open_files()
+    for i in range(1, 5000):
+        enc.encode([f"query number {i}"], kind="query")
+        if i in (100, 1000):
+            assert _open_files() == before, i
+    assert _open_files() == before
+    cache = next(iter(enc._caches.values()))
+    assert len(cache) == 5000 and cache.chunk_count <= 3 * 7  # at most FANOUT-1 chunks a level below 4**7
+    assert len(list(cache.dir.glob("*.npy"))) == 2 * cache.chunk_count
+    warm = Encoder(lexical_model, device="cpu", cache_dir=tmp_path, show_progress=False)
+    again = warm.encode([f"query number {i}" for i in (0, 17, 4999)], kind="query")
+    assert warm.stats.encoded == 0 and warm._model is None
+    np.testing.assert_array_equal(again[0], first[0])
+    fresh = Encoder(lexical_model, device="cpu", show_progress=False).encode(["query number 17", "query number 4999"])
+    np.testing.assert_allclose(again[1:], fresh, atol=1e-6)
+    assert _open_files() == before
+
+
+def test_compaction_keeps_every_vector_and_drops_duplicates(tmp_path: Path) -> None:
+    """Chunks merged level by level hold each key once with its vector; a second process's view of the folder
+    (written before the merge) finds the merged chunk when its files are gone."""
+    from negminer.index._cache import text_key
+
+    rng = np.random.default_rng(0)
+    cache = EmbeddingCache(tmp_path, {"model": "x"})
+    other = EmbeddingCache(tmp_path, {"model": "x"})
+    texts = [f"text {i}" for i in range(300)]
+    vecs = rng.standard_normal((300, 8)).astype(np.float32)
+    cache.add([text_key(t) for t in texts[:3]], vecs[:3])
+    assert other.lookup([text_key(texts[0])])[0].all()  # other has read the folder before the merges
+    for i in range(3, 300, 3):
+        cache.add([text_key(t) for t in texts[i : i + 3]], vecs[i : i + 3])
+    cache.add([text_key(texts[5])], vecs[5:6])  # a duplicate key (another process encoded it too)
+    assert cache.chunk_count < 10 and len(cache) <= 301
+    for reader in (cache, other, EmbeddingCache(tmp_path, {"model": "x"})):
+        found, got = reader.lookup([text_key(t) for t in texts] + [text_key("never seen")])
+        assert found[:300].all() and not found[300]
+        np.testing.assert_array_equal(got, vecs)
