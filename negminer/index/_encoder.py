@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -163,6 +164,41 @@ def _truncation_side(model: SentenceTransformer, side: str) -> Iterator[None]:
         yield
     finally:
         tok.truncation_side = before
+
+
+_SPACE = re.compile(r"\s")
+
+
+def _offsets(tok: Any, text: str) -> list[tuple[int, int]] | None:
+    """Character spans of ``text``'s tokens (no special tokens); None for a tokenizer that gives no offsets."""
+    if hasattr(tok, "encode_batch"):  # a bare tokenizers.Tokenizer
+        return [tuple(o) for o in tok.encode(text, add_special_tokens=False).offsets]
+    if not getattr(tok, "is_fast", False):
+        return None
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+    return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+
+def _clip(tok: Any, text: str, limit: int, window: int, left: bool) -> str:
+    """``text`` cut on whitespace to the part that holds its first (``left``: last) ``limit`` tokens; the window
+    of characters tokenized doubles until it holds more than ``limit`` tokens and such a cut."""
+    while window < len(text):
+        part = text[-window:] if left else text[:window]
+        spans = _offsets(tok, part)
+        if spans is None:
+            return text
+        if len(spans) > limit:
+            if left:
+                start = spans[-limit][0]
+                cuts = [m.start() for m in _SPACE.finditer(part, 0, start)]
+                if cuts:
+                    return part[cuts[-1] :]
+            else:
+                m = _SPACE.search(part, spans[limit - 1][1])
+                if m is not None:
+                    return part[: m.start()]
+        window *= 2
+    return text
 
 
 def _resolve_device(device: str) -> str:
@@ -355,11 +391,31 @@ class Encoder:
         limit = getattr(self.model, "max_seq_length", None)
         return int(limit) if limit and limit != float("inf") else None
 
+    def clip(self, texts: Sequence[str], *, side: str = "right", tokens: int | None = None) -> list[str]:
+        """Each text cut, by characters, to a prefix (``side="left"``: a suffix) that still holds every token the
+        model reads (the first or last ``tokens``, default :attr:`max_tokens`), so that tokenizing and encoding
+        a 2 MB text costs what its kept tokens cost, not what the whole text does. Exact: the cut falls on
+        whitespace after the last kept token (the tokenizers split words there), found by tokenizing a window
+        that doubles until it holds enough tokens. Texts of a few thousand characters, models without a limit
+        and tokenizers without character offsets are left whole."""
+        limit = tokens if tokens is not None else self.max_tokens
+        if not limit:
+            return list(texts)
+        budget = max(4096, 16 * limit)
+        if all(len(t) <= budget for t in texts):
+            return list(texts)
+        with self._lock:
+            tok = self.model.tokenizer
+            return [t if len(t) <= budget else _clip(tok, t, limit, budget, side == "left") for t in texts]
+
     def token_counts(self, texts: list[str], *, truncate: bool = True) -> list[int]:
         """Tokens of each text as the model reads it (special tokens included, padding not), for usage figures;
-        ``truncate=False``: before truncation, for refusing over-long inputs."""
+        ``truncate=False``: before truncation, for refusing over-long inputs, counted up to one token past the
+        model's limit (a count above :attr:`max_tokens` means "longer than the model reads")."""
         if not texts:
             return []
+        limit = self.max_tokens
+        texts = self.clip(texts, tokens=None if truncate or not limit else limit + 1)
         with self._lock:
             model = self.model
             if truncate:
@@ -372,40 +428,47 @@ class Encoder:
             tok = model.tokenizer
             if hasattr(tok, "encode_batch"):  # a bare tokenizers.Tokenizer (static embedding models)
                 return [len(e.ids) for e in tok.encode_batch(list(texts))]
-            return [len(x) for x in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+            return [
+                len(x) for x in tok(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+            ]
 
     def token_spans(
         self, texts: list[str], *, add_special_tokens: bool = True
     ) -> list[list[tuple[int, str, bool, int | None, int | None]]]:
-        """(id, token, special, start, stop) of each token of each text as the model's tokenizer splits it, spans
-        in characters of the text (None for special tokens); TEI's ``/tokenize``."""
+        """(id, token, special, start, stop) of each token of each text as the model reads it (truncated to
+        :attr:`max_tokens`, as the model truncates), spans in characters of the text (None for special tokens);
+        TEI's ``/tokenize``."""
+        texts = self.clip(texts)
+        limit = self.max_tokens
+        out = []
         with self._lock:
             tok = self.model.tokenizer
-        out = []
-        if hasattr(tok, "encode_batch"):  # a bare tokenizers.Tokenizer (static embedding models)
-            for e in tok.encode_batch(list(texts), add_special_tokens=add_special_tokens):
-                special = {k for k, m in enumerate(e.special_tokens_mask) if m}
+            if hasattr(tok, "encode_batch"):  # a bare tokenizers.Tokenizer (static embedding models)
+                for e in tok.encode_batch(list(texts), add_special_tokens=add_special_tokens):
+                    special = {k for k, m in enumerate(e.special_tokens_mask) if m}
+                    out.append(
+                        [
+                            (int(i), t, k in special, None if k in special else a, None if k in special else b)
+                            for k, (i, t, (a, b)) in enumerate(zip(e.ids, e.tokens, e.offsets))
+                        ][: limit or None]
+                    )
+                return out
+            enc = tok(
+                list(texts),
+                add_special_tokens=add_special_tokens,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+                truncation=bool(limit),
+                max_length=limit,
+            )
+            for ids, offsets, special in zip(enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"]):
+                tokens = tok.convert_ids_to_tokens(ids)
                 out.append(
                     [
-                        (int(i), t, k in special, None if k in special else a, None if k in special else b)
-                        for k, (i, t, (a, b)) in enumerate(zip(e.ids, e.tokens, e.offsets))
+                        (int(i), t, bool(s), None if s else int(a), None if s else int(b))
+                        for i, t, (a, b), s in zip(ids, tokens, offsets, special)
                     ]
                 )
-            return out
-        enc = tok(
-            list(texts),
-            add_special_tokens=add_special_tokens,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-        )
-        for ids, offsets, special in zip(enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"]):
-            tokens = tok.convert_ids_to_tokens(ids)
-            out.append(
-                [
-                    (int(i), t, bool(s), None if s else int(a), None if s else int(b))
-                    for i, t, (a, b), s in zip(ids, tokens, offsets, special)
-                ]
-            )
         return out
 
     def check_prompt(self, prompt_name: str | None, param: str = "prompt_name") -> None:
@@ -563,7 +626,7 @@ class Encoder:
                 block_rows = rows[start : start + self.block_size]
                 parts = []
                 for s in range(0, len(block_rows), step):
-                    todo = [texts[i] for i in block_rows[s : s + step]]
+                    todo = self.clip([texts[i] for i in block_rows[s : s + step]], side=truncation)
                     with self._lock, _truncation_side(model, truncation):
                         vecs = fn(
                             todo,

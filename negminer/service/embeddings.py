@@ -61,9 +61,9 @@ def embed_texts(
     enc = registry.encoder(resolve_model(model, settings, store))
     limit = enc.max_tokens
     if not truncate and limit:
-        for i, c in enumerate(enc.token_counts(texts, truncate=False)):
+        for i, c in enumerate(enc.token_counts(texts, truncate=False)):  # counted to one past the limit
             if c > limit:
-                raise bad_param(param, f"text {i} has {c} tokens, over the model's {limit} (or truncate=true)")
+                raise bad_param(param, f"text {i} has more tokens than the model's {limit} (or truncate=true)")
     if dimensions is not None and dimensions > enc.dim:
         raise bad_param("dimensions", f"the model has {enc.dim} dimensions")
     vecs = enc.encode(

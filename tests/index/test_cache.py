@@ -180,3 +180,31 @@ def test_compaction_keeps_every_vector_and_drops_duplicates(tmp_path: Path) -> N
         found, got = reader.lookup([text_key(t) for t in texts] + [text_key("never seen")])
         assert found[:300].all() and not found[300]
         np.testing.assert_array_equal(got, vecs)
+
+
+def test_long_texts_are_clipped_by_characters_to_exactly_the_tokens_the_model_reads(tiny_model: Path) -> None:
+    """Encoding, counting and /tokenize cost what the kept tokens cost: a text is cut on whitespace to a window
+    holding its first (or last) max_seq_length tokens, found by tokenizing windows that double. The cut changes
+    no token the model reads, so vectors equal those of the whole text."""
+    import random
+
+    enc = Encoder(tiny_model, device="cpu", show_progress=False)
+    tok, limit = enc.model.tokenizer, enc.max_tokens
+    assert limit == 64
+    rng = random.Random(0)
+    words = ["alpha", "beta,", "gamma.", "naïve", "x" * 40, "1234567890123", "  ", "\n", "(delta)", "épée", "日本語"]
+    texts = [" ".join(rng.choice(words) for _ in range(n)) for n in (2000, 9000, 40000)] + ["z" * 20000 + " tail"]
+    for side in ("right", "left"):
+        clipped = enc.clip(texts, side=side)
+        for full, cut in zip(texts, clipped):
+            assert len(cut) < len(full) or full.startswith("z")
+            a = tok(full, add_special_tokens=False, verbose=False)["input_ids"]
+            b = tok(cut, add_special_tokens=False, verbose=False)["input_ids"]
+            assert (a[:limit] == b[:limit]) if side == "right" else (a[-limit:] == b[-limit:])
+    whole = enc.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(enc.encode(texts), whole, atol=1e-6)
+    read = [limit, limit, limit, 4]  # a 20,000-character word is one [UNK]
+    assert [len(s) for s in enc.token_spans(texts)] == read
+    assert enc.token_counts(texts) == read
+    assert [c > limit for c in enc.token_counts(texts, truncate=False)] == [True, True, True, False]
+    assert enc.clip(["short text"]) == ["short text"]

@@ -422,3 +422,21 @@ def test_mining_prompt_names_are_honoured_or_refused(tmp_path: Path, lexical_mod
             assert r.status_code == 422 and r.json()["param"] == f"options.{field}", r.text
         ok = c.post("/v1/indexes/docs/mine", json={"queries": q, "options": {"query_prompt_name": "query"}})
         assert ok.status_code == 200, ok.text
+
+
+def test_a_2mb_text_costs_what_the_model_reads(tmp_path: Path, tiny_model: Path) -> None:
+    """/tokenize answers the tokens the model reads (its 64 here, not the 400,000 of the text), and
+    /v1/embeddings of the same text equals the embedding of its kept part: the text was cut by characters before
+    it was tokenized (Encoder.clip), so the work is bounded by what is kept."""
+    import numpy as np
+
+    text = " ".join(f"word{i % 997}" for i in range(250_000))[: 2 * 1024 * 1024 - 4096]
+    with _client(tmp_path, tiny_model, max_body_bytes=4 * 1024 * 1024) as c:
+        tokens = c.post("/tokenize", json={"inputs": text}).json()
+        assert len(tokens) == 1 and len(tokens[0]) == 64 and tokens[0][0]["special"] and tokens[0][-1]["special"]
+        kept = text[: tokens[0][-2]["stop"]]
+        r = c.post("/v1/embeddings", json={"input": [text, kept], "encoding_format": "float"})
+        body = r.json()
+        assert r.status_code == 200 and body["usage"]["total_tokens"] == 128, body["usage"]
+        a, b = (np.array(d["embedding"]) for d in body["data"])
+        np.testing.assert_allclose(a, b, atol=1e-6)
