@@ -21,6 +21,7 @@ from negminer._model import text_problem
 
 __all__ = [
     "PairsSummary",
+    "VALIDATION_SALT",
     "RetrievalData",
     "from_hf_dataset",
     "load_beir",
@@ -87,12 +88,16 @@ class RetrievalData:
             source=self.source,
         )
 
-    def split(self, test_fraction: float = 0.2) -> tuple[RetrievalData, RetrievalData]:
-        """Split by query into (train, test), deterministically from a hash of each query's text."""
+    def split(self, test_fraction: float = 0.2, *, salt: str = "") -> tuple[RetrievalData, RetrievalData]:
+        """Split by query into (train, test), deterministically from a hash of each query's text and ``salt``.
+
+        Splits with different salts are independent: the trainer holds out its validation queries with
+        :data:`VALIDATION_SALT`, so the training half of a split made here (``negminer demo --export-data``'s
+        ``train``) still has queries to hold out."""
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         cut = int(test_fraction * 10_000)
-        test = [i for i, q in enumerate(self.queries) if _stable_int(q) % 10_000 < cut]
+        test = [i for i, q in enumerate(self.queries) if _bucket(q, salt) < cut]
         test_set = set(test)
         train = [i for i in range(len(self.queries)) if i not in test_set]
         return self.subset(train), self.subset(test)
@@ -149,6 +154,14 @@ class RetrievalData:
 
         rows = list(self.pairs())
         return Dataset.from_dict({anchor: [r[0] for r in rows], positive: [r[1] for r in rows]})
+
+
+VALIDATION_SALT = "validation"  # the trainer's hold-out split: independent of the unsalted train/test split
+
+
+def _bucket(query: str, salt: str) -> int:
+    """The split bucket (0..9999) of a query: the unsalted one is the train/test split's."""
+    return _stable_int(f"{salt}\x00{query}" if salt else query) % 10_000
 
 
 def _stable_int(text: str) -> int:
@@ -413,10 +426,10 @@ class PairsSummary:
         return high >= cut, low < cut
 
 
-def split_buckets(queries: Iterable[str]) -> tuple[int, int]:
-    """The lowest and highest bucket (``_stable_int(query) % 10_000``) of these queries: enough to tell, without
-    the data, whether a split by any fraction leaves queries on both sides."""
-    buckets = [_stable_int(q) % 10_000 for q in queries]
+def split_buckets(queries: Iterable[str], salt: str = VALIDATION_SALT) -> tuple[int, int]:
+    """The lowest and highest bucket of these queries in the trainer's validation split (``salt``): enough to
+    tell, without the data, whether a hold-out of any fraction leaves queries on both sides."""
+    buckets = [_bucket(q, salt) for q in queries]
     return (min(buckets), max(buckets)) if buckets else (0, 9_999)
 
 
@@ -433,7 +446,7 @@ def scan_pairs(path: str | os.PathLike[str]) -> PairsSummary:
     queries, documents, pairs = array.array("q"), array.array("q"), array.array("q")
     low, high = 10_000, -1
     for _lineno, _qid, query, positives in _pair_lines(path):
-        bucket = _stable_int(query) % 10_000
+        bucket = _bucket(query, VALIDATION_SALT)
         low, high = min(low, bucket), max(high, bucket)
         q = hash(query)
         queries.append(q)

@@ -141,6 +141,29 @@ def test_train_command(tmp_path: Path, tiny_model: Path) -> None:
     assert bad.exit_code == 2 and "batch_size: must be at least 2" in bad.output
 
 
+@pytest.mark.slow  # trains
+def test_train_on_the_tours_own_export_holds_out_validation_queries(tmp_path: Path, tiny_model: Path) -> None:
+    """A newcomer's first ``negminer train data`` on ``negminer demo --export-data``'s folder trains: the trainer's
+    hold-out is salted, so the export's train split (drawn by the unsalted hash) still has queries to hold out."""
+    from negminer import load_data
+    from negminer._data import VALIDATION_SALT
+
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["demo", "--export-data", str(data), "--max-docs", "200"]).exit_code == 0
+    pairs = load_data(data / "train.jsonl")
+    train_part, held = pairs.split(0.2, salt=VALIDATION_SALT)
+    assert len(held) >= 0.1 * len(pairs) and len(train_part) >= 0.7 * len(pairs)
+    assert len(pairs.split(0.2)[1]) == 0  # the unsalted split: what made the export, and the old trap
+    out = tmp_path / "run"
+    args = ["--model", str(tiny_model), "--max-steps", "2", "--batch-size", "4", "--cache-dir", str(tmp_path / "c")]
+    res = runner.invoke(app, ["train", str(data), "-o", str(out), *args])
+    assert res.exit_code == 0, res.output
+    assert (out / "model" / "modules.json").exists()
+    tiny = write_jsonl(tmp_path / "two.jsonl", [{"query": "read a file", "positive": "def read(): ..."}] * 2)
+    res = runner.invoke(app, ["train", str(tiny), "-o", str(tmp_path / "r2"), *args])
+    assert res.exit_code == 2 and "no validation queries" in res.output and "--validation" in res.output
+
+
 def test_the_installed_command_sets_up_logging(monkeypatch) -> None:
     """``negminer`` runs ``negminer.cli:main`` (logging first, from NEGMINER_LOG_LEVEL), not the bare typer app."""
     import logging

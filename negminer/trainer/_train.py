@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from negminer._data import RetrievalData
+from negminer._data import VALIDATION_SALT, RetrievalData
 from negminer._errors import ConfigError, DataError, NonFiniteError
 from negminer._io import atomic_dir, atomic_path, write_json
 from negminer._settings import default_cache_dir
@@ -475,11 +475,21 @@ def _splits(
 ) -> tuple[RetrievalData, RetrievalData]:
     if len(data) == 0:
         raise DataError("no training queries", file=data.source)
-    train_data, val_data = (data, validation) if validation is not None else data.split(cfg.validation_fraction)
+    if validation is not None:
+        train_data, val_data = data, validation
+    else:
+        train_data, val_data = data.split(cfg.validation_fraction, salt=VALIDATION_SALT)
     if len(train_data) == 0 or len(val_data) == 0:
+        held = "validation" if len(val_data) == 0 else "training"
+        how = (
+            "the validation data holds no queries"
+            if validation is not None
+            else f"holding out validation_fraction={cfg.validation_fraction:g} of its {len(data)} queries left "
+            f"{len(train_data)} for training and {len(val_data)} for validation"
+        )
         raise DataError(
-            f"train/validation split left {len(train_data)}/{len(val_data)} queries: need more data "
-            "or a validation set",
+            f"no {held} queries: {how}. Give a validation file (--validation, validation_file), more queries, or "
+            "another validation_fraction",
             file=data.source,
         )
     return train_data, val_data

@@ -157,7 +157,7 @@ def test_bad_input_fails_before_training(small, tiny_model: Path, tmp_path: Path
     (tmp_path / "notamodel" / "x.txt").write_text("x")
     with pytest.raises(ModelError, match="not a sentence-transformers"):
         train(small, _cfg(tmp_path, tmp_path / "notamodel"))
-    with pytest.raises(DataError, match="split left"):
+    with pytest.raises(DataError, match="no validation queries: holding out"):
         train(small.subset([0]), _cfg(tmp_path, tiny_model))
     with pytest.raises(ConfigError, match="resume: no complete checkpoint"):
         train(small, _cfg(tmp_path / "fresh", tiny_model, resume=True))
