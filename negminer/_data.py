@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 
 from negminer._errors import DataError
 from negminer._model import text_problem
+
+logger = logging.getLogger("negminer")
 
 __all__ = [
     "PairsSummary",
@@ -364,6 +367,12 @@ def _merge_queries(
 
 
 _QUERY_KEYS = ("query", "anchor")
+_PAIR_FIELDS = "a query ('query' or 'anchor') and 'positive' (a text) or 'positives' (a list of texts)"
+
+
+def _fields_found(obj: dict[str, Any]) -> str:
+    names = ", ".join(repr(str(k)) for k in list(obj)[:12]) + (", ..." if len(obj) > 12 else "")
+    return f"this line has {names or 'no fields'}; a line needs {_PAIR_FIELDS}"
 
 
 def load_pairs(path: str | os.PathLike[str], corpus: str | os.PathLike[str] | None = None) -> RetrievalData:
@@ -391,7 +400,7 @@ def _pair_lines(path: str) -> Iterator[tuple[int, str, str, list[tuple[str, str 
     for lineno, obj in read_jsonl(path):
         qkey = next((k for k in _QUERY_KEYS if k in obj), None)
         if qkey is None:
-            raise DataError("missing", file=path, line=lineno, field="query")
+            raise DataError(f"missing ({_fields_found(obj)})", file=path, line=lineno, field="query")
         query = _check_text(obj[qkey], path, lineno, qkey)
         if "positives" in obj:
             plist = obj["positives"]
@@ -405,7 +414,7 @@ def _pair_lines(path: str) -> Iterator[tuple[int, str, str, list[tuple[str, str 
             pid = obj.get("positive_id")
             positives = [(text, str(pid) if pid else None)]
         else:
-            raise DataError("missing (need 'positive' or 'positives')", file=path, line=lineno, field="positive")
+            raise DataError(f"missing ({_fields_found(obj)})", file=path, line=lineno, field="positive")
         qid = str(obj.get("query_id") or obj.get("_id") or _text_id("q", query))
         yield lineno, qid, query, positives
 
@@ -520,8 +529,9 @@ def load_data(path: str | os.PathLike[str], *, split: str = "train", corpus: str
 
 
 def _load_table(path: Path) -> RetrievalData:
-    """A Parquet or CSV file of (anchor, positive) pairs: columns ``query``/``anchor`` and ``positive``, else the
-    first two columns."""
+    """A Parquet or CSV file of (anchor, positive) pairs: columns ``query``/``anchor`` and ``positive``; a file
+    of exactly two columns by other names is read by position, as sentence-transformers reads datasets (and says
+    so in the log). Other columns are refused, naming them."""
     import pyarrow as pa
     from datasets import Dataset
 
@@ -539,6 +549,21 @@ def _load_table(path: Path) -> RetrievalData:
     cols = table.column_names
     anchor = next((c for c in _QUERY_KEYS if c in cols), None)
     positive = "positive" if "positive" in cols else None
+    if not (anchor and positive):
+        if len(cols) != 2:
+            found = ", ".join(repr(c) for c in cols[:12]) or "none"
+            raise DataError(
+                f"columns {found}: need a 'query' (or 'anchor') and a 'positive' column, or exactly two columns "
+                "(read in order as query, positive)",
+                file=str(path),
+            )
+        logger.warning(
+            "%s: no 'query'/'anchor' and 'positive' columns; reading %r as the query and %r as the positive "
+            "(the two columns in order, as sentence-transformers reads a dataset)",
+            path,
+            cols[0],
+            cols[1],
+        )
     try:
         data = from_hf_dataset(
             Dataset(table), anchor_column=anchor and positive and anchor, positive_column=anchor and positive

@@ -420,7 +420,7 @@ def train_cmd(
     import signal
 
     from negminer import load_data
-    from negminer.trainer import TrainListener, train
+    from negminer.trainer import TrainListener
 
     class _StopOnSignal(TrainListener):
         """SIGTERM / SIGINT: stop after the current step with a checkpoint (--resume goes on from it)."""
@@ -464,8 +464,10 @@ def train_cmd(
 
             source = HttpNegativeSource.factory(index_url, index_name, api_key=_service_settings().api_key)
         _check_model(cfg.model, "--model")
-        ds = load_data(data, split=split)
+        ds = load_data(data, split=split)  # data errors are reported before torch and transformers are imported
         val = load_data(validation, split=split) if validation else None
+        from negminer.trainer import train
+
         res = train(ds, cfg, validation=val, source=source, listener=listener)
     except (NegminerError, ValueError) as exc:
         _fail(exc)
@@ -629,8 +631,21 @@ def index_search(
                 typer.echo(f"  {s:.4f}  {index.doc_ids[r]}")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from negminer import __version__
+
+        typer.echo(f"negminer {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _fresh_settings() -> None:
+def _fresh_settings(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+) -> None:
     """Each invocation reads the environment once, afresh (tests invoke the app many times in one process)."""
     _settings.cache_clear()
 

@@ -88,6 +88,13 @@ def test_index_build_info_search(tmp_path: Path, lexical_model: Path) -> None:
     assert bad.exit_code == 2 and "memory_budget" in bad.output
 
 
+def test_version() -> None:
+    from negminer import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"negminer {__version__}"
+
+
 def test_help_on_every_command() -> None:
     for cmd in (
         ["--help"],

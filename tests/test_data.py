@@ -67,6 +67,11 @@ def test_hf_dataset_first_two_columns() -> None:
         ([{"query": "q"}], r"pairs.jsonl:1: field 'positive': missing"),
         (['{"query": "q", "positive": "a"}', '{"query": "q", '], r"pairs.jsonl:2: broken JSON"),
         ([{"query": 3, "positive": "a"}], r"pairs.jsonl:1: field 'query': expected a string"),
+        (
+            [{"question": "q", "answer": "a"}],
+            r"pairs.jsonl:1: field 'query': missing \(this line has 'question', 'answer'; a line needs a query "
+            r"\('query' or 'anchor'\) and 'positive' \(a text\) or 'positives'",
+        ),
         (["[1, 2]"], r"pairs.jsonl:1: expected a JSON object"),
     ],
 )
@@ -74,6 +79,37 @@ def test_bad_pairs_name_file_line_field(tmp_path: Path, rows: list, pattern: str
     p = write_jsonl(tmp_path / "pairs.jsonl", rows)
     with pytest.raises(DataError, match=pattern):
         load_pairs(p)
+
+
+def test_tables_by_other_names_are_read_by_position_only_with_two_columns(tmp_path: Path, caplog) -> None:
+    """A CSV with ``question``/``answer`` is read in order, and the log says so; with a third column it is
+    refused, naming the columns found and those accepted."""
+    two = tmp_path / "qa.csv"
+    two.write_text("question,answer\nhow to read a file,open(path).read()\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="negminer"):
+        data = load_data(two)
+    assert data.queries == ["how to read a file"] and data.corpus_texts == ["open(path).read()"]
+    assert "reading 'question' as the query and 'answer' as the positive" in caplog.text
+    three = tmp_path / "qa3.csv"
+    three.write_text("question,answer,source\nq,a,s\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"qa3.csv: columns 'question', 'answer', 'source': need a 'query'"):
+        load_data(three)
+
+
+def test_train_reports_a_data_error_before_importing_torch(tmp_path: Path) -> None:
+    """``negminer train`` checks its data before it imports torch and transformers (seconds on a small machine)."""
+    import subprocess
+    import sys
+
+    bad = write_jsonl(tmp_path / "qa.jsonl", [{"question": "q", "answer": "a"}])
+    code = (
+        "import sys\nfrom negminer.cli import main\n"
+        f"sys.argv = ['negminer', 'train', {str(bad)!r}, '-o', {str(tmp_path / 'out')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "field 'query': missing (this line has 'question', 'answer'" in res.stderr + res.stdout
+    assert res.stdout.strip().splitlines()[-1] == "exit 2 False", res.stdout + res.stderr
 
 
 def test_wrong_encoding_names_the_line(tmp_path: Path) -> None:
