@@ -141,6 +141,8 @@ def test_subpackage_apis() -> None:
     assert sorted(negminer.jobs.__all__) == sorted(
         [
             "TERMINAL",
+            "FileGone",
+            "FileInUse",
             "JobAlreadyEnded",
             "JobStore",
             "StoreUnavailable",

@@ -4,11 +4,13 @@ processes. Used by the service's routes and by ``negminer worker``; importing it
 uvicorn."""
 
 from negminer.jobs._queue import JobAlreadyEnded, cancel_job, submit_job
-from negminer.jobs._store import TERMINAL, JobStore, StoreUnavailable
+from negminer.jobs._store import TERMINAL, FileGone, FileInUse, JobStore, StoreUnavailable
 from negminer.jobs._worker import Worker, model_name
 
 __all__ = [
     "TERMINAL",
+    "FileGone",
+    "FileInUse",
     "JobAlreadyEnded",
     "JobStore",
     "StoreUnavailable",

@@ -31,7 +31,7 @@ from negminer._errors import NegminerError
 from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
 from negminer._vocab import EventLevel, EventType, JobStatus, ModelKind, new_id
 
-__all__ = ["JobStore", "StoreUnavailable", "TERMINAL"]
+__all__ = ["FileGone", "FileInUse", "JobStore", "StoreUnavailable", "TERMINAL"]
 
 logger = logging.getLogger("negminer")
 
@@ -185,6 +185,22 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+class FileInUse(NegminerError):
+    """A file that an unfinished job reads cannot be deleted."""
+
+    def __init__(self, file_id: str, job_id: str) -> None:
+        super().__init__(f"file {file_id!r} is used by job {job_id}, which has not finished", param="file_id")
+        self.file_id, self.job_id = file_id, job_id
+
+
+class FileGone(NegminerError):
+    """A job named a file that does not exist (any more: deleted while the job was being created)."""
+
+    def __init__(self, file_id: str, param: str) -> None:
+        super().__init__(f"no file {file_id!r} (upload it with POST /v1/files)", param=param)
+        self.file_id = file_id
+
+
 class JobStore:
     """All job state, behind one small interface, on SQLite or PostgreSQL (the same code and tests for both)."""
 
@@ -279,13 +295,23 @@ class JobStore:
         return self._page(files, where, after, limit, descending=descending)
 
     def delete_file(self, file_id: str) -> bool:
+        """Delete a file's row unless an unfinished job reads it (:class:`FileInUse`), in one transaction that
+        locks the row, so a job created at the same moment either sees the file and keeps it or finds it gone."""
         with self._tx() as c:
+            c.execute(sa.select(files.c.id).where(files.c.id == file_id).with_for_update())
+            job = self._file_in_use(c, file_id)
+            if job is not None:
+                raise FileInUse(file_id, job)
             return c.execute(files.delete().where(files.c.id == file_id)).rowcount > 0
 
     def file_in_use(self, file_id: str) -> str | None:
         """The id of an unfinished job reading this file, if any."""
         with self.engine.connect() as c:
-            return c.execute(
+            return self._file_in_use(c, file_id)
+
+    @staticmethod
+    def _file_in_use(c: Connection, file_id: str) -> str | None:
+        return c.execute(
                 sa.select(jobs.c.id)
                 .where(
                     sa.or_(jobs.c.training_file == file_id, jobs.c.validation_file == file_id),
@@ -296,8 +322,19 @@ class JobStore:
 
     # -- jobs -----------------------------------------------------------------------------------------------
     def create_job(self, **values: Any) -> dict[str, Any]:
+        """Insert a job; its ``training_file`` and ``validation_file`` must exist, checked under a shared lock on
+        their rows in the same transaction (:class:`FileGone` otherwise), so a delete cannot slip between."""
         job_id = new_id("ftjob")
         with self._tx() as c:
+            for param in ("training_file", "validation_file"):
+                file_id = values.get(param)
+                if file_id is None:
+                    continue
+                found = c.execute(
+                    sa.select(files.c.id).where(files.c.id == file_id).with_for_update(read=True)
+                ).scalar()
+                if found is None:
+                    raise FileGone(file_id, param)
             c.execute(
                 jobs.insert().values(
                     id=job_id,

@@ -16,7 +16,7 @@ from negminer import ConfigError, DataError, IndexFileError, ModelError, Negmine
 from negminer._errors import error_message
 from negminer.client import ServiceError
 from negminer.client.schemas import Problem, ProblemError
-from negminer.jobs import StoreUnavailable
+from negminer.jobs import FileGone, FileInUse, StoreUnavailable
 from negminer.service.registry import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
 
 logger = logging.getLogger("negminer")
@@ -76,6 +76,8 @@ STATUS_OF: dict[type[NegminerError], tuple[int, str]] = {
     IndexBusy: (409, "index_busy"),
     IndexDeleting: (409, "index_deleting"),
     StoreUnavailable: (503, "store_unavailable"),
+    FileInUse: (409, "file_in_use"),
+    FileGone: (422, "invalid_file"),
     IndexNotReady: (409, "index_not_ready"),
     IndexFileError: (409, "index_file_error"),
     DataError: (422, "invalid_data"),

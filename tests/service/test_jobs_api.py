@@ -133,7 +133,7 @@ def test_jobs_create_list_paginate_cancel_and_events(tmp_path: Path, lexical_mod
             "data": [],
             "has_more": False,
         }
-        _problem(c.delete(f"/v1/files/{fid}"), 409, None)  # queued jobs still read it
+        _problem(c.delete(f"/v1/files/{fid}"), 409, "file_id")  # queued jobs still read it
 
 
 @pytest.mark.parametrize(

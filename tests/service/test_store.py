@@ -55,7 +55,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Itera
     s.close()
 
 
+def _file(store: JobStore, file_id: str = "file-1") -> str:
+    if store.get_file(file_id) is None:
+        store.add_file(id=file_id, filename="t.jsonl", purpose="fine-tune", nbytes=1, path="/t", sha256="0", info={})
+    return file_id
+
+
 def _job(store: JobStore, **kw: object) -> str:
+    _file(store)
     row = store.create_job(model="m", model_path="/m", training_file="file-1", hyperparameters=HP, seed=1, **kw)
     store.set_status(row["id"], "queued", expect=("validating_files",))
     return row["id"]
@@ -78,6 +85,46 @@ def test_claims_are_exclusive_under_contention(store: JobStore) -> None:
         t.join()
     assert sorted(got) == sorted(ids)  # every job once: none lost, none run twice
     assert store.claim("late", 60, 3) is None
+
+
+def test_a_file_is_deleted_or_used_by_a_job_never_both(store: JobStore) -> None:
+    """A job created while its training file is deleted: either the job exists and the delete was refused
+    (FileInUse), or the file is gone and the job was refused (FileGone). 20 races, both backends."""
+    from negminer.jobs import FileGone, FileInUse
+
+    outcomes = set()
+    for i in range(20):
+        fid = _file(store, f"file-race-{i}")
+        results: dict[str, object] = {}
+        barrier = threading.Barrier(2)
+
+        def create(fid: str = fid, results: dict = results, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                results["job"] = store.create_job(
+                    model="m", model_path="/m", training_file=fid, hyperparameters=HP, seed=1
+                )["id"]
+            except FileGone as exc:
+                results["job"] = exc
+
+        def delete(fid: str = fid, results: dict = results, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                results["deleted"] = store.delete_file(fid)
+            except FileInUse as exc:
+                results["deleted"] = exc
+
+        threads = [threading.Thread(target=create), threading.Thread(target=delete)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        job_made, deleted = isinstance(results["job"], str), results["deleted"] is True
+        assert job_made != deleted, results  # exactly one of them won
+        assert (store.get_file(fid) is None) == deleted
+        outcomes.add("job" if job_made else "delete")
+    with pytest.raises(FileGone, match="no file 'nope'"):
+        store.create_job(model="m", model_path="/m", training_file="nope", hyperparameters=HP, seed=1)
 
 
 def test_expired_lease_is_claimed_again_then_fails_after_max_attempts(store: JobStore, clock: Clock) -> None:

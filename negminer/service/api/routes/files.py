@@ -135,9 +135,6 @@ def delete_file(file_id: str, store: StoreDep) -> Deleted:
     row = store.get_file(file_id)
     if row is None:
         raise HTTPException(404, f"no file {file_id!r}")
-    job = store.file_in_use(file_id)
-    if job is not None:
-        raise HTTPException(409, f"file {file_id!r} is used by job {job}, which has not finished")
-    store.delete_file(file_id)
+    store.delete_file(file_id)  # FileInUse (409) while an unfinished job reads it, checked in the same transaction
     Path(row["path"]).unlink(missing_ok=True)
     return Deleted(id=file_id, object="file")
