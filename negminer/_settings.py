@@ -137,6 +137,11 @@ class ServiceSettings(Settings):
     worker_poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for queued jobs")
     cancel_grace_seconds: float = Field(10.0, ge=0, description="a cancelled job still running after this is killed")
     checkpoints_kept: int = Field(3, ge=0, description="checkpoints kept as models per job (0 = all)")
+    keep_trainer_state: bool = Field(
+        False,
+        description="keep a job's trainer checkpoints (optimizer state, about twice the model) and refresh models "
+        "after it ends; by default only the model and the checkpoints registered as models stay",
+    )
 
     @field_validator("api_key")
     @classmethod

@@ -312,13 +312,13 @@ class JobStore:
     @staticmethod
     def _file_in_use(c: Connection, file_id: str) -> str | None:
         return c.execute(
-                sa.select(jobs.c.id)
-                .where(
-                    sa.or_(jobs.c.training_file == file_id, jobs.c.validation_file == file_id),
-                    jobs.c.status.not_in(TERMINAL),
-                )
-                .limit(1)
-            ).scalar()
+            sa.select(jobs.c.id)
+            .where(
+                sa.or_(jobs.c.training_file == file_id, jobs.c.validation_file == file_id),
+                jobs.c.status.not_in(TERMINAL),
+            )
+            .limit(1)
+        ).scalar()
 
     # -- jobs -----------------------------------------------------------------------------------------------
     def create_job(self, **values: Any) -> dict[str, Any]:

@@ -167,6 +167,20 @@ class Worker:
             self._finish(job_id, proc, outcome)
         finally:
             self._remove_index_copy(job_id)
+            self._tidy(job_id)
+
+    def _tidy(self, job_id: str) -> None:
+        """Once a job has ended, drop what only a resume needed: the trainer's checkpoints (weights plus optimizer
+        state; the checkpoints registered as models are separate hard links and stay) and the refresh models,
+        unless an index still depends on one, or ``keep_trainer_state`` is set."""
+        job = self.store.get_job(job_id)
+        if self.settings.keep_trainer_state or not job or job["status"] not in TERMINAL:
+            return
+        out = Path(self.settings.data_dir) / "jobs" / job_id
+        pinned = pinned_models(Path(self.settings.data_dir) / "indexes")
+        for folder in (out / "checkpoints", out / "refresh"):
+            if folder.is_dir() and not any(p.startswith(str(folder.resolve())) for p in pinned):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _remove_index_copy(self, job_id: str) -> None:
         """Remove the job's private index copy (if it mined from an index) once the job has ended or left this

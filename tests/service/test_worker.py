@@ -80,9 +80,20 @@ def test_a_stopped_worker_requeues_its_job_and_the_next_one_resumes(
         assert not th.is_alive()
         queued = c.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
         assert queued["status"] == "queued" and queued["attempts"] == 0
+        first = c.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"][-1]["fine_tuned_model_checkpoint"]
+        r = c.delete(f"/v1/models/{first}")  # the job will resume from it: refused, nothing deleted
+        assert r.status_code == 409 and "may resume from it" in r.json()["detail"], r.text
         assert Worker(settings).run_once() == job["id"]
         done = c.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
         assert done["status"] == "succeeded" and done["trained_steps"] == 300 and done["attempts"] == 1
+        out = tmp_path / "data" / "jobs" / job["id"]
+        assert not list(out.rglob("optimizer.pt")) and not (out / "checkpoints").exists()  # only a resume needed it
+        ckpts = c.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"]
+        name = ckpts[0]["fine_tuned_model_checkpoint"]
+        assert c.delete(f"/v1/models/{name}").status_code == 200  # the job has ended: deleted for real
+        assert name not in [m["id"] for m in c.get("/v1/models").json()["data"]]
+        assert not any(p.name.endswith(f"-step-{ckpts[0]['step_number']}") for p in tmp_path.rglob("checkpoint-*"))
+
         messages = [
             e["message"]
             for e in c.get(f"/v1/fine_tuning/jobs/{job['id']}/events", params={"limit": 1000, "order": "asc"}).json()[

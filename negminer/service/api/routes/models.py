@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
 
+from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
 from negminer._vocab import ModelKind
 from negminer.client.schemas import Deleted, ListPage, Model
 from negminer.index._internal import pinned_models
@@ -26,7 +27,8 @@ def list_models(store: StoreDep, settings: SettingsDep) -> ListPage[Model]:
 @router.delete("/{name}", response_model=Deleted, responses=problem_responses(403, 409))
 def delete_model(name: str, store: StoreDep, settings: SettingsDep) -> Deleted:
     """Delete a fine-tuned model or checkpoint and its files (``client.models.delete(name)``). Refused (409) while
-    an index depends on it (built or refreshed with it); the service's default model cannot be deleted (403)."""
+    an index depends on it (built or refreshed with it) and, for a checkpoint, while its job has not ended (the
+    job may resume from it); the service's default model cannot be deleted (403)."""
     if name == default_model(settings)[0]:
         raise HTTPException(403, f"{name!r} is the service's default model; it cannot be deleted")
     m = store.get_model(name)
@@ -37,9 +39,19 @@ def delete_model(name: str, store: StoreDep, settings: SettingsDep) -> Deleted:
     users = pinned_models(data_dir / "indexes").get(str(path))
     if users:
         raise HTTPException(409, f"model {name!r} is used by index {', '.join(users)}; delete or refresh it first")
+    job = store.get_job(m["job_id"]) if m["job_id"] else None
+    if m["kind"] == ModelKind.checkpoint and job is not None and job["status"] not in TERMINAL:
+        raise HTTPException(
+            409,
+            f"checkpoint {name!r} belongs to job {job['id']}, which may resume from it; "
+            "cancel the job or wait for it to end",
+        )
     store.delete_model(name)
     if path.is_relative_to(data_dir / "models"):  # only what the service made itself
         shutil.rmtree(path, ignore_errors=True)
+    if m["kind"] == ModelKind.checkpoint and job is not None:  # the trainer's copy, kept by keep_trainer_state
+        step = path.name.removeprefix("checkpoint-step-")
+        shutil.rmtree(data_dir / "jobs" / job["id"] / "checkpoints" / f"checkpoint-{step}", ignore_errors=True)
     return Deleted(id=name, object="model")
 
 
