@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     computed_field,
     field_validator,
     model_validator,
@@ -499,7 +500,13 @@ class CreateJob(_Request):
     integrations: list[dict[str, Any]] | None = Field(None, max_length=0, description="none are supported")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
-    metadata: dict[str, str] | None = Field(None, max_length=16)
+    metadata: (
+        dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=512)]] | None
+    ) = Field(
+        None,
+        max_length=16,
+        description="up to 16 pairs: keys of at most 64 characters, values of at most 512 (OpenAI's limits)",
+    )
 
 
 class JobError(_Response):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import json
+import sys
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -111,6 +113,27 @@ def _malformed(error: dict[str, Any], body: Any) -> str:
     return f"malformed JSON at line {line}, column {column}: {why}"
 
 
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's 400 for any non-JSONDecodeError failure
+
+
+def _unparseable(body: bytes) -> str:
+    """Why a body that FastAPI could not parse is not JSON negminer takes: bad UTF-8, nesting too deep for the
+    parser, or an integer past Python's digit limit (each a 422 ``invalid_json``, as malformed JSON is)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"the body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+    try:
+        json.loads(text)
+    except RecursionError:
+        return "malformed JSON: nested too deeply"
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            return f"malformed JSON: an integer of more than {sys.get_int_max_str_digits()} digits"
+        return f"malformed JSON: {exc}"
+    return "malformed JSON"
+
+
 def _no_paths(text: str, request: Request) -> str:
     """``text`` without the server's own folders (see :meth:`ServiceSettings.without_paths`)."""
     settings = getattr(request.app.state, "settings", None)
@@ -157,6 +180,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_PARSE_ERROR:  # JSON that json.loads could not take
+            why = _unparseable(await request.body())
+            return problem(422, why, code="invalid_json", param="body", instance=request.url.path)
         code = {
             400: "bad_request",
             401: "unauthorized",

@@ -30,6 +30,14 @@ __all__ = ["DOC_PATHS", "RequestGuard", "key_matches"]
 
 DOC_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
 
+# On every answer: no MIME sniffing, never framed (the page's Cancel button must not be clickjacked).
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
+# The page: its own script and style files only (it builds every node with the DOM, no inline code), its own API.
+PAGE_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
 
 def key_matches(authorization: str, settings: ServiceSettings) -> bool:
     """Whether an ``Authorization`` header carries the service's key (compared in constant time)."""
@@ -107,12 +115,16 @@ class RequestGuard:
                     return {"type": "http.disconnect"}
             return message
 
+        page = path.startswith("/ui")
+
         async def tracked_send(message: Message) -> None:
             nonlocal started
             if refused:  # the app's own answer to the disconnect: the client already has its 413
                 return
             if message["type"] == "http.response.start":
                 started = True
+                extra = [*SECURITY_HEADERS, *([(b"content-security-policy", PAGE_CSP)] if page else [])]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         try:
@@ -128,7 +140,7 @@ async def _answer(send: Send, response: Any) -> None:
         {
             "type": "http.response.start",
             "status": response.status_code,
-            "headers": [(b"connection", b"close"), *response.raw_headers],
+            "headers": [(b"connection", b"close"), *response.raw_headers, *SECURITY_HEADERS],
         }
     )
     await send({"type": "http.response.body", "body": response.body})

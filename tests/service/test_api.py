@@ -440,3 +440,20 @@ def test_a_2mb_text_costs_what_the_model_reads(tmp_path: Path, tiny_model: Path)
         assert r.status_code == 200 and body["usage"]["total_tokens"] == 128, body["usage"]
         a, b = (np.array(d["embedding"]) for d in body["data"])
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_the_page_is_served_with_a_content_security_policy_and_never_framed(
+    tmp_path: Path, lexical_model: Path
+) -> None:
+    """/ui/ answers GET and HEAD with a CSP that allows only its own files (it builds the page with the DOM),
+    nosniff, and X-Frame-Options DENY (its Cancel button must not be framed); API answers carry the last two."""
+    with _client(tmp_path, lexical_model, api_key=KEY) as c:
+        for method in ("GET", "HEAD"):
+            r = c.request(method, "/ui/")
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), (method, r.text)
+            csp = r.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+            assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+        assert "<script>" not in c.get("/ui/").text  # no inline script for the policy to block
+        for r in (c.get("/v1/indexes"), c.get("/v1/indexes", headers={"Authorization": f"Bearer {KEY}"})):
+            assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"

@@ -155,6 +155,34 @@ def test_malformed_json_names_line_and_column(client: TestClient) -> None:
     assert "line 3, column 3" in problem["detail"], problem["detail"]
 
 
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"input": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested too deeply"),
+        (b'{"input": "\xff\xfe"}', "not valid UTF-8 (invalid start byte at byte 11)"),
+        (b'{"input": "x", "dimensions": ' + b"9" * 5000 + b"}", "an integer of more than 4300 digits"),
+    ],
+)
+def test_bodies_that_json_cannot_take_are_invalid_json_too(client: TestClient, body: bytes, why: str) -> None:
+    """Not only a syntax error: deep nesting, bad UTF-8 and a 5,000-digit integer are 422 invalid_json as
+    documented (FastAPI answers them 400 "There was an error parsing the body")."""
+    r = client.post("/v1/embeddings", content=body, headers=JSON)
+    problem = r.json()
+    assert r.status_code == 422 and problem["code"] == "invalid_json" and problem["param"] == "body", problem
+    assert why in problem["detail"], problem["detail"]
+
+
+def test_metadata_has_openais_limits(client: TestClient) -> None:
+    """OpenAI caps metadata at 16 pairs, 64-character keys and 512-character values."""
+    for metadata, param in [
+        ({"k": "v" * 513}, "metadata.k"),
+        ({"k" * 65: "v"}, "metadata"),
+        ({f"k{i}": "v" for i in range(17)}, "metadata"),
+    ]:
+        r = client.post("/v1/fine_tuning/jobs", json={"training_file": "file-0", "metadata": metadata})
+        assert r.status_code == 422 and r.json()["param"].startswith(param), r.json()
+
+
 def test_an_uploaded_line_with_a_lone_surrogate_is_refused_with_its_line(client: TestClient) -> None:
     good = '{"query": "q1", "positive": "p1"}\n'
     bad = '{"query": "q2", "positive": "p\\ud800"}\n'

@@ -36,7 +36,7 @@ def ui_bare() -> RedirectResponse:
     return RedirectResponse("/ui/")
 
 
-@router.get("/ui/", response_class=FileResponse)
+@router.api_route("/ui/", methods=["GET", "HEAD"], response_class=FileResponse)
 def ui_page() -> FileResponse:
     return FileResponse(UI_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
 
