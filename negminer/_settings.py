@@ -97,6 +97,12 @@ class ServiceSettings(Settings):
         "one is set, like every route but /healthz and /readyz)",
     )
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file upload (POST /v1/files)")
+    read_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="a client that takes longer to send its request line and headers is disconnected, and one that "
+        "pauses longer between parts of its body gets 408 (slow clients cannot hold connections open)",
+    )
     database_url: str | None = Field(
         None,
         description="job database; default: SQLite at DATA_DIR/negminer.db; "

@@ -509,12 +509,11 @@ def serve(
 ) -> None:
     """Run the REST service (FastAPI on uvicorn). Every setting also comes from a NEGMINER_* environment variable
     (NEGMINER_API_KEY, NEGMINER_MODEL, NEGMINER_MAX_TRAIN_STEPS, ...: the "Service settings" table of docs/rest.md)."""
-    import uvicorn
-
     from negminer.service import create_app
+    from negminer.service.server import serve
 
     settings = _service_settings(host=host, port=port, data_dir=data_dir)
-    uvicorn.run(create_app(settings, with_worker=with_worker), host=settings.host, port=settings.port, log_level="info")
+    serve(create_app(settings, with_worker=with_worker), settings)
 
 
 @app.command()

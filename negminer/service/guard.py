@@ -17,6 +17,7 @@ pass the cap, chunked uploads included, so nothing past the cap is ever read, pa
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -97,14 +98,26 @@ class RequestGuard:
             await _answer(send, too_large())
             return
         received = 0
-        started = refused = False
+        started = refused = body_done = False
+        timeout = self.settings.read_timeout_seconds
 
         async def capped_receive() -> Message:
-            nonlocal received, refused, started
+            nonlocal received, refused, started, body_done
             if refused:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if body_done:  # afterwards the app only listens for the client leaving: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout)
+            except asyncio.TimeoutError:
+                refused = True  # a client that stalls mid-body holds no connection or worker thread
+                if not started:
+                    started = True
+                    slow = f"no part of the request body for {timeout:g} s (NEGMINER_READ_TIMEOUT_SECONDS)"
+                    await _answer(send, problem(408, slow, code="request_timeout"))
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > limit:
                     # answer 413 now and tell the app the client left: nothing more is read, parsed or spooled

@@ -4,7 +4,9 @@ upload is validated in bounded memory, and an error answer leaves the connection
 from __future__ import annotations
 
 import json
+import select
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ from tests.service._procs import free_port, start_server
 pytestmark = pytest.mark.slow  # a server process
 
 KEY = "s" * 32
+READ_TIMEOUT = 3.0
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -28,7 +31,7 @@ def _peak_rss_mb(pid: int) -> float:
 def server(tmp_path_factory: pytest.TempPathFactory, lexical_model: Path):
     tmp = tmp_path_factory.mktemp("limits")
     port = free_port()
-    proc = start_server(tmp, lexical_model, port, NEGMINER_API_KEY=KEY)
+    proc = start_server(tmp, lexical_model, port, NEGMINER_API_KEY=KEY, NEGMINER_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT))
     yield proc, port, tmp
     proc.kill()
     proc.wait(30)
@@ -81,3 +84,50 @@ def test_an_error_answer_leaves_the_connection_usable(server) -> None:
             assert r.json()["param"] in ("inputs", "dimensions", "body")
             ok = c.post("/v1/embed", content=json.dumps({"inputs": "fine"}).encode(), headers=auth)
             assert ok.status_code == 200
+
+
+def _closed(s: socket.socket) -> bool:
+    """Whether the server has closed this connection (readable, and nothing or an error to read)."""
+    if not select.select([s], [], [], 0)[0]:
+        return False
+    try:
+        return s.recv(4096) == b""
+    except OSError:
+        return True
+
+
+def test_slow_header_and_slow_body_clients_are_cut_off(server) -> None:
+    """200 clients trickling their headers a byte every half second are all disconnected within the read timeout
+    (they were all still held after a minute); a client that stalls mid-body gets 408; the server still serves."""
+    _, port, _ = server
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(200)]
+    try:
+        for s in socks:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        t0, held = time.time(), set(range(len(socks)))
+        while held and time.time() - t0 < READ_TIMEOUT + 10:
+            for i in list(held):
+                try:
+                    if _closed(socks[i]):
+                        held.discard(i)
+                    else:
+                        socks[i].sendall(b"a")
+                except OSError:
+                    held.discard(i)
+            time.sleep(0.5)
+        assert not held, f"{len(held)} slow-header connections still held after {time.time() - t0:.0f} s"
+        assert time.time() - t0 >= READ_TIMEOUT - 0.5  # not cut before their time
+    finally:
+        for s in socks:
+            s.close()
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT + 10) as s:
+        head = (
+            "POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {KEY}\r\nContent-Length: 100\r\n\r\n"
+        )
+        s.sendall(head.encode() + b'{"inputs": "sl')  # 14 of the 100 bytes, then nothing
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer, answer[:300]
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
