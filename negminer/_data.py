@@ -200,15 +200,22 @@ def _check_text(value: Any, file: str, line: int, field: str) -> str:
     return value
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; bad bytes or JSON raise DataError with the line."""
+def read_jsonl(
+    path: str | os.PathLike[str], *, max_line_bytes: int | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; bad bytes or JSON raise DataError with the line.
+    ``max_line_bytes``: a longer line is refused after reading at most that many bytes of it (memory stays a few
+    times the cap, however long the line)."""
     path = str(path)
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed by the with below; the error names the file
     except FileNotFoundError:
         raise DataError("file not found", file=path) from None
+    limit = -1 if max_line_bytes is None else max_line_bytes + 1
     with fh:
-        for lineno, raw in enumerate(fh, start=1):
+        for lineno, raw in enumerate(iter(lambda: fh.readline(limit), b""), start=1):
+            if max_line_bytes is not None and len(raw) - raw.endswith(b"\n") > max_line_bytes:
+                raise DataError(f"line longer than {max_line_bytes} bytes", file=path, line=lineno)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -395,9 +402,11 @@ def load_pairs(path: str | os.PathLike[str], corpus: str | os.PathLike[str] | No
     return _merge_queries(docs.ids, docs.texts, rows, path)
 
 
-def _pair_lines(path: str) -> Iterator[tuple[int, str, str, list[tuple[str, str | None]]]]:
+def _pair_lines(
+    path: str, max_line_bytes: int | None = None
+) -> Iterator[tuple[int, str, str, list[tuple[str, str | None]]]]:
     """(line, query id, query, [(positive text, its id or None)]) of each line of a pairs JSONL, checked."""
-    for lineno, obj in read_jsonl(path):
+    for lineno, obj in read_jsonl(path, max_line_bytes=max_line_bytes):
         qkey = next((k for k in _QUERY_KEYS if k in obj), None)
         if qkey is None:
             raise DataError(f"missing ({_fields_found(obj)})", file=path, line=lineno, field="query")
@@ -442,7 +451,7 @@ def split_buckets(queries: Iterable[str], salt: str = VALIDATION_SALT) -> tuple[
     return (min(buckets), max(buckets)) if buckets else (0, 9_999)
 
 
-def scan_pairs(path: str | os.PathLike[str]) -> PairsSummary:
+def scan_pairs(path: str | os.PathLike[str], *, max_line_bytes: int | None = None) -> PairsSummary:
     """Check every line of a pairs JSONL as :func:`load_pairs` does and count what it holds, in memory that grows
     by 8 bytes a line, not with the text: uploads are validated this way, so a multi-million-line file never
     lives in memory as strings. Counts are of distinct texts (64-bit hashes; a collision would undercount by one
@@ -454,7 +463,7 @@ def scan_pairs(path: str | os.PathLike[str]) -> PairsSummary:
     path = str(path)
     queries, documents, pairs = array.array("q"), array.array("q"), array.array("q")
     low, high = 10_000, -1
-    for _lineno, _qid, query, positives in _pair_lines(path):
+    for _lineno, _qid, query, positives in _pair_lines(path, max_line_bytes):
         bucket = _bucket(query, VALIDATION_SALT)
         low, high = min(low, bucket), max(high, bucket)
         q = hash(query)

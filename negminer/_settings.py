@@ -97,6 +97,9 @@ class ServiceSettings(Settings):
         "one is set, like every route but /healthz and /readyz)",
     )
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file upload (POST /v1/files)")
+    max_line_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="longest line of an uploaded JSONL file (checked in bounded memory)"
+    )
     read_timeout_seconds: float = Field(
         30.0,
         gt=0,

@@ -112,6 +112,17 @@ def test_train_reports_a_data_error_before_importing_torch(tmp_path: Path) -> No
     assert res.stdout.strip().splitlines()[-1] == "exit 2 False", res.stdout + res.stderr
 
 
+def test_a_line_over_the_cap_is_refused_with_its_number(tmp_path: Path) -> None:
+    from negminer._data import scan_pairs
+
+    line = '{"query": "q", "positive": "' + "x" * 2000 + '"}'
+    p = tmp_path / "long.jsonl"
+    p.write_text('{"query": "a", "positive": "b"}\n' + line + "\n", encoding="utf-8")
+    assert scan_pairs(p, max_line_bytes=len(line)).pairs == 2  # a line of exactly the cap is taken
+    with pytest.raises(DataError, match=r"long.jsonl:2: line longer than 2000 bytes"):
+        scan_pairs(p, max_line_bytes=2000)
+
+
 def test_wrong_encoding_names_the_line(tmp_path: Path) -> None:
     p = tmp_path / "pairs.jsonl"
     p.write_bytes(b'{"query": "q", "positive": "a"}\n{"query": "caf\xe9", "positive": "b"}\n')

@@ -54,6 +54,26 @@ def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(server) ->
     assert list((tmp / "data" / "files").glob("*")) == [] if (tmp / "data" / "files").exists() else True
 
 
+def test_a_one_line_upload_is_refused_at_the_line_cap_in_bounded_memory(server, tmp_path: Path) -> None:
+    """A 200 MB JSONL file of one line: refused with its line, having read at most NEGMINER_MAX_LINE_BYTES (8 MiB)
+    of it; the server grew by about 3.4 times such a file when it read the line whole."""
+    proc, port, _ = server
+    path = tmp_path / "one-line.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('{"query": "q", "positive": "')
+        for _ in range(200):
+            fh.write("x" * (1 << 20))
+        fh.write('"}\n')
+    before = _peak_rss_mb(proc.pid)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as c, open(path, "rb") as fh:
+        r = c.post("/v1/files", files={"file": ("one.jsonl", fh)}, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 422 and r.json()["line"] == 1, r.text
+    assert "line longer than 8388608 bytes" in r.json()["detail"]
+    grown = _peak_rss_mb(proc.pid) - before
+    print(f"200 MB one-line upload: the server's peak memory grew by {grown:.0f} MB")
+    assert grown < 100, f"peak memory grew by {grown:.0f} MB"
+
+
 def test_a_two_million_line_upload_is_validated_in_bounded_memory(server, tmp_path: Path) -> None:
     """2,000,000 lines (about 120 MB): the server's peak memory grows by less than 300 MB (it grew by about 4 GB
     for 5,000,000 lines when the whole file was loaded to be checked)."""

@@ -57,7 +57,7 @@ def upload_file(
             raise bad_param("file", f"{filename}: empty file")
         try:
             if FORMATS[ext] == "pairs-jsonl":  # line by line: memory grows by bytes a line, not with the text
-                summary = scan_pairs(tmp)
+                summary = scan_pairs(tmp, max_line_bytes=settings.max_line_bytes)
             else:
                 data = load_data(tmp)
                 summary = PairsSummary(len(data), data.num_pairs, len(data.corpus_texts), split_buckets(data.queries))
