@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
-import sys
 import logging
+import sys
 from http import HTTPStatus
 from typing import Any
 
