@@ -538,7 +538,7 @@ def worker(
     from negminer.jobs import Worker
 
     settings = _service_settings(data_dir=data_dir, database_url=database_url, api_url=api_url)
-    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("negminer").setLevel(logging.INFO)  # the libraries' INFO lines stay out
     w = Worker(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: w.stop())

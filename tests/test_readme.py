@@ -62,6 +62,13 @@ def test_the_readme_tour_runs_as_written_from_an_empty_folder(tmp_path: Path) ->
                 assert run.stdout.startswith("succeeded ft:all-MiniLM-L6-v2:docs:"), run.stdout
     finally:
         stop(server)
+    log = (tmp_path / f"serve-{port}.log").read_text(errors="replace")  # what the tour's terminal showed
+    noise = [
+        line
+        for line in log.splitlines()
+        if any(word in line for word in (" alembic", " faiss", "ModuleNotFoundError", "deprecated", "Traceback"))
+    ]
+    assert noise == [], "\n".join(noise[:20])
 
 
 def test_the_docs_name_every_service_setting() -> None:

@@ -418,8 +418,9 @@ class Encoder:
         texts = self.clip(texts, tokens=None if truncate or not limit else limit + 1)
         with self._lock:
             model = self.model
-            if truncate:
-                features = model.tokenize(list(texts))
+            if truncate:  # preprocess: sentence-transformers 6's name for tokenize (deprecated)
+                prepare = model.preprocess if hasattr(model, "preprocess") else model.tokenize
+                features = prepare(list(texts))
                 if "attention_mask" in features:
                     return [int(x) for x in features["attention_mask"].sum(dim=1).tolist()]
                 if "offsets" in features:  # EmbeddingBag input (static models): one flat id list, row offsets

@@ -268,7 +268,10 @@ def _die_with_parent() -> None:
 def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # negminer's own progress at INFO; the libraries' INFO lines (alembic's migration context, faiss's loader
+    # trying its AVX builds) say nothing a user acts on
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("negminer").setLevel(logging.INFO)
     store = JobStore(
         settings.database, events_kept=settings.job_events_kept, retry_seconds=settings.store_retry_seconds
     )
