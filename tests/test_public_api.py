@@ -191,6 +191,34 @@ def _imports(path) -> list[tuple[str, list[str]]]:
     return found
 
 
+def layer_problems(path, module: str) -> list[str]:
+    """What module ``module`` (its source at ``path``) breaks of the layering: an import of a layer above its own,
+    of another package's private module, or of another package's private names."""
+    from pathlib import Path
+
+    root = Path(negminer.__file__).parent
+    own = _layer(module)
+    own_package = module.split(".")[:-1] if Path(path).name != "__init__.py" else module.split(".")
+    problems = []
+    for target, names in _imports(Path(path)):
+        if target == "negminer" and own in ("foundation", "index", "mining") and module != "negminer":
+            problems.append(f"{module} imports the negminer package (which imports it)")
+        elif LAYERS.index(_layer(target)) > LAYERS.index(own):
+            problems.append(f"{module} ({own}) imports {target} ({_layer(target)})")
+        parts = target.split(".")
+        for depth, part in enumerate(parts):
+            if part.startswith("_") and depth >= 1 and part != "_internal":  # _internal: shared plumbing
+                package = parts[:depth]
+                shared = package == ["negminer"]  # the foundation's private modules serve every layer
+                if not shared and own_package[: len(package)] != package:
+                    problems.append(f"{module} imports the private module {target}")
+        private = [n for n in names if n.startswith("_") and n != "__version__"]
+        target_package = parts if (root.parent / Path(*parts)).is_dir() else parts[:-1]
+        if private and own_package[: len(target_package)] != target_package:
+            problems.append(f"{module} imports private names {private} from {target}")
+    return problems
+
+
 def test_layers_hold() -> None:
     """index <- mining <- trainer <- client <- jobs <- service <- cli: no module imports a layer above its own (not
     even inside a function), and no package imports another package's private (underscore) modules or names. So the
@@ -201,38 +229,30 @@ def test_layers_hold() -> None:
     problems = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root.parent).with_suffix("")
-        module = ".".join(p for p in rel.parts if p != "__init__")
-        own = _layer(module)
-        own_package = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
-        for target, names in _imports(path):
-            if target == "negminer" and own in ("foundation", "index", "mining") and module != "negminer":
-                problems.append(f"{module} imports the negminer package (which imports it)")
-            elif LAYERS.index(_layer(target)) > LAYERS.index(own):
-                problems.append(f"{module} ({own}) imports {target} ({_layer(target)})")
-            parts = target.split(".")
-            for depth, part in enumerate(parts):
-                if part.startswith("_") and depth >= 1 and part != "_internal":  # _internal: shared plumbing
-                    package = parts[:depth]
-                    shared = package == ["negminer"]  # the foundation's private modules serve every layer
-                    if not shared and own_package[: len(package)] != package:
-                        problems.append(f"{module} imports the private module {target}")
-            private = [n for n in names if n.startswith("_") and n != "__version__"]
-            target_package = parts if (root.parent / Path(*parts)).is_dir() else parts[:-1]
-            if private and own_package[: len(target_package)] != target_package:
-                problems.append(f"{module} imports private names {private} from {target}")
+        problems += layer_problems(path, ".".join(p for p in rel.parts if p != "__init__"))
     assert problems == []
 
 
 def test_the_layer_test_sees_violations(tmp_path) -> None:
-    """The checker itself: an upward import, a private module and a private name are caught."""
+    """The checker itself, on a planted module of the mining layer: an upward import (even inside a function), a
+    private module of another package and a private name of another package are each reported."""
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "from negminer.service import x\nfrom negminer.index._encoder import E\nfrom negminer._data import _private\n"
+        "from negminer.index._encoder import E\nfrom negminer.trainer._config import _private\n"
+        "def f():\n    from negminer.service import x\n"
     )
-    found = _imports(bad)
-    assert ("negminer.service", ["x"]) in found and ("negminer.index._encoder", ["E"]) in found
-    assert LAYERS.index(_layer("negminer.service.app")) > LAYERS.index(_layer("negminer.trainer._train"))
-    assert _layer("negminer._io") == "foundation" and _layer("negminer.cli") == "cli"
+    problems = layer_problems(bad, "negminer.mining.bad")
+    assert "negminer.mining.bad (mining) imports negminer.service (service)" in problems
+    assert "negminer.mining.bad imports the private module negminer.index._encoder" in problems
+    assert any("private names ['_private'] from negminer.trainer._config" in p for p in problems), problems
+    assert layer_problems(bad, "negminer.cli") == [  # the top layer may import down, not other's privates
+        "negminer.cli imports the private module negminer.index._encoder",
+        "negminer.cli imports the private module negminer.trainer._config",
+        "negminer.cli imports private names ['_private'] from negminer.trainer._config",
+    ]
+    good = tmp_path / "good.py"
+    good.write_text("from negminer.index import Encoder\nfrom negminer._io import write_json\n")
+    assert layer_problems(good, "negminer.mining.good") == []
 
 
 def test_moved_names_still_import_from_the_service_with_a_warning() -> None:
@@ -276,6 +296,7 @@ def test_the_client_and_the_worker_load_no_web_framework() -> None:
 
 
 def test_error_hierarchy() -> None:
+    import negminer.client
     import negminer.service as svc
 
     for exc in (
@@ -287,7 +308,7 @@ def test_error_hierarchy() -> None:
         svc.IndexExists,
         svc.IndexBusy,
         svc.IndexNotReady,
-        svc.ServiceError,
+        negminer.client.ServiceError,
     ):
         assert issubclass(exc, negminer.NegminerError)
     assert not issubclass(svc.IndexNotReady, negminer.IndexFileError)
