@@ -1,5 +1,7 @@
 """Search latency over HTTP (uvicorn on loopback) against in-process FAISS on a 100k x 384 index, batch 1 and 32;
-and a refresh: time to re-encode and swap, and search latency while it runs.
+a refresh: time to re-encode and swap, and search latency while it runs; and 16 concurrent clients searching by
+text (all-MiniLM-L6-v2), with texts the embedding cache has seen and with a new text each time, with the
+service's dynamic batching of concurrent requests (NEGMINER_ENCODE_BATCH_TEXTS) and without it, in the same run.
 
 The 100k index is made of random unit vectors (encoding 100k texts on 2 CPU cores would take an hour) and
 published into the service's data dir before it starts; queries are sent as vectors, so both sides do the same
@@ -46,12 +48,67 @@ def _stats(lat: list[float], batch: int) -> tuple[float, float, float]:
     )
 
 
+def _concurrent(base: str, texts: list[list[str]]) -> tuple[float, float, float, int]:
+    """Each client sends its texts one request at a time: (requests/s, p50 ms, p99 ms, errors)."""
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def client(mine: list[str]) -> None:
+        nonlocal errors
+        with httpx.Client(base_url=base, timeout=120) as c:
+            for t in mine:
+                t0 = time.perf_counter()
+                r = c.post("/v1/indexes/code/search", json={"queries": [t], "top_k": 10})
+                with lock:
+                    lat.append(time.perf_counter() - t0)
+                    errors += r.status_code != 200
+
+    threads = [threading.Thread(target=client, args=(m,)) for m in texts]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    a = np.array(lat) * 1000
+    return (
+        round(len(lat) / wall, 1),
+        round(float(np.percentile(a, 50)), 1),
+        round(float(np.percentile(a, 99)), 1),
+        errors,
+    )
+
+
+def _start(data_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "negminer.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the server did not start")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--refresh-docs", type=int, default=1000)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--per-client", type=int, default=25, help="requests per client in the concurrent rows")
     args = ap.parse_args()
     import httpx
 
@@ -69,23 +126,11 @@ def main() -> None:
     )
     port = _port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NEGMINER_CACHE_DIR": str(tmp / "cache"), "NEGMINER_DEVICE": "cpu"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "negminer.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start(data_dir, port, env)
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base, timeout=120)
     rows: list[list[object]] = []
     try:
-        for _ in range(300):
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
         for batch in (1, 32):
             qs = [rng.standard_normal((batch, args.dim)).astype(np.float32) for _ in range(args.requests)]
             qs = [q / np.linalg.norm(q, axis=1, keepdims=True) for q in qs]
@@ -149,6 +194,25 @@ def main() -> None:
         stop.set()
         th.join()
         info = client.get("/v1/indexes/code").json()
+
+        # concurrent clients searching by text: seen texts (cached) and new ones, batched and unbatched
+        n, k = args.clients, args.per_client
+        seen = [demo.queries[i % len(demo.queries)] for i in range(50)]
+        _concurrent(base, [seen] * 2)  # the cache holds them now
+        concurrent: list[list[object]] = []
+        for batching in ("256", "0"):
+            if batching == "0":
+                proc.terminate()
+                proc.wait(timeout=30)
+                proc = _start(data_dir, port, {**env, "NEGMINER_ENCODE_BATCH_TEXTS": "0"})
+                _concurrent(base, [seen] * 2)
+            new = [
+                [f"{demo.queries[(c * k + j) % len(demo.queries)]} #{batching}-{c}-{j}" for j in range(k)]
+                for c in range(n)
+            ]
+            cached = [[seen[(c + j) % len(seen)] for j in range(k)] for c in range(n)]
+            for label, texts in (("new text each request", new), ("texts seen before (cached)", cached)):
+                concurrent.append([label, "on (256 texts)" if batching != "0" else "off", *_concurrent(base, texts)])
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -174,6 +238,16 @@ def main() -> None:
                 ["search p50 / p99 during the refresh", f"{dp[0]} / {dp[1]} ms ({len(during)} searches)"],
                 ["versions answering during the refresh", ", ".join(str(v) for v in sorted(versions))],
             ],
+        )
+    )
+    print()
+    ratio = concurrent[0][2] / concurrent[2][2]  # type: ignore[operator]
+    print(
+        markdown_table(
+            ["queries", "dynamic batching", "requests/s", "p50 ms", "p99 ms", "errors"],
+            concurrent,
+            title=f"{n} clients searching by text ({k} requests each, top_k 10, all-MiniLM-L6-v2, "
+            f"{len(docs):,} documents); batching on / off with new texts: {ratio:.2f}x the requests/s",
         )
     )
 

@@ -97,6 +97,12 @@ class ServiceSettings(Settings):
         "one is set, like every route but /healthz and /readyz)",
     )
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file upload (POST /v1/files)")
+    encode_batch_texts: int = Field(
+        256,
+        ge=0,
+        description="texts of concurrent search and embedding requests encoded together in one forward pass "
+        "(dynamic batching, as TEI does); 0: each request is encoded alone",
+    )
     max_line_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="longest line of an uploaded JSONL file (checked in bounded memory)"
     )

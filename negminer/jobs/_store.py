@@ -501,13 +501,14 @@ class JobStore:
             cancel = c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
         return n > 0, bool(cancel)
 
-    def set_estimated_finish(self, job_id: str, worker_id: str, when: int | None) -> None:
-        """When the running job should be done (Unix time), as its worker estimates it."""
+    def set_progress(self, job_id: str, worker_id: str, step: int, when: int | None) -> None:
+        """The running job's steps trained so far and when it should be done (Unix time; None: not known yet),
+        as its worker says."""
         with self._tx() as c:
             c.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.worker_id == worker_id, jobs.c.status == S.running)
-                .values(estimated_finish=when)
+                .values(estimated_finish=when, trained_steps=step)
             )
 
     def release(self, job_id: str, worker_id: str, message: str) -> bool:

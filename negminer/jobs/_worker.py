@@ -316,7 +316,7 @@ class _JobRun(TrainListener):
         self.last_eval: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []  # one row per logged step / evaluation, for step_metrics.csv
         self._checked = 0.0
-        self._pace: tuple[float, int] | None = None  # (time, step) of this attempt's first log
+        self._pace: tuple[float, int] | None = None  # (time, step) where this attempt's training began
         self.timed_out = False
 
     def event(
@@ -457,7 +457,7 @@ class _JobRun(TrainListener):
         self.event(message, type=EventType.metrics, data=data)
 
     def on_log(self, event: LogEvent) -> None:
-        self.estimate_finish(event.step, event.max_steps)
+        self.progress(event.step, event.max_steps)
         self.last_log = {"train_loss": event.loss, "learning_rate": event.learning_rate}
         self.history.append({"step": event.step, "epoch": event.epoch, **self.last_log})
         loss, lr = event.loss, event.learning_rate
@@ -467,25 +467,26 @@ class _JobRun(TrainListener):
             train_loss=loss,
             learning_rate=lr,
             epoch=event.epoch,
+            max_steps=event.max_steps,
         )
 
-    def estimate_finish(self, step: int, max_steps: int) -> None:
-        """The job's ``estimated_finish``: the steps left at this attempt's pace so far (evaluations and refreshes
-        included, as they recur)."""
+    def progress(self, step: int, max_steps: int) -> None:
+        """The job's ``trained_steps`` so far and ``estimated_finish``: the steps left at this attempt's pace since
+        its training began (the start evaluation's end; evaluations and refreshes included as they recur)."""
         now = time.time()
-        if self._pace is None:
+        if self._pace is None:  # no start evaluation seen (resumed): pace from this first log on
             self._pace = (now, step)
-            return
         t0, s0 = self._pace
-        if max_steps > step > s0:
-            when = int(now + (max_steps - step) * (now - t0) / (step - s0))
-            self.store.set_estimated_finish(self.job_id, self.worker_id, when)
+        when = int(now + (max_steps - step) * (now - t0) / (step - s0)) if max_steps > step > s0 else None
+        self.store.set_progress(self.job_id, self.worker_id, step, when)
 
     def on_evaluation(self, event: EvaluationEvent) -> None:
         scores: dict[str, float] = {
             k: event.metrics[k] for k in ("ndcg@10", "recall@100", "mrr@10") if k in event.metrics
         }
         self.last_eval = {"step": event.step, **scores}
+        if event.event == "start":
+            self._pace = (time.time(), event.step)  # training begins: the first log can estimate the finish
         self.history.append({"step": event.step, **scores})
         said = ", ".join(f"{k}={v:.4f}" for k, v in scores.items())
         self.metrics(f"Step {event.step} ({event.event}): {said}", step=event.step, evaluation=event.event, **scores)

@@ -78,7 +78,12 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
 
     app = FastAPI(title="negminer", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
-    app.state.registry = IndexRegistry(settings.data_dir / "indexes", encoder_factory, ray_address=settings.ray_address)
+    app.state.registry = IndexRegistry(
+        settings.data_dir / "indexes",
+        encoder_factory,
+        ray_address=settings.ray_address,
+        batch_texts=settings.encode_batch_texts,
+    )
     app.state.store = JobStore(settings.database, events_kept=settings.job_events_kept)
     app.state.ready = False
     app.state.metrics = metrics.ServiceMetrics(app.state.registry)

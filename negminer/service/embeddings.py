@@ -58,7 +58,8 @@ def embed_texts(
     for i, t in enumerate(texts):
         if not t.strip():
             raise bad_param(param, f"text {i} is empty")
-    enc = registry.encoder(resolve_model(model, settings, store))
+    path = resolve_model(model, settings, store)
+    enc = registry.encoder(path)
     limit = enc.max_tokens
     if not truncate and limit:
         for i, c in enumerate(enc.token_counts(texts, truncate=False)):  # counted to one past the limit
@@ -66,8 +67,9 @@ def embed_texts(
                 raise bad_param(param, f"text {i} has more tokens than the model's {limit} (or truncate=true)")
     if dimensions is not None and dimensions > enc.dim:
         raise bad_param("dimensions", f"the model has {enc.dim} dimensions")
-    vecs = enc.encode(
-        texts, kind=kind, prompt_name=prompt_name, desc="embed", normalize=normalize, truncation=truncation
+    enc.check_prompt(prompt_name)  # per request: one request's bad name must not fail the batch it joins
+    vecs = registry.encode(
+        path, texts, kind=kind, prompt_name=prompt_name, desc="embed", normalize=normalize, truncation=truncation
     )
     if not np.isfinite(vecs).all():  # never answer NaN or infinity (JSON cannot carry them either)
         raise ModelError(f"model {model or 'default'!r} embeds these texts to NaN or infinite values")

@@ -39,6 +39,7 @@ from negminer._vocab import IndexChoice, IndexStatus, OperationStatus, Operation
 from negminer.client.schemas import NAME_PATTERN, IndexInfo, Operation, OperationError
 from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index, ray_encode
 from negminer.index._internal import OPERATION_FILE
+from negminer.service.batching import EncodeBatcher
 
 __all__ = [
     "IndexBusy",
@@ -168,16 +169,24 @@ class IndexRegistry:
         root: folder of the indexes.
         encoder_factory: ``model -> Encoder`` (the service passes one that shares its cache and device).
         ray_address: encode the corpus of builds and refreshes on this Ray cluster (Ray Data, into the cache).
+        batch_texts: texts of concurrent requests encoded together (:class:`EncodeBatcher`); 0: each alone.
     """
 
     def __init__(
-        self, root: str | Path, encoder_factory: Callable[[str], Encoder], *, ray_address: str | None = None
+        self,
+        root: str | Path,
+        encoder_factory: Callable[[str], Encoder],
+        *,
+        ray_address: str | None = None,
+        batch_texts: int = 256,
     ) -> None:
+        self.batch_texts = batch_texts
         self.root = Path(root)
         self.ray_address = ray_address
         self.root.mkdir(parents=True, exist_ok=True)
         self._encoder_factory = encoder_factory
         self._encoders: dict[str, Encoder] = {}
+        self._batchers: dict[str, EncodeBatcher] = {}
         self._states: dict[str, IndexState] = {}
         self._deleting: set[str] = set()  # names whose folder is being moved to the trash
         self._lock = threading.Lock()
@@ -321,6 +330,17 @@ class IndexRegistry:
             if model not in self._encoders:
                 self._encoders[model] = self._encoder_factory(model)
             return self._encoders[model]
+
+    def encode(self, model: str, texts: list[str], **options: Any) -> np.ndarray:
+        """Encode a request's texts with ``model``, batched with other requests' (:class:`EncodeBatcher`)."""
+        encoder = self.encoder(model)
+        if not self.batch_texts:
+            return encoder.encode(texts, **options)
+        with self._lock:
+            batcher = self._batchers.get(model)
+            if batcher is None or batcher.encoder is not encoder:
+                batcher = self._batchers[model] = EncodeBatcher(encoder, max_texts=self.batch_texts)
+        return batcher.encode(texts, **options)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def create(
@@ -558,7 +578,7 @@ class IndexRegistry:
         snap = self.snapshot(name)
         current = snap.corpus
         if vectors is None:
-            vecs = self.encoder(snap.model).encode(list(queries or []), kind="query", desc="queries")
+            vecs = self.encode(snap.model, list(queries or []), kind="query", desc="queries")
         else:
             if vectors.ndim != 2 or vectors.shape[1] != current.dim:
                 raise ConfigError(

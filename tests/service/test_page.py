@@ -113,6 +113,19 @@ def test_the_page_shows_jobs_curves_reports_and_offline_docs(
             "two nDCG@10 points",
         )
         assert browser.js("document.querySelector('h2 .status').textContent") == "running"
+        # where the run is and when it ends: from the first logs on, not "-" for the whole run
+        browser.wait(
+            "/^step \\d+ of 2,?000$/.test(document.querySelector('#job-progress').textContent)", 30, "step N of M"
+        )
+        browser.wait("/\\d/.test(document.querySelector('#job-eta').textContent)", 30, "an estimated finish")
+        assert browser.js("document.querySelector('[data-series=\"MRR@10\"]') !== null")
+        # no point under the legend or the title (the plot starts below them)
+        assert (
+            browser.js(
+                "Math.min(...[...document.querySelectorAll('svg.chart circle')].map((c) => +c.getAttribute('cy')))"
+            )
+            >= 40
+        )
         assert browser.js("document.querySelectorAll('svg line.marker').length") >= 2  # refreshes, both charts
         assert "Hard negatives are mined with the training filter" in browser.js(
             "document.querySelector('#events').innerText"
@@ -129,6 +142,10 @@ def test_the_page_shows_jobs_curves_reports_and_offline_docs(
         browser.js(f"document.querySelector('#mine-queries').value = {json.dumps(chr(10).join(lines))}")
         browser.js("document.querySelector('#mine-run').click()")
         browser.wait("document.querySelector('#report svg rect.bar')", 60, "the report's histogram")
+        counts = browser.js(
+            "[...document.querySelectorAll('#report svg text[text-anchor=end]')].map((t) => t.textContent)"
+        )
+        assert counts and all(c.replace(",", "").isdigit() for c in counts), counts  # whole counts on its axis
         said = browser.js("document.querySelector('#filter').textContent")
         assert "recommended" in said and "the default" in said
         assert browser.js("document.querySelectorAll('#report table tr').length") >= 2  # a header and a rule

@@ -71,47 +71,63 @@ function fail(error) {
 }
 
 // -- charts ---------------------------------------------------------------------------------------------------
-const W = 540, H = 260, L = 52, R = 14, T = 26, B = 40;
+const W = 540, H = 260, L = 52, R = 14, T = 40, B = 40;  // T: the title and the legend sit above the plot
 
-function scale(values, lo, hi) {
+// [min, max] of values, widened to at least minSpan (a 0.009 dip of a score must not fill the chart) and, for
+// whole numbers (counts, steps), to whole-number ends
+function range(values, minSpan = 0, whole = false) {
   let min = Math.min(...values), max = Math.max(...values);
+  if (max - min < minSpan) { const mid = (min + max) / 2; min = mid - minSpan / 2; max = mid + minSpan / 2; }
   if (!(max > min)) { min -= 0.5; max += 0.5; }
+  if (whole) { min = Math.floor(min); max = Math.ceil(max); }
+  return [min, max];
+}
+
+function scaleOf([min, max], lo, hi) {
   return (v) => lo + ((v - min) / (max - min)) * (hi - lo);
 }
 
-function ticks(min, max, n = 4) {
-  return Array.from({ length: n + 1 }, (_, i) => min + ((max - min) * i) / n);
+function ticks(min, max, whole, n = 4) {
+  if (!whole) return Array.from({ length: n + 1 }, (_, i) => min + ((max - min) * i) / n);
+  const step = Math.max(1, Math.ceil((max - min) / n));  // whole numbers only: no 2.5 of a count
+  const out = [];
+  for (let v = min; v <= max; v += step) out.push(v);
+  return out;
 }
 
-function frame(title, xs, ys, xLabel, yLabel) {
-  const sx = scale(xs, L, W - R), sy = scale(ys, H - B, T);
-  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+// opts: {minSpan: smallest y range, wholeY: counts}
+function frame(title, xs, ys, xLabel, yLabel, opts = {}) {
+  const wide = Math.max(...xs) - Math.min(...xs) >= 10; // steps: whole numbers
+  const [x0, x1] = range(xs, 0, wide), [y0, y1] = range(ys, opts.minSpan || 0, opts.wholeY);
+  const sx = scaleOf([x0, x1], L, W - R), sy = scaleOf([y0, y1], H - B, T);
   const root = svg("svg", { class: "chart", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img" },
     svg("text", { class: "title", x: L, y: 16 }, title),
     svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }),
     svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }),
     svg("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle" }, xLabel),
     svg("text", { x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`, "text-anchor": "middle" }, yLabel));
-  const wide = x1 - x0 >= 10; // steps: whole numbers
-  for (const v of ticks(x0, x1)) root.append(svg("text", { x: sx(v), y: H - B + 14, "text-anchor": "middle" }, wide ? Math.round(v) : fmt(v, 2)));
-  for (const v of ticks(y0, y1)) root.append(svg("text", { x: L - 4, y: sy(v) + 4, "text-anchor": "end" }, fmt(v, 3)));
+  for (const v of ticks(x0, x1, wide)) root.append(svg("text", { x: sx(v), y: H - B + 14, "text-anchor": "middle" }, wide ? Math.round(v) : fmt(v, 2)));
+  for (const v of ticks(y0, y1, opts.wholeY)) root.append(svg("text", { x: L - 4, y: sy(v) + 4, "text-anchor": "end" }, opts.wholeY ? v.toLocaleString() : fmt(v, 3)));
   return { root, sx, sy };
 }
 
+// one row between the title and the plot, so no point is ever drawn under it
 function legend(root, names) {
+  let x = L;
   names.forEach((name, i) => {
-    root.append(svg("rect", { class: `s${i}`, x: W - R - 250, y: T + 4 + i * 15, width: 10, height: 10 }),
-      svg("text", { x: W - R - 235, y: T + 13 + i * 15 }, name));
+    root.append(svg("rect", { class: `s${i}`, x, y: 22, width: 10, height: 10 }),
+      svg("text", { x: x + 14, y: 31 }, name));
+    x += 24 + 7 * name.length;
   });
 }
 
 // series: [{name, points: [[step, value], ...]}]; markers: steps drawn as dashed lines (new negatives)
-function lineChart(title, series, markers, yLabel) {
+function lineChart(title, series, markers, yLabel, opts = {}) {
   series = series.filter((s) => s.points.length);
   if (!series.length) return el("p", { class: "empty", "data-chart": title }, `${title}: nothing logged yet`);
   const xs = series.flatMap((s) => s.points.map((p) => p[0])).concat(markers);
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
-  const { root, sx, sy } = frame(title, xs, ys, "step", yLabel);
+  const { root, sx, sy } = frame(title, xs, ys, "step", yLabel, opts);
   root.setAttribute("data-chart", title);
   for (const m of markers) root.append(svg("line", { class: "marker", x1: sx(m), y1: T, x2: sx(m), y2: H - B }));
   series.forEach((s, i) => {
@@ -127,7 +143,7 @@ function histogram(title, h) {
   if (!h || !h.edges) return el("p", { class: "empty" }, `${title}: no scores`);
   const names = Object.keys(h.counts);
   const counts = names.flatMap((n) => h.counts[n]);
-  const { root, sx, sy } = frame(title, h.edges, [0, ...counts], "score (cosine to the query)", "count");
+  const { root, sx, sy } = frame(title, h.edges, [0, ...counts], "score (cosine to the query)", "count", { wholeY: true });
   root.setAttribute("data-chart", title);
   names.forEach((name, i) => {
     h.counts[name].forEach((c, b) => {
@@ -153,18 +169,39 @@ async function jobsView(mine) {
   setTimeout(() => mine === view && jobsView(mine).catch(fail), 5000);
 }
 
+// the evaluations by step: {step: {"ndcg@10", "recall@100", "mrr@10"}} (the end evaluation included)
+function evaluations(events) {
+  const out = {};
+  for (const e of events) {
+    const d = e.data || {};
+    if (d.evaluation && typeof d.step === "number") out[d.step] = { ...(out[d.step] || {}), ...d };
+  }
+  return out;
+}
+
+// the newest training log: {step, max_steps}
+function lastLog(events) {
+  for (let i = events.length - 1; i >= 0; i--) {
+    const d = events[i].data || {};
+    if (typeof d.train_loss === "number") return d;
+  }
+  return null;
+}
+
 function curves(events) {
-  const loss = [], ndcg = [], recall = [], refreshes = [];
+  const loss = [], refreshes = [], evals = evaluations(events);
   for (const e of events) {
     const d = e.data || {};
     if (typeof d.train_loss === "number") loss.push([d.step, d.train_loss]);
-    if (typeof d["ndcg@10"] === "number" && d.evaluation) ndcg.push([d.step, d["ndcg@10"]]);
-    if (typeof d["recall@100"] === "number" && d.evaluation) recall.push([d.step, d["recall@100"]]);
     if (typeof d.refresh_version === "number" && d.step > 0) refreshes.push(d.step);
   }
+  const steps = Object.keys(evals).map(Number).sort((a, b) => a - b);
+  const metric = (name) => steps.filter((s) => typeof evals[s][name] === "number").map((s) => [s, evals[s][name]]);
+  // each score on its own axis, at least 0.1 high: recall near 1.0 does not squeeze nDCG, a small dip stays small
   return el("div", { class: "charts" },
     lineChart("Training loss", [{ name: "loss", points: loss }], refreshes, "loss"),
-    lineChart("Retrieval on the validation queries", [{ name: "nDCG@10", points: ndcg }, { name: "Recall@100", points: recall }], refreshes, "score"));
+    lineChart("nDCG@10 and MRR@10 on the validation queries", [{ name: "nDCG@10", points: metric("ndcg@10") }, { name: "MRR@10", points: metric("mrr@10") }], refreshes, "score", { minSpan: 0.1 }),
+    lineChart("Recall@100 on the validation queries", [{ name: "Recall@100", points: metric("recall@100") }], refreshes, "recall", { minSpan: 0.1 }));
 }
 
 async function download(fileId) {
@@ -183,6 +220,11 @@ async function jobView(mine, id) {
     const checkpoints = await api("GET", `/v1/fine_tuning/jobs/${encodeURIComponent(id)}/checkpoints?limit=100`);
     if (mine !== view) return;
     const running = !TERMINAL.has(job.status);
+    const log = lastLog(events), evals = evaluations(events);
+    const step = job.trained_steps ?? (log ? log.step : null);
+    const total = log && log.max_steps ? log.max_steps : null;
+    const progressText = step == null ? (running ? "starting" : "-") : total ? `step ${fmt(step)} of ${fmt(total)}` : `step ${fmt(step)}`;
+    const eta = job.estimated_finish ? when(job.estimated_finish) : running ? "after the first logged steps" : "-";
     const cancel = el("button", { type: "button", id: "cancel-job", onclick: async () => {
       try { await api("POST", `/v1/fine_tuning/jobs/${encodeURIComponent(id)}/cancel`); } catch (err) { fail(err); }
     } }, "Cancel job");
@@ -192,13 +234,17 @@ async function jobView(mine, id) {
         el("dt", {}, "model"), el("dd", {}, job.model),
         el("dt", {}, "fine-tuned model"), el("dd", {}, job.fine_tuned_model || "-"),
         el("dt", {}, "created / finished"), el("dd", {}, `${when(job.created_at)} / ${when(job.finished_at) || "-"}`),
-        el("dt", {}, "estimated finish"), el("dd", {}, job.estimated_finish ? when(job.estimated_finish) : "-"),
+        el("dt", {}, "progress"), el("dd", { id: "job-progress" }, progressText),
+        el("dt", {}, "estimated finish"), el("dd", { id: "job-eta" }, eta),
         el("dt", {}, "mining filter"), el("dd", {}, (job.hyperparameters.mining || {}).filter || "-")),
       job.error ? el("p", { class: "error-box" }, `${job.error.code}: ${job.error.message}`) : null,
       el("h2", {}, "Curves (dashed: new negatives in use)"), curves(events),
       el("h2", {}, "Checkpoints"),
-      checkpoints.data.length ? table(["step", "model name", "nDCG@10", "training loss"], checkpoints.data.map((c) => el("tr", {},
-        td(c.step_number, true), td(c.fine_tuned_model_checkpoint), td(fmt(c.metrics["ndcg@10"]), true), td(fmt(c.metrics.train_loss), true))))
+      checkpoints.data.length ? table(["step", "model name", "nDCG@10", "MRR@10", "training loss"], checkpoints.data.map((c) => {
+        const scores = { ...(evals[c.step_number] || {}), ...c.metrics };  // the end evaluation comes after the last checkpoint
+        return el("tr", {}, td(c.step_number, true), td(c.fine_tuned_model_checkpoint), td(fmt(scores["ndcg@10"]), true),
+          td(fmt(scores["mrr@10"]), true), td(fmt(c.metrics.train_loss), true));
+      }))
         : el("p", { class: "empty" }, "none yet"),
       el("h2", {}, "Result files"),
       job.result_files.length ? el("ul", {}, job.result_files.map((f) => el("li", {},
@@ -282,8 +328,8 @@ async function mineView(mine) {
     }
   } },
     el("label", {}, "Index ", el("select", { id: "mine-index" }, ready.map((i) => el("option", { value: i.name }, i.name)))),
-    el("label", { for: "mine-queries" }, "Queries, one a line: query | positive id, positive id"),
-    el("textarea", { id: "mine-queries", rows: 6, placeholder: "how do I sort a list | list.sort" }),
+    el("label", { for: "mine-queries" }, "Queries, one a line: query | positive id, positive id (the ids are optional: documents of the index known to be positives)"),
+    el("textarea", { id: "mine-queries", rows: 6, placeholder: "how do I sort a list" }),
     el("label", { for: "mine-options" }, 'Options (JSON; {} is the recommended filter, {"filter": "none"} is sentence-transformers\')'),
     el("textarea", { id: "mine-options", rows: 2 }, "{}"),
     el("button", { type: "submit", id: "mine-run" }, "Mine"));
