@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/negminer demo --output runs/demo
 
-# lint (ruff check, ruff format --check), types (mypy on negminer/), then every test
+# lint (ruff check, ruff format --check), types (mypy on negminer/), then every test on both cores (pytest-xdist;
+# the tests of jobs with leases run in one worker, in order: pytest.mark.xdist_group("jobs"))
 test: lint types
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # under a minute: no process-level or training tests (they are marked slow)
 test-fast: $(STAMP)

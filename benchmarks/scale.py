@@ -9,7 +9,7 @@ index) on a sample of queries. The document vectors are a memory-mapped .npy, as
 ``Encoder.encode_to`` leave them; the queries are in memory.
 
     python benchmarks/scale.py [--sizes 100000,300000,1000000] [--kinds flat,ivf,hnsw] [--sample 1000]
-                               [--recall-target 0.95] [--memory-budget 4GB]
+                               [--recall-target 0.98] [--memory-budget 4GB]
 """
 
 from __future__ import annotations
@@ -62,7 +62,13 @@ def generate(folder: Path, n_docs: int, n_queries: int, seed: int = 0) -> None:
     np.save(folder / "positives.npy", pos)
 
 
-def run_one(folder: Path, kind: str, sample: int, out: Path, memory_budget: str | None, target: float) -> None:
+def _default_target() -> float:
+    from negminer.index import IndexConfig
+
+    return IndexConfig().recall_target
+
+
+def run_one(folder: Path, kind: str, sample: int, out: Path, memory_budget: str | None, target: float | None) -> None:
     """One mining run in this process; writes its figures to ``out`` (JSON)."""
     from negminer.index import IndexConfig
     from negminer.mining import RECOMMENDED_FILTER, mine_vectors
@@ -79,7 +85,12 @@ def run_one(folder: Path, kind: str, sample: int, out: Path, memory_budget: str 
         queries,
         docs,
         positives,
-        index=IndexConfig(index=kind, memory_budget=memory_budget, recall_sample=sample, recall_target=target),
+        index=IndexConfig(
+            index=kind,
+            memory_budget=memory_budget,
+            recall_sample=sample,
+            **({} if target is None else {"recall_target": target}),
+        ),
         show_progress=False,
         **RECOMMENDED_FILTER,
     )
@@ -120,7 +131,7 @@ def main() -> None:
     ap.add_argument("--kinds", default="flat,ivf,hnsw")
     ap.add_argument("--sample", type=int, default=1000, help="queries of the recall and identical-negatives samples")
     ap.add_argument("--memory-budget", default=None)
-    ap.add_argument("--recall-target", type=float, default=0.95)
+    ap.add_argument("--recall-target", type=float, default=None, help="default: IndexConfig's (0.98)")
     ap.add_argument("--work", default="runs/scale")
     ap.add_argument("--child", nargs=4, metavar=("FOLDER", "KIND", "SAMPLE", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -147,7 +158,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", str(folder), kind, str(args.sample), str(out)]
             if args.memory_budget:
                 cmd += ["--memory-budget", args.memory_budget]
-            cmd += ["--recall-target", str(args.recall_target)]
+            if args.recall_target is not None:
+                cmd += ["--recall-target", str(args.recall_target)]
             subprocess.run(cmd, check=True)
             results[kind] = json.loads(out.read_text())
             results[kind]["negatives"] = np.load(out.with_suffix(".npy"))
@@ -171,7 +183,7 @@ def main() -> None:
             )
     print(
         f"\n{machine()}; mining with the recommended filter (positive neighbourhood 1.5); recall target "
-        f"{args.recall_target} at the search depth; {args.sample} queries sampled\n"
+        f"{args.recall_target or _default_target()} at the search depth; {args.sample} queries sampled\n"
     )
     print(
         markdown_table(

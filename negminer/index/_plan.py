@@ -117,7 +117,7 @@ class IndexConfig(BaseModel):
         None, description="memory the index may take, e.g. 4GB or 512MiB (default: half of this machine's memory)"
     )
     recall_target: float = Field(
-        0.95,
+        0.98,
         gt=0.0,
         le=1.0,
         description="approximate indexes: recall@k vs exact search that nprobe/efSearch is tuned to",

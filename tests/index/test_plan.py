@@ -95,10 +95,10 @@ def test_approximate_indexes_are_tuned_to_the_recall_target(kind: str) -> None:
     assert index.kind == kind and index.ntotal == len(docs)
     measured = index.recall
     assert measured is not None and measured["k"] == 10 and measured["queries"] == 200
-    assert measured["recall"] >= 0.95, measured
+    assert measured["recall"] >= IndexConfig().recall_target == 0.98, measured
     truth = exact_search(docs, queries, 10)[1]
     held_out = recall_at_k(index.search(queries, 10)[1], truth)
-    assert held_out >= 0.93  # the tuned setting holds on the queries it was not tuned on
+    assert held_out >= 0.96  # the tuned setting holds on the queries it was not tuned on
     assert index.describe()["recall"]["recall"] == measured["recall"]
     if kind == "ivfpq":  # candidates re-scored exactly against the full vectors: scores are true inner products
         s, r = index.search(queries[:5], 5)

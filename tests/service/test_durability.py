@@ -18,7 +18,10 @@ from tests.conftest import make_lexical_model
 from tests.service._postgres import PostgresCluster
 from tests.service._procs import free_port, start_server, start_worker
 
-pytestmark = pytest.mark.slow  # server processes, each loading the model
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("jobs"),
+]  # server processes, each loading the model; leases: one worker, in order
 
 
 def _wait(check: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
@@ -78,10 +81,37 @@ def test_kill_9_at_each_point_of_each_index_operation_leaves_a_record_that_agree
             name = f"{op}-{point.split('.')[1]}"
             _wait(lambda n=name: api.get(f"/v1/indexes/{n}").json()["status"] == "ready", 60, f"{name} ready", 0.1)
     _kill(server)
+
+    def check(op: str, point: str, name: str, accepted: str | None) -> None:
+        """After the restart: the record agrees with what is served."""
+        info = api.get(f"/v1/indexes/{name}").json()
+        operation = info["operation"]
+        assert operation["type"] == op and operation["id"] == (accepted or operation["id"]), (name, info)
+        if point in ("index.published", "index.recorded"):
+            assert operation["status"] == "succeeded" and operation["error"] is None, (name, info)
+            assert info["status"] == "ready" and info["version"] == operation["version"], (name, info)
+            assert info["version"] == (1 if op == "build" else 2), (name, info)
+            assert info["size"] == {"build": 50, "documents": 50, "refresh": 20}[op], (name, info)
+            if op == "refresh":
+                assert info["model"].endswith("other"), (name, info)
+        else:
+            assert operation["status"] == "failed" and operation["error"]["code"] == "interrupted", (name, info)
+            if op == "build":
+                assert info["status"] == "failed" and info["version"] is None, (name, info)
+            else:
+                assert info["status"] == "ready" and info["version"] == 1 and info["size"] == 20, (name, info)
+        if info["status"] == "ready":
+            hits = api.post(f"/v1/indexes/{name}/search", json={"queries": ["subject 3"], "top_k": 3}).json()
+            assert len(hits["results"][0]) == 3, hits
+        assert _leftovers(tmp_path / "data" / "indexes") == [], (name, _leftovers(tmp_path / "data" / "indexes"))
+
+    previous: tuple[str, str, str, str | None] | None = None
     try:
-        for op, point in cases:
+        for op, point in cases:  # each server checks the case before it, then runs its own to its fault point
             name = f"{op}-{point.split('.')[1]}"
             server = start_server(tmp_path, lexical_model, port, NEGMINER_FAULT_POINT=f"{point}@{op}")
+            if previous is not None:
+                check(*previous)
             try:  # at index.accepted the server may die before it answers: the record says what was accepted
                 if op == "build":
                     r = api.post("/v1/indexes", json={"name": name, "documents": _docs(name, 50)})
@@ -95,31 +125,11 @@ def test_kill_9_at_each_point_of_each_index_operation_leaves_a_record_that_agree
                 assert point == "index.accepted", (name, "no answer")
                 accepted = None
             assert _wait_exit(server) == -signal.SIGKILL, name
-            server = start_server(tmp_path, lexical_model, port)
-            info = api.get(f"/v1/indexes/{name}").json()
-            operation = info["operation"]
-            assert operation["type"] == op and operation["id"] == (accepted or operation["id"]), (name, info)
-            published = point in ("index.published", "index.recorded")
-            if published:
-                assert operation["status"] == "succeeded" and operation["error"] is None, (name, info)
-                assert info["status"] == "ready" and info["version"] == operation["version"], (name, info)
-                assert info["version"] == (1 if op == "build" else 2), (name, info)
-                assert info["size"] == {"build": 50, "documents": 50, "refresh": 20}[op], (name, info)
-                if op == "refresh":
-                    assert info["model"] == "models/other" or info["model"].endswith("other"), (name, info)
-            else:
-                assert operation["status"] == "failed" and operation["error"]["code"] == "interrupted", (name, info)
-                if op == "build":
-                    assert info["status"] == "failed" and info["version"] is None, (name, info)
-                else:
-                    assert info["status"] == "ready" and info["version"] == 1 and info["size"] == 20, (name, info)
-            if info["status"] == "ready":
-                hits = api.post(f"/v1/indexes/{name}/search", json={"queries": ["subject 3"], "top_k": 3}).json()
-                assert len(hits["results"][0]) == 3, hits
-            assert _leftovers(tmp_path / "data" / "indexes") == [], (name, _leftovers(tmp_path / "data" / "indexes"))
-            _kill(server)
-        server = start_server(tmp_path, lexical_model, port)  # every record stays as the restarts wrote it
-        for op, point in cases:
+            previous = (op, point, name, accepted)
+        server = start_server(tmp_path, lexical_model, port)
+        assert previous is not None
+        check(*previous)
+        for op, point in cases:  # every record stays as the restarts wrote it
             name = f"{op}-{point.split('.')[1]}"
             status = api.get(f"/v1/indexes/{name}").json()["operation"]["status"]
             assert status == ("succeeded" if point in ("index.published", "index.recorded") else "failed"), name

@@ -16,7 +16,10 @@ import pytest
 
 from tests.service._procs import free_port, start_server, start_worker, stop
 
-pytestmark = pytest.mark.slow  # real service and worker processes, jobs of tens of steps
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("jobs"),
+]  # real service and worker processes, jobs of tens of steps; leases: one worker, in order
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

@@ -15,7 +15,10 @@ from fastapi.testclient import TestClient
 from negminer.jobs import Worker
 from negminer.service import ServiceSettings, create_app
 
-pytestmark = pytest.mark.slow  # workers spawn a training process per job
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("jobs"),
+]  # workers spawn a training process per job; leases: one worker, in order
 
 
 def _setup(tmp_path: Path, model: Path) -> tuple[ServiceSettings, TestClient]:
