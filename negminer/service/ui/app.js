@@ -75,9 +75,11 @@ const W = 540, H = 260, L = 52, R = 14, T = 40, B = 40;  // T: the title and the
 
 // [min, max] of values, widened to at least minSpan (a 0.009 dip of a score must not fill the chart) and, for
 // whole numbers (counts, steps), to whole-number ends
-function range(values, minSpan = 0, whole = false) {
+function range(values, minSpan = 0, whole = false, bounds = null) {
   let min = Math.min(...values), max = Math.max(...values);
   if (max - min < minSpan) { const mid = (min + max) / 2; min = mid - minSpan / 2; max = mid + minSpan / 2; }
+  if (bounds && max > bounds[1]) { min -= max - bounds[1]; max = bounds[1]; }  // a score never passes 1
+  if (bounds && min < bounds[0]) { max += bounds[0] - min; min = bounds[0]; }
   if (!(max > min)) { min -= 0.5; max += 0.5; }
   if (whole) { min = Math.floor(min); max = Math.ceil(max); }
   return [min, max];
@@ -95,7 +97,7 @@ function ticks(min, max, whole, n = 4) {
   return out;
 }
 
-// opts: {minSpan: smallest y range, wholeY: counts}
+// opts: {minSpan: smallest y range, wholeY: counts, bounds: [lo, hi] the values cannot leave (scores: [0, 1])}
 function frame(title, xs, ys, xLabel, yLabel, opts = {}) {
   const wide = Math.max(...xs) - Math.min(...xs) >= 10; // steps: whole numbers
   const [x0, x1] = range(xs, 0, wide), [y0, y1] = range(ys, opts.minSpan || 0, opts.wholeY);
@@ -200,8 +202,8 @@ function curves(events) {
   // each score on its own axis, at least 0.1 high: recall near 1.0 does not squeeze nDCG, a small dip stays small
   return el("div", { class: "charts" },
     lineChart("Training loss", [{ name: "loss", points: loss }], refreshes, "loss"),
-    lineChart("nDCG@10 and MRR@10 on the validation queries", [{ name: "nDCG@10", points: metric("ndcg@10") }, { name: "MRR@10", points: metric("mrr@10") }], refreshes, "score", { minSpan: 0.1 }),
-    lineChart("Recall@100 on the validation queries", [{ name: "Recall@100", points: metric("recall@100") }], refreshes, "recall", { minSpan: 0.1 }));
+    lineChart("nDCG@10 and MRR@10 on the validation queries", [{ name: "nDCG@10", points: metric("ndcg@10") }, { name: "MRR@10", points: metric("mrr@10") }], refreshes, "score", { minSpan: 0.1, bounds: [0, 1] }),
+    lineChart("Recall@100 on the validation queries", [{ name: "Recall@100", points: metric("recall@100") }], refreshes, "recall", { minSpan: 0.1, bounds: [0, 1] }));
 }
 
 async function download(fileId) {
