@@ -125,11 +125,16 @@ def test_encoder_reports_progress_within_a_block_and_knows_the_default_name(tiny
     assert Encoder("all-MiniLM-L6-v2").name == default_model_path()
 
 
-def _open_files() -> tuple[int, int]:
-    """(descriptors, memory maps of .npy files) this process holds."""
-    fds = len(os.listdir("/proc/self/fd"))
+def _open_files(folder: Path) -> tuple[int, int]:
+    """(descriptors, memory maps) this process holds on files under ``folder`` (other threads' files aside)."""
+    fds = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds += os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder))
+        except OSError:  # closed meanwhile
+            pass
     with open("/proc/self/maps", encoding="utf-8") as fh:
-        maps = sum(1 for line in fh if ".npy" in line)
+        maps = sum(1 for line in fh if str(folder) in line)
     return fds, maps
 
 
@@ -142,12 +147,13 @@ def test_5000_distinct_queries_hold_a_constant_number_of_descriptors_maps_and_fi
     request (it held one each, until EMFILE), and compaction keeps its files to O(log n) chunks."""
     enc = Encoder(lexical_model, device="cpu", cache_dir=tmp_path, show_progress=False)
     first = enc.encode(["query number 0"], kind="query")
-    before = _open_files()
+    before = _open_files(tmp_path)
+    assert before == (0, 0)
     for i in range(1, 5000):
         enc.encode([f"query number {i}"], kind="query")
         if i in (100, 1000):
-            assert _open_files() == before, i
-    assert _open_files() == before
+            assert _open_files(tmp_path) == before, i
+    assert _open_files(tmp_path) == before
     cache = next(iter(enc._caches.values()))
     assert len(cache) == 5000 and cache.chunk_count <= 3 * 7  # at most FANOUT-1 chunks a level below 4**7
     assert len(list(cache.dir.glob("*.npy"))) == 2 * cache.chunk_count
@@ -157,7 +163,7 @@ def test_5000_distinct_queries_hold_a_constant_number_of_descriptors_maps_and_fi
     np.testing.assert_array_equal(again[0], first[0])
     fresh = Encoder(lexical_model, device="cpu", show_progress=False).encode(["query number 17", "query number 4999"])
     np.testing.assert_allclose(again[1:], fresh, atol=1e-6)
-    assert _open_files() == before
+    assert _open_files(tmp_path) == before
 
 
 def test_compaction_keeps_every_vector_and_drops_duplicates(tmp_path: Path) -> None:
