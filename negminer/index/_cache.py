@@ -50,6 +50,15 @@ def text_key(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=KEY_BYTES).digest()
 
 
+def _shape(vec_file: Path) -> tuple[int, ...]:
+    """The shape in a .npy file's header (reads the header only)."""
+    with open(vec_file, "rb") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, _ = read(fh)
+    return tuple(shape)
+
+
 def _level(rows: int) -> int:
     return int(math.log(max(rows, 1), FANOUT))
 
@@ -94,12 +103,7 @@ class EmbeddingCache:
                 name = keys_file.name[: -len(".keys.npy")]
                 try:
                     raw = np.load(keys_file)
-                    with open(self._vecs_path(name), "rb") as fh:  # the header only: rows and shape
-                        major, _ = np.lib.format.read_magic(fh)
-                        read_header = (
-                            np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                        )
-                        shape, _, _ = read_header(fh)
+                    shape = _shape(self._vecs_path(name))
                 except (OSError, ValueError):
                     continue  # an unreadable chunk is a cache miss, never an error
                 if raw.ndim != 2 or raw.shape[1] != KEY_BYTES or len(shape) != 2 or shape[0] != raw.shape[0]:
@@ -236,31 +240,34 @@ class EmbeddingCache:
         return _Chunk(name, keys, None)
 
     def _merge_into(self, path: Path, keys: np.ndarray, sources: list[_Chunk]) -> None:
-        out: np.memmap | None = None
-        for start in range(0, len(keys), _MERGE_BLOCK):
-            block = keys[start : start + _MERGE_BLOCK]
-            got = np.zeros(len(block), dtype=bool)
-            for chunk in sources:
-                todo = np.flatnonzero(~got)
-                if not len(todo):
-                    break
-                hit, rows = self._find(chunk, block[todo])
-                if not hit.any():
-                    continue
-                vecs = self._read_rows(chunk, rows)
-                if out is None:
-                    shape = (len(keys), vecs.shape[1])
-                    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
-                out[start + todo[hit]] = vecs
-                got[todo[hit]] = True
-            if not got.all():
-                raise _ChunkGone
-        if out is not None:
-            out.flush()
-            mm = getattr(out, "_mmap", None)
-            del out
-            if mm is not None:
-                mm.close()
+        """Write the rows of ``keys`` (sorted), gathered from ``sources``, to ``path`` block by block with plain
+        writes: memory stays one block, and no merged file is mapped (a mapped output would hold every written
+        page in the process's resident memory until it is unmapped)."""
+        dim = _shape(self._vecs_path(sources[0].name))[1]
+        with open(path, "wb") as fh:
+            np.lib.format.write_array_header_1_0(
+                fh,
+                {
+                    "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                    "fortran_order": False,
+                    "shape": (len(keys), dim),
+                },
+            )
+            for start in range(0, len(keys), _MERGE_BLOCK):
+                block = keys[start : start + _MERGE_BLOCK]
+                got = np.zeros(len(block), dtype=bool)
+                out = np.empty((len(block), dim), dtype=np.float32)
+                for chunk in sources:
+                    todo = np.flatnonzero(~got)
+                    if not len(todo):
+                        break
+                    hit, rows = self._find(chunk, block[todo])
+                    if hit.any():
+                        out[todo[hit]] = self._read_rows(chunk, rows)
+                        got[todo[hit]] = True
+                if not got.all():
+                    raise _ChunkGone
+                fh.write(out.tobytes())
 
     def _compact(self) -> None:
         """Merge ``FANOUT`` chunks of one level into one of the next while a level is full."""
