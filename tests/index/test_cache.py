@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -129,10 +130,8 @@ def _open_files(folder: Path) -> tuple[int, int]:
     """(descriptors, memory maps) this process holds on files under ``folder`` (other threads' files aside)."""
     fds = 0
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):  # closed meanwhile
             fds += os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder))
-        except OSError:  # closed meanwhile
-            pass
     with open("/proc/self/maps", encoding="utf-8") as fh:
         maps = sum(1 for line in fh if str(folder) in line)
     return fds, maps
