@@ -304,13 +304,9 @@ class JobStore:
                 raise FileInUse(file_id, job)
             return c.execute(files.delete().where(files.c.id == file_id)).rowcount > 0
 
-    def file_in_use(self, file_id: str) -> str | None:
-        """The id of an unfinished job reading this file, if any."""
-        with self.engine.connect() as c:
-            return self._file_in_use(c, file_id)
-
     @staticmethod
     def _file_in_use(c: Connection, file_id: str) -> str | None:
+        """The id of an unfinished job reading this file, if any (inside the caller's transaction)."""
         return c.execute(
             sa.select(jobs.c.id)
             .where(
