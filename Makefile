@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[cpu,dev,postgres,ray,tensorboard]"
+	$(PY) -m pip install -q -e ".[cpu,dev,peft,postgres,ray,tensorboard]"
 	touch $(STAMP)
 
 demo: $(STAMP)

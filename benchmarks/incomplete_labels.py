@@ -87,7 +87,17 @@ ROWS: list[Row] = [
     # in-loss masking of in-batch candidates scoring near the query's positive (likely unlabeled positives)
     Row("train-default-lf", "negminer training default + in-loss relative 0.05", mining=TRAINING_FILTER, options=LF),
     Row("inbatch-lf", "in-batch only + in-loss relative 0.05", negatives="none", options=LF),
+    # the seeds' techniques (KaLM-Embedding-V2, MoCHi, LM-Cocktail), each on top of the training default
+    Row("focal", "training default + focal reweighting (gamma 2)", mining=TRAINING_FILTER, options={"focal_gamma": 2}),
+    Row("mix", "training default + 8 mixed negatives a query", mining=TRAINING_FILTER, options={"mix_negatives": 8}),
+    Row(
+        "soup",
+        "training default + soup of the last 3 checkpoints (every 25 steps)",
+        mining=TRAINING_FILTER,
+        options={"soup_last": 3, "save_steps": 25},
+    ),
 ]
+TECHNIQUES = ("focal", "mix", "soup")
 ROW_OF = {r.key: r for r in ROWS}
 DEFAULT_ROWS = ",".join(r.key for r in ROWS)
 DEFAULT_KEY = "train-default"  # the row the paired intervals are about
@@ -348,6 +358,7 @@ def report(state: dict[str, Any], seeds: list[int]) -> str:
         return np.mean([np.asarray(r["per_query"]["ndcg@10"]) for r in done[k]], axis=0)
 
     pairs = [(a, b) for a in (DEFAULT_KEY, "train-default-refresh") for b in BASELINES if a in done and b in done]
+    pairs += [(a, b) for a in TECHNIQUES for b in ("inbatch", DEFAULT_KEY) if a in done and b in done]
     pairs += [(k, "zero-shot") for k in ("inbatch", DEFAULT_KEY) if k in done]
     if pairs:
         lines.append("Paired bootstrap over eval queries (per-query nDCG@10, mean over seeds; 95% interval, points):\n")

@@ -116,6 +116,7 @@ def _opt(config: type[BaseModel], name: str, *flags: str, help_prefix: str | Non
 
 
 FILTER_OPTIONS = (*FILTERS, "neighbourhood_window")  # the mining options `train` takes too
+PROMPT_OPTIONS = ("query_prompt", "query_prompt_name", "corpus_prompt", "corpus_prompt_name")  # `train` too
 MINE_OPTIONS = (
     "num_negatives",
     "range_min",
@@ -125,9 +126,10 @@ MINE_OPTIONS = (
     "min_score",
     "sampling_strategy",
     "seed",
+    *PROMPT_OPTIONS,
 )
 INDEX_OPTIONS = ("index", "memory_budget", "recall_target")  # IndexConfig's, for `mine` and `index build`
-TRAIN_OPTIONS = tuple(n for n in TrainHyperparameters.model_fields if n != "mining") + ("seed",)
+TRAIN_OPTIONS = tuple(n for n in TrainHyperparameters.model_fields if n not in ("mining", "trainer_args")) + ("seed",)
 FLAGS = {"learning_rate": ("--lr", "--learning-rate")}
 
 
@@ -383,8 +385,23 @@ def _examples(result: Any, n: int) -> list[dict[str, Any]]:
     return out
 
 
+def _trainer_args(pairs: list[str] | None) -> dict[str, Any]:
+    """``--trainer-arg NAME=VALUE`` options as a mapping (VALUE read as JSON when it parses: 0.5, true, [..])."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"expected NAME=VALUE, got {pair!r}", param="--trainer-arg")
+        try:
+            out[name.strip()] = json.loads(value)
+        except ValueError:
+            out[name.strip()] = value
+    return out
+
+
 @app.command("train")
 @config_options(MiningConfig, FILTER_OPTIONS, help_prefix="mining")
+@config_options(MiningConfig, PROMPT_OPTIONS, help_prefix="mining, training, evaluation and the saved model")
 @config_options(TrainConfig, TRAIN_OPTIONS)
 def train_cmd(
     data: Annotated[Path | None, typer.Argument(help=DATA_HELP, show_default=False)] = None,
@@ -409,6 +426,14 @@ def train_cmd(
     ] = None,
     index_name: Annotated[str, typer.Option(help="index the service keeps for this run")] = "negminer-train",
     ray: RayOpt = None,
+    trainer_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trainer-arg",
+            help="any other option of sentence-transformers' trainer, NAME=VALUE (repeatable; e.g. "
+            "max_grad_norm=0.5); unknown names and negminer's own are refused",
+        ),
+    ] = None,
     **options: Any,
 ) -> None:
     """Fine-tune a sentence-transformers model on (query, positives) data with mined or refreshed hard negatives.
@@ -447,8 +472,9 @@ def train_cmd(
         signal.signal(sig, on_signal)
     try:
         settings = _settings()
-        margins = {name: options.pop(name) for name in FILTER_OPTIONS}
+        margins = {name: options.pop(name) for name in (*FILTER_OPTIONS, *PROMPT_OPTIONS)}
         cfg = TrainConfig(
+            trainer_args=_trainer_args(trainer_arg),
             output_dir=output,
             model=model or settings.model,
             cache_dir=cache_dir or settings.cache_dir,

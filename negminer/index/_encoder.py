@@ -55,6 +55,27 @@ def model_ref(model: str | os.PathLike[str] | None) -> str:
 
 
 MODEL_FILES = ("modules.json", "config.json")  # a sentence-transformers or a transformers model folder
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's: a LoRA adapter over the base model the file names
+
+
+def is_adapter_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a sentence-transformers folder whose transformer is a PEFT adapter (LoRA training's
+    output without ``lora_merge``; sentence-transformers loads it, with peft installed, as its base model
+    with the adapter applied): ``modules.json`` beside ``adapter_config.json``."""
+    folder = Path(path)
+    return (folder / ADAPTER_CONFIG).is_file() and (folder / "modules.json").is_file()
+
+
+def _adapter_base(path: Path) -> str:
+    import json
+
+    try:
+        base = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path / ADAPTER_CONFIG}: unreadable or names no base_model_name_or_path ({exc})") from exc
+    if not isinstance(base, str) or not base:
+        raise ModelError(f"{path / ADAPTER_CONFIG}: base_model_name_or_path is empty")
+    return base
 
 
 def is_model_folder(path: str | os.PathLike[str]) -> bool:
@@ -124,6 +145,10 @@ def fingerprint_model(model: SentenceTransformer | str | os.PathLike[str]) -> st
         p = Path(model)
         if not p.is_dir():
             raise ModelError(f"{model}: not a model folder")
+        if is_adapter_folder(p):  # the adapter's vectors depend on its base's weights too
+            base = Path(_adapter_base(p))
+            own = _fingerprint_dir(p)
+            return hashlib.sha256(f"{own}:{fingerprint_model(base) if base.is_dir() else base}".encode()).hexdigest()
         return _fingerprint_dir(p)
     import torch
 
@@ -471,6 +496,24 @@ class Encoder:
                     ]
                 )
         return out
+
+    def resolve_prompt(
+        self, kind: Literal["query", "document"], prompt: str | None = None, prompt_name: str | None = None
+    ) -> str | None:
+        """The prompt text ``encode(kind=..., prompt=..., prompt_name=...)`` puts before each text, as
+        sentence-transformers' ``encode_query`` / ``encode_document`` choose it: ``prompt`` as given, else the
+        model's prompt ``prompt_name`` (refused when it has none of that name), else the model's own ``query``
+        prompt (``document``, ``passage`` or ``corpus`` for documents), else None."""
+        if prompt is not None:
+            return prompt
+        prompts = getattr(self.model, "prompts", None) or {}
+        if prompt_name is not None:
+            self.check_prompt(prompt_name)
+            return str(prompts[prompt_name])
+        for name in ("query",) if kind == "query" else ("document", "passage", "corpus"):
+            if name in prompts:
+                return str(prompts[name])
+        return None
 
     def check_prompt(self, prompt_name: str | None, param: str = "prompt_name") -> None:
         """Refuse a prompt name the model does not declare (sentence-transformers would ignore it silently)."""

@@ -99,10 +99,14 @@ class MiningConfig(StrictModel):
     )
     max_depth: int = Field(4096, ge=1, description="deepest search when deepening")
     include_positives: bool = Field(False, description="keep positives among the candidates (reranking sets)")
-    query_prompt: str | None = None
-    query_prompt_name: str | None = None
-    corpus_prompt: str | None = None
-    corpus_prompt_name: str | None = None
+    query_prompt: str | None = Field(
+        None, description="text put before each query (e5's 'query: '; default: the model's query prompt)"
+    )
+    query_prompt_name: str | None = Field(None, description="the model's prompt of this name before each query")
+    corpus_prompt: str | None = Field(
+        None, description="text put before each document (default: the model's document prompt)"
+    )
+    corpus_prompt_name: str | None = Field(None, description="the model's prompt of this name before each document")
     batch_size: int = Field(64, ge=1, description="texts per encoding batch")
     chunk_size: int = Field(4096, ge=1, description="queries searched and filtered at a time (bounds memory)")
 

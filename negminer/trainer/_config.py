@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from typing import Annotated, Any, Literal
@@ -22,7 +23,7 @@ from negminer._model import StrictModel
 from negminer._vocab import LossFilterRule, LossName, NegativesMode, values
 from negminer.mining import FILTERS, MiningConfig
 
-__all__ = ["NEGATIVE_MODES", "TrainConfig", "TrainHyperparameters"]
+__all__ = ["NEGATIVE_MODES", "OWNED_TRAINER_ARGS", "TrainConfig", "TrainHyperparameters"]
 
 NEGATIVE_MODES = values(NegativesMode)
 
@@ -44,6 +45,109 @@ REPORTERS = {
     "dvclive": "dvclive",
     "trackio": "trackio",
 }
+
+
+# transformers' learning-rate schedules (``transformers.trainer_utils.SchedulerType``) and optimizers
+# (``transformers.training_args.OptimizerNames``), named here so the options validate without importing transformers;
+# tests/trainer/test_options.py holds them equal to the installed transformers'.
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+    "greedy",
+)
+
+# SentenceTransformerTrainingArguments that negminer sets itself, and where to set each instead (None: nowhere,
+# negminer decides). ``trainer_args`` cannot override them: a run's steps, batches, checkpoints and trackers are
+# what its events, resume and metrics describe.
+OWNED_TRAINER_ARGS: dict[str, str | None] = {
+    "output_dir": "output_dir",
+    "max_steps": "max_steps",
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "warmup_steps": "warmup_ratio",
+    "warmup_ratio": "warmup_ratio",
+    "seed": "seed",
+    "data_seed": "seed",
+    "logging_steps": "logging_steps",
+    "logging_strategy": "logging_steps",
+    "save_strategy": "save_steps",
+    "save_steps": "save_steps",
+    "save_total_limit": "save_total_limit",
+    "eval_strategy": None,
+    "eval_steps": None,
+    "report_to": "report_to",
+    "batch_sampler": "group_positives",
+    "multi_dataset_batch_sampler": None,
+    "remove_unused_columns": None,
+    "use_cpu": "device",
+    "disable_tqdm": "show_progress",
+    "resume_from_checkpoint": "resume",
+    "prompts": "mining.query_prompt / mining.corpus_prompt",
+    "local_rank": None,
+    "do_train": None,
+    "do_eval": None,
+    "do_predict": None,
+    "push_to_hub": None,
+    "hub_token": None,
+    "load_best_model_at_end": None,
+}
+TYPED_TRAINER_ARGS = (
+    "bf16",
+    "fp16",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "lr_scheduler_type",
+    "gradient_checkpointing",
+    "torch_compile",
+    "dataloader_num_workers",
+    "optim",
+)
+OWNED_TRAINER_ARGS.update({name: name for name in TYPED_TRAINER_ARGS})
+OWNED_TRAINER_ARGS["activation_checkpointing"] = "gradient_checkpointing"
+
+# warmup_ratio 1.0 is every step; transformers reads a warmup_steps of 1 or more as a count of steps, so the
+# ratio handed on stops just short of 1 (ceil(steps * it) is every step for any run under 10^9 steps).
+_ALL_STEPS = 1 - 1e-9
+
+
+@functools.cache
+def trainer_arg_names() -> dict[str, Any]:
+    """The options of sentence-transformers' training arguments, by name, with their types (imports transformers)."""
+    import dataclasses
+
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    return {f.name: f.type for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init}
+
+
+def check_trainer_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Refuse names sentence-transformers' trainer does not have (naming the closest) and the ones negminer owns
+    (naming negminer's option instead)."""
+    import difflib
+
+    if not args:
+        return args
+    known = trainer_arg_names()
+    for name in args:
+        if name in OWNED_TRAINER_ARGS:
+            instead = OWNED_TRAINER_ARGS[name]
+            hint = f"set {instead} instead" if instead else "negminer sets it"
+            raise ValueError(f"{name} is negminer's to set, not trainer_args' ({hint})")
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else " (see transformers' TrainingArguments)"
+            raise ValueError(f"{name!r} is not an option of sentence-transformers' trainer{hint}")
+    return args
 
 
 class TrainHyperparameters(StrictModel):
@@ -79,7 +183,68 @@ class TrainHyperparameters(StrictModel):
     )
     batch_size: int = Field(16, ge=2, description="examples per step")
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
-    warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of the steps over which the learning rate rises")
+    warmup_ratio: float = Field(
+        0.1, ge=0, le=1, description="share of the steps over which the learning rate rises (1.0: all of them)"
+    )
+    lr_scheduler_type: Literal[SCHEDULERS] = Field(  # type: ignore[valid-type]
+        "linear", description=f"learning-rate schedule after warmup ({', '.join(SCHEDULERS)})"
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    optim: str = Field(
+        "adamw_torch", description="optimizer, by transformers' name (adamw_torch, adamw_torch_fused...)"
+    )
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="batches whose gradients add up to one optimizer step (in-batch negatives stay per batch)"
+    )
+    bf16: bool = Field(False, description="train in bfloat16 mixed precision (GPUs with bf16, or CPU autocast)")
+    fp16: bool = Field(False, description="train in float16 mixed precision (CUDA only)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less memory, about 30% slower"
+    )
+    torch_compile: bool = Field(False, description="compile the model with torch.compile")
+    dataloader_num_workers: int = Field(0, ge=0, description="processes preparing batches (0: the training process)")
+    focal_gamma: float = Field(
+        0.0, ge=0, le=10, description="focal reweighting of each query's loss by its difficulty, (1-p)^gamma (0: off)"
+    )
+    mix_negatives: int = Field(
+        0, ge=0, le=256, description="synthetic negatives a query, mixed in embedding space from its hardest (0: off)"
+    )
+    soup_last: int | None = Field(
+        None,
+        ge=2,
+        description="the final model is the uniform average of the weights of the last this-many checkpoints and "
+        "the end of training (a model soup; None: the end of training)",
+    )
+    lora_r: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="train a LoRA adapter of this rank instead of every weight (pip install "
+        "'negminer[peft]'; None: full fine-tuning)",
+    )
+    lora_alpha: float | None = Field(None, gt=0, description="LoRA scaling alpha (default: 2 x lora_r)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA path")
+    lora_target_modules: list[str] | None = Field(
+        None, description="module names LoRA adapts (default: the model's attention projections)"
+    )
+    lora_merge: bool = Field(
+        False, description="save the final model with the adapter merged into the weights (a plain model)"
+    )
+    pooling: Literal["mean", "lasttoken", "cls"] | None = Field(
+        None,
+        description="how token vectors become one vector (default: the model's own; a bare transformers model: "
+        "lasttoken for decoders, mean otherwise)",
+    )
+    bidirectional: bool = Field(
+        False,
+        description="let a decoder attend both ways (models whose transformers config has "
+        "use_bidirectional_attention, e.g. Gemma 3)",
+    )
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="any other option of sentence-transformers' SentenceTransformerTrainingArguments, by name "
+        "(max_grad_norm, adam_beta2, lr_scheduler_kwargs...); unknown names and the ones negminer sets are refused",
+    )
     mini_batch_size: int | None = Field(None, ge=1, description="GradCache mini-batch (large batches, small memory)")
     max_seq_length: int | None = Field(None, ge=8, description="tokens per text (default: the model's)")
     loss_filter: LossFilterRule | None = Field(None, description="in-loss false-negative masking rule")
@@ -151,6 +316,49 @@ class TrainHyperparameters(StrictModel):
                 raise ValueError(f"{name} is not installed here ({hint})")
         return list(dict.fromkeys(names))
 
+    @field_validator("trainer_args", mode="after")
+    @classmethod
+    def _known_trainer_args(cls, args: dict[str, Any]) -> dict[str, Any]:
+        return check_trainer_args(args)
+
+    @field_validator("optim", mode="after")
+    @classmethod
+    def _known_optimizer(cls, name: str) -> str:
+        if name == "adamw_torch":
+            return name
+        from transformers.training_args import OptimizerNames
+
+        names = [o.value for o in OptimizerNames]
+        if name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (one of: {', '.join(names)})"
+            raise ValueError(f"unknown optimizer {name!r}{hint}")
+        return name
+
+    @field_validator("fp16", mode="after")
+    @classmethod
+    def _one_precision(cls, fp16: bool, info: ValidationInfo) -> bool:
+        if fp16 and info.data.get("bf16"):
+            raise ValueError("give bf16 or fp16, not both")
+        return fp16
+
+    @field_validator("lora_alpha", "lora_dropout", "lora_target_modules", "lora_merge", mode="after")
+    @classmethod
+    def _lora_needs_rank(cls, value: Any, info: ValidationInfo) -> Any:
+        default = cls.model_fields[info.field_name or ""].default
+        if value != default and info.data.get("lora_r") is None:
+            raise ValueError("is a LoRA option: set lora_r too")
+        return value
+
+    @field_validator("lora_r", mode="after")
+    @classmethod
+    def _peft_installed(cls, r: int | None) -> int | None:
+        if r is not None and importlib.util.find_spec("peft") is None:
+            raise ValueError("LoRA needs peft: pip install 'negminer[peft]'")
+        return r
+
     @field_validator("max_steps", mode="after")
     @classmethod
     def _steps_or_epochs(cls, max_steps: int) -> int:
@@ -164,6 +372,10 @@ class TrainHyperparameters(StrictModel):
         if epochs <= 0 and info.data.get("max_steps", -1) <= 0:
             raise ValueError("must be positive (or set max_steps)")
         return epochs
+
+    def warmup(self) -> float:
+        """warmup_ratio as transformers' ``warmup_steps`` reads it (a float below 1 is a ratio)."""
+        return _ALL_STEPS if self.warmup_ratio >= 1 else self.warmup_ratio
 
     def mining_config(self) -> MiningConfig:
         """The mining options with this run's ``num_negatives``."""

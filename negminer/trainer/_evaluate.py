@@ -38,12 +38,21 @@ def retrieval_metrics(rows: np.ndarray, positives: list[set[int]], *, per_query:
     return out
 
 
-def evaluate(encoder: Encoder, data: RetrievalData, *, per_query: bool = False) -> dict[str, Any]:
+def evaluate(
+    encoder: Encoder,
+    data: RetrievalData,
+    *,
+    per_query: bool = False,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
+) -> dict[str, Any]:
     """Encode the corpus (de-duplicated by text, through the encoder's cache) and the queries, search exactly,
-    and score every query of ``data`` against its positives (``per_query``: each query's scores too)."""
+    and score every query of ``data`` against its positives (``per_query``: each query's scores too).
+
+    The prompts default to the model's own query and document prompts (``encode_query`` / ``encode_document``)."""
     _, texts, row_of = data.dedup_corpus()
-    doc_vecs = encoder.encode(texts, kind="document", desc="evaluation corpus")
-    q_vecs = encoder.encode(list(data.queries), kind="query", desc="evaluation queries")
+    doc_vecs = encoder.encode(texts, kind="document", prompt=document_prompt, desc="evaluation corpus")
+    q_vecs = encoder.encode(list(data.queries), kind="query", prompt=query_prompt, desc="evaluation queries")
     index = VectorIndex(doc_vecs.shape[1]).add(doc_vecs)
     _, rows = index.search(q_vecs, min(100, len(texts)))
     if rows.shape[1] < 100:

@@ -28,11 +28,13 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from negminer._data import VALIDATION_SALT, RetrievalData
 from negminer._errors import ConfigError, DataError, NonFiniteError
-from negminer._io import atomic_dir, atomic_path, write_json
+from negminer._io import atomic_path, write_json
 from negminer._settings import default_cache_dir
 from negminer._vocab import NegativesMode
 from negminer.index import Encoder, model_ref
+from negminer.mining import MiningConfig
 from negminer.trainer._config import TrainConfig
+from negminer.trainer._dist import Dist, current
 from negminer.trainer._evaluate import evaluate
 from negminer.trainer._events import (
     CheckpointEvent,
@@ -42,6 +44,7 @@ from negminer.trainer._events import (
     ResumeEvent,
     TrainListener,
 )
+from negminer.trainer._model import ModelInfo, model_soup, prepare_model, save_trained
 from negminer.trainer._negatives import LocalNegativeSource, NegativeSource, NegativeSourceFactory, NegativesUpdate
 from negminer.trainer.losses import LOSSES, FalseNegativeFilter
 
@@ -66,6 +69,7 @@ class TrainResult:
     stopped: bool = False  # the listener stopped the run early: no final model, the last checkpoint is kept
     tokens: int = 0  # input tokens trained on (padding excluded), over every resumed attempt
     positives_masked: int = 0  # in-batch candidates kept out of a query's negatives as known positives (this attempt)
+    model: dict[str, Any] = field(default_factory=dict)  # parameters, trainable ones, LoRA, what was saved
 
     @property
     def before(self) -> dict[str, Any]:
@@ -198,9 +202,9 @@ def _plot(
     plt.close(fig)
 
 
-def _save_model(model: Any, path: Path) -> Path:
-    """Save a model folder atomically (a temporary folder swapped in); a model with NaN or infinite weights is
-    never saved (:class:`~negminer.NonFiniteError`, ``non_finite_model``)."""
+def _check_finite(model: Any) -> None:
+    """A model with NaN or infinite weights is never saved (:class:`~negminer.NonFiniteError`,
+    ``non_finite_model``)."""
     import torch
 
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
@@ -208,9 +212,6 @@ def _save_model(model: Any, path: Path) -> Path:
             "the trained model's weights hold NaN or infinite values; it was not saved (the last checkpoint is kept)",
             code="non_finite_model",
         )
-    with atomic_dir(path) as tmp:
-        model.save(str(tmp))
-    return path
 
 
 def finite_weights(path: str | Path) -> bool:
@@ -257,6 +258,8 @@ class _Run:
     trainer: Any = None  # sentence-transformers' trainer, once it exists: negminer's metrics go to its trackers
     tracking: bool = False  # the trackers have started (the trainer's on_train_begin)
     pending: list[dict[str, float]] = field(default_factory=list)  # metrics logged before the trackers started
+    prompts: tuple[str | None, str | None] = (None, None)  # (query, document): what every encoding puts first
+    dist: Dist = field(default_factory=Dist)
 
     def track(self, metrics: dict[str, float]) -> None:
         """Log negminer's own metrics to the run's trackers (``report_to``), through the trainer."""
@@ -322,7 +325,10 @@ class _Run:
     def evaluate(self, step: int, event: str, model_path: str) -> None:
         """Evaluate the model in ``model_path`` on the validation data; record and announce it."""
         t0 = time.perf_counter()
-        metrics = evaluate(self.encoder(model_path), self.val_data)
+        query_prompt, document_prompt = self.prompts
+        metrics = evaluate(
+            self.encoder(model_path), self.val_data, query_prompt=query_prompt, document_prompt=document_prompt
+        )
         done = EvaluationEvent(step, event, metrics, round(time.perf_counter() - t0, 2))
         self.history.append(done.entry())
         logger.info("step %d (%s): %s", step, event, metrics)
@@ -337,6 +343,7 @@ class _Run:
         if ready is None:
             return False
         self.table.update(ready)
+        self.share_table()
         done = RefreshEvent(
             step,
             ready.version,
@@ -356,6 +363,35 @@ class _Run:
         self.refresh_started = time.perf_counter()
         self.source.refresh(checkpoint)
         self.take(step)
+
+    def wait(self, step: int) -> None:
+        """Wait for the refresh in flight (the first negatives; every refresh when training on several processes,
+        whose tables must change at the same step)."""
+        while self.refresh_started is not None:
+            time.sleep(0.5)
+            self.take(step)
+
+    def share_table(self) -> None:
+        """Several processes: rank 0's negatives table on every rank (rank 0 mines; all train on its negatives)."""
+        if not self.dist.active or self.table is None:
+            return
+        table = self.table
+        state = self.dist.share((table.texts, table.negatives, table.version, table.filled) if self.dist.main else None)
+        if not self.dist.main:
+            table.texts, table.negatives, table.version, table.filled = state
+            table._row_of = {t: i for i, t in enumerate(table.texts)}
+
+    def mining_config(self) -> MiningConfig:
+        """The run's mining options with the prompts training uses, as text (every path encodes the same)."""
+        query_prompt, document_prompt = self.prompts
+        return self.cfg.mining_config().model_copy(
+            update={
+                "query_prompt": query_prompt,
+                "query_prompt_name": None,
+                "corpus_prompt": document_prompt,
+                "corpus_prompt_name": None,
+            }
+        )
 
 
 class _ObserveCallback(TrainerCallback):
@@ -434,7 +470,10 @@ class _TrainingBar(TrainerCallback):
 
 
 class _RefreshCallback(TrainerCallback):
-    """After each step: stop when the listener asks, take negatives that arrived, refresh every N steps."""
+    """After each step: stop when the listener asks, take negatives that arrived, refresh every N steps.
+
+    On several processes rank 0 decides (stop, refresh) and the others follow at the same step; a refresh is then
+    waited for, so every rank swaps its table at the same step."""
 
     def __init__(self, run: _Run, model: Any, loss: Any) -> None:
         self.run = run
@@ -450,21 +489,41 @@ class _RefreshCallback(TrainerCallback):
         # input tokens, kept in the trainer state (so in checkpoints: a resumed run goes on counting)
         state.num_input_tokens_seen = int(state.num_input_tokens_seen or 0) + self.loss.tokens_seen - self.counted
         self.counted = self.loss.tokens_seen
-        if step < state.max_steps and run.listener.should_stop():
+        stop = step < state.max_steps and run.dist.main and run.listener.should_stop()
+        if run.dist.share(stop):
             run.stopped_at = step
             control.should_training_stop = True
             control.should_save = True
+            return
+        if run.dist.active:
+            self._refresh_together(step, state)
             return
         if run.refresh_started is not None and not run.take(step):
             return  # one refresh in flight at a time: its model stays on disk until the source has used it
         if run.cfg.negatives != NegativesMode.refresh or step % run.cfg.refresh_every or step >= state.max_steps:
             return
+        self._refresh(step)
+
+    def _refresh(self, step: int) -> None:
+        run = self.run
         folder = run.out / "refresh"
-        path = _save_model(self.model, folder / f"step-{step}")
+        path = folder / f"step-{step}"
+        _check_finite(self.model)
+        save_trained(self.model, path, merge=False)  # a LoRA run saves its adapter: base + adapter encode
         for old in sorted(folder.glob("step-*"), key=lambda p: int(p.name[5:]))[:-2]:
             shutil.rmtree(old, ignore_errors=True)  # keep the two newest refresh models
         run.evaluate(step, "refresh", str(path))
         run.refresh(step, str(path))
+
+    def _refresh_together(self, step: int, state: TrainerState) -> None:
+        run = self.run
+        if run.cfg.negatives != NegativesMode.refresh or step % run.cfg.refresh_every or step >= state.max_steps:
+            return
+        if run.dist.main:
+            self._refresh(step)
+            run.wait(step)  # shares the table when it arrives
+        else:
+            run.share_table()
 
 
 # -- the pieces of train() ------------------------------------------------------------------------------------------
@@ -528,44 +587,102 @@ def _source(
     if isinstance(given, NegativeSource):
         return given, False
     if given is not None:
-        return given(train_data, cfg.mining_config()), True
+        return given(train_data, run.mining_config()), True
     return LocalNegativeSource(
         train_data,
-        cfg.mining_config(),
+        run.mining_config(),
         encoder=run.refresh_encoder,
         show_progress=cfg.show_progress,
         ray=cfg.ray,
     ), True
 
 
-def _training_args(cfg: TrainConfig, ckpt_dir: Path, table: NegativeTable) -> Any:
-    import torch
+def _training_args(cfg: TrainConfig, ckpt_dir: Path, table: NegativeTable, prompts: dict[str, str]) -> Any:
+    """sentence-transformers' training arguments: negminer's own options, the typed trainer options, then
+    ``trainer_args`` (checked when the config was made: no unknown names, none of negminer's)."""
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
+    from negminer.trainer._config import TYPED_TRAINER_ARGS, trainer_arg_names
     from negminer.trainer._sampler import QueryGroupBatchSampler
 
     sampler: Any = BatchSamplers.BATCH_SAMPLER
     if cfg.group_positives:
         sampler = functools.partial(QueryGroupBatchSampler, queries=[q for q, _ in table.rows])
-    return SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_ratio,
-        seed=cfg.seed,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps or cfg.refresh_every,
-        save_total_limit=cfg.save_total_limit,
-        report_to=cfg.report_to or "none",
-        remove_unused_columns=False,
-        use_cpu=cfg.device == "cpu" or not torch.cuda.is_available(),
-        disable_tqdm=not cfg.show_progress,
-        batch_sampler=sampler,
-    )
+    typed = {name: getattr(cfg, name) for name in TYPED_TRAINER_ARGS}
+    if "activation_checkpointing" in trainer_arg_names():  # transformers 5's name of gradient_checkpointing
+        typed["activation_checkpointing"] = typed.pop("gradient_checkpointing")
+    try:
+        return SentenceTransformerTrainingArguments(
+            output_dir=str(ckpt_dir),
+            num_train_epochs=cfg.epochs,
+            max_steps=cfg.max_steps,
+            per_device_train_batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            warmup_steps=cfg.warmup(),
+            seed=cfg.seed,
+            logging_steps=cfg.logging_steps,
+            save_strategy="steps",
+            save_steps=cfg.save_steps or cfg.refresh_every,
+            save_total_limit=max(cfg.save_total_limit, cfg.soup_last or 0),
+            report_to=cfg.report_to or "none",
+            remove_unused_columns=False,
+            use_cpu=_on_cpu(cfg),
+            disable_tqdm=not cfg.show_progress,
+            batch_sampler=sampler,
+            prompts=prompts or None,
+            **typed,
+            **cfg.trainer_args,
+        )
+    except (ValueError, TypeError, ImportError) as exc:  # transformers' own checks (hardware, combinations)
+        raise ConfigError(f"the trainer refused the options: {exc}", param="trainer_args") from exc
+
+
+def _on_cpu(cfg: TrainConfig) -> bool:
+    import torch
+
+    return cfg.device == "cpu" or not torch.cuda.is_available()
+
+
+def _check_hardware(cfg: TrainConfig) -> None:
+    """Refuse a precision this machine cannot train in, naming the option."""
+    import torch
+
+    if cfg.fp16 and _on_cpu(cfg):
+        raise ConfigError("float16 training needs a CUDA GPU; on CPU use bf16", param="fp16")
+    if cfg.bf16 and not _on_cpu(cfg) and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"{torch.cuda.get_device_name()} has no bfloat16; use fp16", param="bf16")
+
+
+def _resolve_prompts(encoder: Encoder, cfg: TrainConfig) -> tuple[str | None, str | None]:
+    """The (query, document) prompts of the run: the mining options' (text or the model's prompt of that name),
+    else the model's own query / document prompts."""
+    m = cfg.mining
+    try:
+        return (
+            encoder.resolve_prompt("query", m.query_prompt, m.query_prompt_name),
+            encoder.resolve_prompt("document", m.corpus_prompt, m.corpus_prompt_name),
+        )
+    except ConfigError as exc:
+        field = "query_prompt_name" if m.query_prompt_name and "query" in str(exc) else "corpus_prompt_name"
+        raise ConfigError(exc.message, param=f"mining.{field}") from exc
+
+
+def _trainer_class() -> Any:
+    """sentence-transformers' trainer, resuming a LoRA run from its adapter checkpoint through peft."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    class Trainer(SentenceTransformerTrainer):
+        def _load_from_checkpoint(self, checkpoint_path: str, model: Any = None) -> None:
+            inner = self.model[0].model if len(self.model) and hasattr(self.model[0], "model") else None
+            if inner is None or not hasattr(inner, "peft_config"):
+                return super()._load_from_checkpoint(checkpoint_path)
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            set_peft_model_state_dict(inner, load_file(str(Path(checkpoint_path) / "adapter_model.safetensors")))
+
+    return Trainer
 
 
 def train(
@@ -579,41 +696,64 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``config.model`` on ``data`` and evaluate it on ``validation`` (or a split of ``data``).
 
-    Everything is checked before training starts: the options, the data (non-empty splits) and the model.
+    Everything is checked before training starts: the options, the hardware, the data (non-empty splits), the
+    model and the prompts. The query and document prompts (the mining options', else the model's own) are what
+    training, evaluation, mining and refreshes put before each text, and the saved model keeps them as its
+    ``query`` and ``document`` prompts.
 
     ``source``: where negatives come from: a :class:`NegativeSource` (the caller's: it is not closed), a
     :data:`NegativeSourceFactory` called with the training split and mining options (for example the index
     service's ``negminer.client.HttpNegativeSource.factory(...)``), or None: mined in this process.
     ``listener`` hears of resume, logs, evaluations, refreshes and checkpoints, and may stop the run.
     ``evaluated_on`` names the evaluation data in metrics.png (default: what ``validation`` is).
+    Under torchrun each process trains on its share of the batches (see :mod:`negminer.trainer._dist`).
     """
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer
 
     cfg = config or TrainConfig()
+    dist = current()
     train_data, val_data = _splits(data, cfg, validation)
+    _check_hardware(cfg)
     out = Path(cfg.output_dir)
-    run = _Run(cfg, out, val_data, cfg.cache_dir or str(default_cache_dir()), listener or _Silent())
+    run = _Run(
+        cfg,
+        out,
+        val_data,
+        cfg.cache_dir or str(default_cache_dir()),
+        (listener or _Silent()) if dist.main else _Silent(),
+        dist=dist,
+    )
     model_path = model_ref(cfg.model)
-    model = run.encoder(model_path).model  # raises ModelError before anything else happens
+    encoder = run.encoder(model_path)
+    model = encoder.model  # raises ModelError before anything else happens
     if cfg.max_seq_length:
         model.max_seq_length = cfg.max_seq_length
+    run.prompts = _resolve_prompts(encoder, cfg)
+    for name, prompt in zip(("query", "document"), run.prompts):
+        if prompt is not None:  # saved with the model: SentenceTransformer(path).encode_query uses it
+            model.prompts[name] = prompt
+    run.table = NegativeTable(train_data, cfg.num_negatives, cfg.seed, cfg.max_pairs_per_query)
+    args = _training_args(cfg, run.ckpt_dir, run.table, _column_prompts(run.prompts, cfg.num_negatives))
+    dist.start(_on_cpu(cfg))
+    info = prepare_model(model, cfg, model_path, out, write=dist.main)
+    dist.barrier()  # the prepared base (LoRA over a changed model) is on disk before anyone reads it
+    logger.info("%s", info.summary())
     resume_from, resume_step = _resume_point(cfg, run.ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
     if resume_from:
         run.history, run.refreshes, run.losses = _earlier_metrics(out, resume_step)
         run.listener.on_resume(ResumeEvent(resume_step, resume_from))
-    if not run.history:
+    if dist.main and not run.history:
         run.evaluate(0, "start", model_path)
 
-    run.table = NegativeTable(train_data, cfg.num_negatives, cfg.seed, cfg.max_pairs_per_query)
-    run.source, owned = _source(source, train_data, run)
+    run.source, owned = _source(source, train_data, run) if dist.main else (None, False)
     try:
         if cfg.negatives != NegativesMode.none:
-            run.refresh(0, resume_from or model_path)
-            while run.refresh_started is not None:  # the first negatives are needed before the first step
-                time.sleep(0.5)
-                run.take(0)
+            if dist.main:
+                run.refresh(0, resume_from or model_path)
+                run.wait(0)  # the first negatives are needed before the first step
+            else:
+                run.share_table()
         dataset = Dataset.from_dict({"row": list(range(len(run.table.rows)))})
         dataset.set_transform(run.table.transform)
         fn_filter = FalseNegativeFilter(cfg.loss_filter, cfg.loss_filter_margin) if cfg.loss_filter else None
@@ -623,10 +763,14 @@ def train(
             mini_batch_size=cfg.mini_batch_size,
             false_negative_filter=fn_filter,
             positives=run.table.known_positives,
+            gather_across_devices=dist.active,
+            focal_gamma=cfg.focal_gamma,
+            mix_negatives=cfg.mix_negatives,
+            seed=cfg.seed,
         )
-        trainer = SentenceTransformerTrainer(
+        trainer = _trainer_class()(
             model=model,
-            args=_training_args(cfg, run.ckpt_dir, run.table),
+            args=args,
             train_dataset=dataset,
             loss=loss,
             callbacks=[_RefreshCallback(run, model, loss), _ObserveCallback(run)],
@@ -655,11 +799,67 @@ def train(
         return TrainResult(
             str(out), "", run.history, run.refreshes, steps=steps, stopped=True, tokens=tokens, positives_masked=masked
         )
-    final = _save_model(model, out / "model")
-    run.evaluate(steps, "end", str(final))
-    evaluated_on = evaluated_on or ("the validation data" if validation is not None else "held-out validation queries")
-    _plot(run.history, run.losses, run.refreshes, out / "metrics.png", evaluated_on)
-    logger.info("trained %d steps; model in %s", steps, final)
+    final = out / "model"
+    saved: dict[str, Any] = {}
+    if dist.main:
+        saved = _save_final(model, cfg, run, final)
+        run.evaluate(steps, "end", str(final))
+        evaluated_on = evaluated_on or (
+            "the validation data" if validation is not None else "held-out validation queries"
+        )
+        _plot(run.history, run.losses, run.refreshes, out / "metrics.png", evaluated_on)
+        logger.info("trained %d steps; model in %s", steps, final)
+    dist.barrier()  # every rank returns once the model is on disk
     return TrainResult(
-        str(out), str(final), run.history, run.refreshes, steps=steps, tokens=tokens, positives_masked=masked
+        str(out),
+        str(final),
+        run.history,
+        run.refreshes,
+        steps=steps,
+        tokens=tokens,
+        positives_masked=masked,
+        model=_model_report(info, saved),
     )
+
+
+def _column_prompts(prompts: tuple[str | None, str | None], num_negatives: int) -> dict[str, str]:
+    """The trainer's ``prompts``: the query prompt on the anchor column, the document prompt on the others."""
+    query_prompt, document_prompt = prompts
+    out: dict[str, str] = {}
+    if query_prompt:
+        out["anchor"] = query_prompt
+    if document_prompt:
+        out["positive"] = document_prompt
+        out.update({f"negative_{k + 1}": document_prompt for k in range(num_negatives)})
+    return out
+
+
+def _save_final(model: Any, cfg: TrainConfig, run: _Run, final: Path) -> dict[str, Any]:
+    """The final model: the trained weights (or adapter, or adapter merged), or a soup of the last checkpoints."""
+    _check_finite(model)
+    if cfg.soup_last:
+        found = sorted(
+            (p for p in run.ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+            key=lambda p: int(p.name.split("-")[-1]),
+        )[-cfg.soup_last :]
+        if len(found) >= 2:
+            model_soup([str(p) for p in found], final, device="cpu")
+            size = sum(p.stat().st_size for p in final.rglob("*.safetensors"))
+            logger.info("final model: the uniform average of %s", ", ".join(p.name for p in found))
+            return {"kind": "soup", "bytes": size, "soup_of": [p.name for p in found]}
+        logger.warning(
+            "soup_last=%d: only %d checkpoint(s); the final model is the last weights", cfg.soup_last, len(found)
+        )
+    return save_trained(model, final, merge=cfg.lora_merge)
+
+
+def _model_report(info: ModelInfo, saved: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "parameters": info.parameters,
+        "trainable_parameters": info.trainable,
+        "decoder": info.decoder,
+        "pooling": info.pooling,
+        "lora": info.lora,
+        "base": info.base,
+        "saved": saved,
+    }

@@ -131,6 +131,10 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         false_negative_filter: optional :class:`FalseNegativeFilter` applied inside the loss.
         positives: known positives, ``{query_id: [doc_id, ...]}``, used with a ``label`` column of ids.
         gather_across_devices: share candidates across DDP processes (all-gather with gradients).
+        focal_gamma: focal reweighting of each (query, positive) term (0: off); see the module docstring.
+        mix_negatives: synthetic negatives mixed per query from its hardest ones (0: off).
+        mix_pool: how many of a query's highest-scoring negatives the mixed ones are drawn from.
+        seed: seed of the mixing coefficients.
     """
 
     def __init__(
@@ -141,8 +145,20 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         false_negative_filter: FalseNegativeFilter | None = None,
         positives: Mapping[int, Iterable[int]] | None = None,
         gather_across_devices: bool = False,
+        focal_gamma: float = 0.0,
+        mix_negatives: int = 0,
+        mix_pool: int = 8,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        if focal_gamma < 0:
+            raise ValueError(f"focal_gamma must be at least 0, got {focal_gamma}")
+        if mix_negatives < 0 or mix_pool < 2:
+            raise ValueError(f"mix_negatives must be >= 0 and mix_pool >= 2, got {mix_negatives}, {mix_pool}")
+        self.focal_gamma = focal_gamma
+        self.mix_negatives = mix_negatives
+        self.mix_pool = mix_pool
+        self._mix_rng = torch.Generator().manual_seed(seed)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if mini_batch_size is not None and mini_batch_size < 1:
@@ -266,10 +282,35 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
         positive, alive = positive.to(device), alive.to(device)
         negative = alive & ~positive
         scores = (cos / self.temperature).masked_fill(~alive, float("-inf"))
+        if self.mix_negatives and self.training:
+            extra = self._mixed_scores(q_all[first_row.to(q_all.device)], d_all, cos, negative)
+            if extra is not None:  # the query's own synthetic negatives, appended as columns of its row only
+                scores = torch.cat([scores, extra], dim=1)
+                no, yes = torch.zeros_like(extra, dtype=torch.bool), torch.ones_like(extra, dtype=torch.bool)
+                positive, alive = torch.cat([positive, no], dim=1), torch.cat([alive, yes], dim=1)
+                negative = torch.cat([negative, yes], dim=1)
         terms = self.pair_terms(scores, positive, negative)
+        if self.focal_gamma:
+            terms = (1 - torch.exp(-terms)).clamp(min=0) ** self.focal_gamma * terms
         terms = torch.where(positive, terms, torch.zeros_like(terms))
         per_query = terms.sum(dim=1) / positive.sum(dim=1).clamp(min=1)
         return per_query.mean()
+
+    def _mixed_scores(self, queries: Tensor, docs: Tensor, cos: Tensor, negative: Tensor) -> Tensor | None:
+        """(U, M) scores of each query against M negatives mixed from its ``mix_pool`` hardest (no gradient)."""
+        pool = min(self.mix_pool, int(negative.sum(dim=1).min()))
+        if pool < 2:
+            return None
+        with torch.no_grad():
+            hardest = cos.detach().masked_fill(~negative, float("-inf")).topk(pool, dim=1).indices  # (U, pool)
+            u, m = hardest.size(0), self.mix_negatives
+            i = torch.randint(pool, (u, m), generator=self._mix_rng)
+            j = (i + torch.randint(1, pool, (u, m), generator=self._mix_rng)) % pool  # j != i
+            a = torch.rand((u, m, 1), generator=self._mix_rng).to(docs.dtype)
+            ni = docs.detach()[hardest.gather(1, i.to(hardest.device))]  # (U, M, dim)
+            nj = docs.detach()[hardest.gather(1, j.to(hardest.device))]
+            mixed = F.normalize(a.to(ni.device) * ni + (1 - a.to(ni.device)) * nj, dim=-1)
+        return torch.einsum("ud,umd->um", queries, mixed) / self.temperature
 
     def _rank_offset(self, batch: int, gathered: int) -> int:
         if gathered == batch:
@@ -297,4 +338,7 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
             if self.false_negative_filter is None
             else self.false_negative_filter.config(),
             "gather_across_devices": self.gather_across_devices,
+            "focal_gamma": self.focal_gamma,
+            "mix_negatives": self.mix_negatives,
+            "mix_pool": self.mix_pool,
         }
