@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def make_tiny_model(path: Path, seed: int, hidden: int = 32) -> Path:
+def make_tiny_model(path: Path, seed: int, hidden: int = 32, dropout: float = 0.1) -> Path:
     """Save a 2-layer random BERT sentence-transformer (mean pooling, normalized) to ``path``."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -29,6 +29,8 @@ def make_tiny_model(path: Path, seed: int, hidden: int = 32) -> Path:
         num_attention_heads=2,
         intermediate_size=2 * hidden,
         max_position_embeddings=128,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     torch.manual_seed(seed)
     raw = path.parent / f"{path.name}-bert"
@@ -40,6 +42,49 @@ def make_tiny_model(path: Path, seed: int, hidden: int = 32) -> Path:
     )
     model.save(str(path))
     return path
+
+
+def make_tiny_decoder(path: Path, seed: int, family: str = "qwen2", hidden: int = 32) -> Path:
+    """Save a 2-layer random decoder embedder (Qwen2-style, or Gemma 3 text, which transformers lets attend both
+    ways) with the bundled tokenizer, last-token pooling and normalization, as sentence-transformers builds
+    Qwen3-Embedding; built from a config, nothing downloaded."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, Gemma3TextConfig, Gemma3TextModel, Qwen2Config, Qwen2Model
+
+    from negminer.index import default_model_path
+
+    tok = AutoTokenizer.from_pretrained(default_model_path())
+    shape = {
+        "vocab_size": tok.vocab_size,
+        "hidden_size": hidden,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 2 * hidden,
+        "max_position_embeddings": 128,
+        "pad_token_id": tok.pad_token_id,
+        "attention_dropout": 0.0,
+    }
+    torch.manual_seed(seed)
+    raw = path.parent / f"{path.name}-{family}"
+    if family == "gemma3":
+        Gemma3TextModel(Gemma3TextConfig(**shape, head_dim=hidden // 2)).save_pretrained(raw)
+    else:
+        Qwen2Model(Qwen2Config(**shape)).save_pretrained(raw)
+    tok.save_pretrained(raw)
+    word = Transformer(str(raw), max_seq_length=64)
+    model = SentenceTransformer(
+        modules=[word, Pooling(word.get_embedding_dimension(), "lasttoken"), Normalize()], device="cpu"
+    )
+    model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_decoder(tmp_path_factory.mktemp("models") / "decoder", seed=0)
 
 
 def make_lexical_model(path: Path, seed: int, dim: int = 64) -> Path:

@@ -503,7 +503,7 @@ class Encoder:
         """The prompt text ``encode(kind=..., prompt=..., prompt_name=...)`` puts before each text, as
         sentence-transformers' ``encode_query`` / ``encode_document`` choose it: ``prompt`` as given, else the
         model's prompt ``prompt_name`` (refused when it has none of that name), else the model's own ``query``
-        prompt (``document``, ``passage`` or ``corpus`` for documents), else None."""
+        prompt (``document``, ``passage`` or ``corpus`` for documents), else None (also for an empty one)."""
         if prompt is not None:
             return prompt
         prompts = getattr(self.model, "prompts", None) or {}
@@ -512,7 +512,7 @@ class Encoder:
             return str(prompts[prompt_name])
         for name in ("query",) if kind == "query" else ("document", "passage", "corpus"):
             if name in prompts:
-                return str(prompts[name])
+                return str(prompts[name]) or None  # sentence-transformers declares "" for models without
         return None
 
     def check_prompt(self, prompt_name: str | None, param: str = "prompt_name") -> None:
