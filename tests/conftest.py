@@ -65,6 +65,8 @@ def make_tiny_decoder(path: Path, seed: int, family: str = "qwen2", hidden: int 
         "intermediate_size": 2 * hidden,
         "max_position_embeddings": 128,
         "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.cls_token_id,
+        "eos_token_id": tok.sep_token_id,
         "attention_dropout": 0.0,
     }
     torch.manual_seed(seed)

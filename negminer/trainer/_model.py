@@ -153,8 +153,8 @@ def _add_lora(transformer: Any, cfg: TrainConfig, base: str) -> dict[str, Any]:
         bias="none",
         base_model_name_or_path=os.path.abspath(base) if Path(base).exists() else base,
     )
+    transformer.model.name_or_path = config.base_model_name_or_path  # what peft names as the base when it saves
     transformer.model = get_peft_model(transformer.model, config)
-    transformer.model.peft_config["default"].base_model_name_or_path = config.base_model_name_or_path
     return {"r": cfg.lora_r, "alpha": alpha, "dropout": cfg.lora_dropout, "target_modules": list(targets)}
 
 
