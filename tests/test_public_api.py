@@ -59,7 +59,7 @@ def test_subpackage_apis() -> None:
             "faiss_available",
             "faiss_gpu_count",
             "fingerprint_model",
-                            "model_ref",
+            "model_ref",
             "plan_index",
             "ray_encode",
             "recall_at_k",

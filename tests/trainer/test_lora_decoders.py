@@ -63,8 +63,9 @@ def test_lora_trains_only_the_adapter_and_its_results_load(small, tiny_model: Pa
 
     merged = train(small, _cfg(tmp_path, tiny_model, "merged", lora_r=4, lora_merge=True, negatives="none"))
     assert merged.model["saved"]["kind"] == "merged" and not (Path(merged.model_path) / "adapter_config.json").exists()
-    after, before = load_file(str(Path(merged.model_path) / "model.safetensors")), load_file(
-        str(tiny_model / "model.safetensors")
+    after, before = (
+        load_file(str(Path(merged.model_path) / "model.safetensors")),
+        load_file(str(tiny_model / "model.safetensors")),
     )
     assert set(after) == set(before)  # a plain model: no adapter keys left
     changed = {k for k in before if not np.allclose(after[k].numpy(), before[k].numpy())}
@@ -78,9 +79,7 @@ def test_lora_modules_the_model_lacks_are_refused_naming_those_it_has(small, tin
 
 
 @pytest.mark.slow
-def test_a_decoder_embedder_mines_trains_refreshes_and_is_served(
-    small, tiny_decoder: Path, tmp_path: Path
-) -> None:
+def test_a_decoder_embedder_mines_trains_refreshes_and_is_served(small, tiny_decoder: Path, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from negminer.service import ServiceSettings, create_app

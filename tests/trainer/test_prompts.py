@@ -58,7 +58,9 @@ def test_every_path_encodes_a_query_with_the_same_prompt(tmp_path: Path, tiny_mo
 
     monkeypatch.setattr(Encoder, "encode", spy)
     monkeypatch.setattr(base_loss, "embed_columns", spy_embed)
-    res = train(data, _cfg(tmp_path, tiny_model, negatives="refresh", mining={"query_prompt": QUERY, "corpus_prompt": DOC}))
+    res = train(
+        data, _cfg(tmp_path, tiny_model, negatives="refresh", mining={"query_prompt": QUERY, "corpus_prompt": DOC})
+    )
 
     by_model: dict[str, SentenceTransformer] = {}
 
@@ -92,7 +94,9 @@ def test_every_path_encodes_a_query_with_the_same_prompt(tmp_path: Path, tiny_mo
         final.encode([QUERY + t for t in q], normalize_embeddings=True),
         atol=1e-6,
     )
-    settings = ServiceSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "c2", model=res.model_path, device="cpu")
+    settings = ServiceSettings(
+        data_dir=tmp_path / "data", cache_dir=tmp_path / "c2", model=res.model_path, device="cpu"
+    )
     with TestClient(create_app(settings)) as c:
         r = c.post("/v1/embeddings", json={"input": q, "input_type": "query", "encoding_format": "float"})
         assert r.status_code == 200, r.text
