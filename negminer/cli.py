@@ -129,7 +129,10 @@ MINE_OPTIONS = (
     *PROMPT_OPTIONS,
 )
 INDEX_OPTIONS = ("index", "memory_budget", "recall_target")  # IndexConfig's, for `mine` and `index build`
-TRAIN_OPTIONS = tuple(n for n in TrainHyperparameters.model_fields if n not in ("mining", "trainer_args")) + ("seed",)
+# `train` takes every training option but these: mining's are its own flags, trainer_args is --trainer-arg, and
+# several processes are torchrun's to start (a job's devices: the worker's)
+NOT_TRAIN_FLAGS = ("mining", "trainer_args", "devices")
+TRAIN_OPTIONS = tuple(n for n in TrainHyperparameters.model_fields if n not in NOT_TRAIN_FLAGS) + ("seed",)
 FLAGS = {"learning_rate": ("--lr", "--learning-rate")}
 
 
@@ -490,19 +493,37 @@ def train_cmd(
 
             source = HttpNegativeSource.factory(index_url, index_name, api_key=_service_settings().api_key)
         _check_model(cfg.model, "--model")
-        ds = load_data(data, split=split)  # data errors are reported before torch and transformers are imported
-        val = load_data(validation, split=split) if validation else None
+        ds, val, problem = None, None, None
+        try:  # data errors are reported before torch and transformers are imported
+            ds = load_data(data, split=split)
+            val = load_data(validation, split=split) if validation else None
+        except NegminerError as exc:
+            if not _distributed():
+                raise
+            problem = describe(exc)
+        if _distributed():  # under torchrun: every rank fails together, naming the rank that lacks the data
+            from negminer.trainer._dist import agree_on_data
+
+            agree_on_data(ds, problem, cpu=cfg.device == "cpu")
+        assert ds is not None
         from negminer.trainer import train
 
         res = train(ds, cfg, validation=val, source=source, listener=listener)
     except (NegminerError, ValueError) as exc:
         _fail(exc)
         return
+    if int(os.environ.get("RANK", "0") or 0) > 0:
+        return  # rank 0 reports
     if res.stopped:
         typer.echo(f"stopped at step {res.steps}; checkpoint in {output / 'checkpoints'} (--resume goes on from it)")
         raise typer.Exit(128 + (listener.signalled or signal.SIGTERM))
     typer.echo(_before_after(res))
     typer.echo(f"model: {res.model_path}\nmetrics: {output / 'metrics.json'}, {output / 'metrics.png'}")
+
+
+def _distributed() -> bool:
+    """Whether this process is one of several started by torchrun or accelerate launch."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
 def _service_settings(**flags: Any) -> Any:

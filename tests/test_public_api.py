@@ -117,9 +117,13 @@ def test_subpackage_apis() -> None:
             "LogEvent",
             "RefreshEvent",
             "ResumeEvent",
+            "check_devices",
+            "check_hardware",
+            "check_model_options",
             "evaluate",
             "finite_weights",
             "last_checkpoint",
+            "model_soup",
             "retrieval_metrics",
             "train",
         ]

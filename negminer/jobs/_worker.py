@@ -48,7 +48,9 @@ from negminer.trainer import (
     ResumeEvent,
     TrainConfig,
     TrainListener,
+    check_devices,
 )
+from negminer.trainer._dist import current, launch
 
 S = JobStatus
 
@@ -265,6 +267,12 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
+def _rank_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
+    """One of a job's data-parallel processes (``devices`` > 1): rank 0 is the job's run (events, status, model),
+    the others train beside it."""
+    _child_main(settings, job_id, worker_id)
+
+
 def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
@@ -358,8 +366,14 @@ class _JobRun(TrainListener):
             ray=self.s.ray_address,
             **job["hyperparameters"],
         )
+        here = current()
+        if cfg.devices > 1 and not here.active:  # start the job's processes; rank 0 goes on as this run
+            check_devices(cfg.devices)
+            self.event(f"Training data-parallel on {cfg.devices} processes")
+            launch(cfg.devices, _rank_main, self.s, self.job_id, self.worker_id, run_id=self.job_id)
+            return
         source = None  # mined in the training process, unless the job mines from an index of the service
-        if job["index"]:
+        if job["index"] and here.main:
             source = HttpNegativeSource.factory(
                 self.s.service_url,
                 self.job_id,
@@ -369,13 +383,16 @@ class _JobRun(TrainListener):
                 owner_job=self.job_id,
                 retry_seconds=self.s.index_retry_seconds,
             )
-        self.event(
-            f"Training on {len(data)} queries ({data.num_pairs} pairs), {len(data.corpus_texts)} documents"
-            + (f"; validating on {len(validation)} queries" if validation is not None else "")
-        )
-        if cfg.negatives != "none":
-            self.event(_filter_message(cfg.mining_config()), data={"mining_filter": cfg.mining.describe_filter()})
+        if here.main:
+            self.event(
+                f"Training on {len(data)} queries ({data.num_pairs} pairs), {len(data.corpus_texts)} documents"
+                + (f"; validating on {len(validation)} queries" if validation is not None else "")
+            )
+            if cfg.negatives != "none":
+                self.event(_filter_message(cfg.mining_config()), data={"mining_filter": cfg.mining.describe_filter()})
         result = train(data, cfg, validation=validation, source=source, listener=self)
+        if not here.main:
+            return  # rank 0 reports the job's end
         done = {"trained_steps": result.steps, "trained_tokens": result.tokens, "result_files": self.results_file()}
         if result.stopped and self.timed_out:
             error = _time_limit_error(self.s)

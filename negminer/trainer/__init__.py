@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from negminer.trainer._config import NEGATIVE_MODES, TrainConfig, TrainHyperparameters
+from negminer.trainer._dist import check_devices, check_hardware
 from negminer.trainer._evaluate import evaluate, retrieval_metrics
 from negminer.trainer._events import (
     CheckpointEvent,
@@ -20,6 +21,7 @@ from negminer.trainer._events import (
     ResumeEvent,
     TrainListener,
 )
+from negminer.trainer._model import check_model_options, model_soup
 from negminer.trainer._negatives import LocalNegativeSource, NegativeSource, NegativeSourceFactory, NegativesUpdate
 
 if TYPE_CHECKING:
@@ -67,9 +69,13 @@ __all__ = [
     "TrainHyperparameters",
     "TrainListener",
     "TrainResult",
+    "check_devices",
+    "check_hardware",
+    "check_model_options",
     "evaluate",
     "finite_weights",
     "last_checkpoint",
+    "model_soup",
     "retrieval_metrics",
     "train",
 ]

@@ -240,6 +240,13 @@ class TrainHyperparameters(StrictModel):
         description="let a decoder attend both ways (models whose transformers config has "
         "use_bidirectional_attention, e.g. Gemma 3)",
     )
+    devices: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes that train data-parallel, one a GPU (on CPU, gloo processes); a job's worker starts "
+        "them (the command line: torchrun --nproc-per-node N negminer train ...)",
+    )
     trainer_args: dict[str, Any] = Field(
         default_factory=dict,
         description="any other option of sentence-transformers' SentenceTransformerTrainingArguments, by name "

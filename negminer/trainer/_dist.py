@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from negminer._data import RetrievalData
-from negminer._errors import DataError
+from negminer._errors import ConfigError, DataError
 
-__all__ = ["Dist", "agree_on_data", "current"]
+__all__ = ["Dist", "agree_on_data", "check_devices", "check_hardware", "current", "launch"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,45 @@ def agree_on_data(data: RetrievalData | None, problem: str | None, *, cpu: bool 
     if len(digests) > 1:
         ranks = ", ".join(f"rank {r}: {d}" for r, (_, d) in enumerate(answers))
         raise DataError(f"the ranks read different training data ({ranks}); give every rank the same files")
+
+
+def check_devices(devices: int, param: str = "devices") -> None:
+    """Refuse more training processes than this machine has GPUs (on a machine without GPUs: CPU cores, each
+    process a gloo worker)."""
+    if devices <= 1:
+        return
+    import torch
+
+    gpus = torch.cuda.device_count()
+    have, what = (gpus, "GPU(s)") if gpus else (os.cpu_count() or 1, "CPU cores and no GPU")
+    if devices > have:
+        raise ConfigError(f"{devices} processes asked for; this machine has {have} {what}", param=param)
+
+
+def check_hardware(bf16: bool, fp16: bool, device: str = "auto") -> None:
+    """Refuse a mixed precision this machine cannot train in, naming the option."""
+    import torch
+
+    cpu = device == "cpu" or not torch.cuda.is_available()
+    if fp16 and cpu:
+        raise ConfigError("float16 training needs a CUDA GPU; on CPU use bf16", param="fp16")
+    if bf16 and not cpu and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"{torch.cuda.get_device_name()} has no bfloat16; use fp16", param="bf16")
+
+
+def launch(devices: int, entrypoint: Any, *args: Any, run_id: str = "negminer") -> None:
+    """Run ``entrypoint(*args)`` in ``devices`` processes on this machine, as torchrun would (``RANK``,
+    ``WORLD_SIZE``, a free local port for the rendezvous); raises when a process fails."""
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=devices,
+        run_id=run_id,
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
+    elastic_launch(config, entrypoint)(*args)

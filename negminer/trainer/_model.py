@@ -20,7 +20,7 @@ from negminer._errors import ConfigError, ModelError
 from negminer._io import atomic_dir
 from negminer.trainer._config import TrainConfig
 
-__all__ = ["ModelInfo", "model_soup", "prepare_model", "save_trained"]
+__all__ = ["ModelInfo", "check_model_options", "model_soup", "prepare_model", "save_trained"]
 
 logger = logging.getLogger("negminer")
 
@@ -74,6 +74,45 @@ def _linear_names(module: Any) -> list[str]:
     from torch import nn
 
     return sorted({name.rsplit(".", 1)[-1] for name, m in module.named_modules() if isinstance(m, nn.Linear)})
+
+
+def _weight_names(folder: Path) -> set[str]:
+    """Module names of a model folder's weights, from the safetensors headers (no weights are read)."""
+    from safetensors import safe_open
+
+    names: set[str] = set()
+    for f in folder.glob("*.safetensors"):
+        with safe_open(str(f), framework="pt") as fh:
+            names.update(k.rsplit(".", 2)[-2] for k in fh.keys() if k.count(".") >= 1)  # noqa: SIM118
+    return names
+
+
+def check_model_options(cfg: Any, model_path: str) -> None:
+    """What can be checked of the model options from the model folder's files alone, before a job is queued:
+    LoRA target modules the weights lack, and bidirectional attention on a model whose config has none. (Training
+    checks both again on the loaded model.)"""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return
+    if cfg.bidirectional:
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = None
+        if isinstance(config, dict) and "use_bidirectional_attention" not in config:
+            raise ConfigError(
+                f"the model ({config.get('model_type')}) has no bidirectional attention in transformers "
+                "(use_bidirectional_attention: Gemma, Gemma 2, Gemma 3)",
+                param="bidirectional",
+            )
+    if cfg.lora_r is not None and cfg.lora_target_modules:
+        have = _weight_names(folder)
+        missing = [t for t in cfg.lora_target_modules if t not in have]
+        if have and missing:
+            raise ConfigError(
+                f"the model has no modules {', '.join(missing)}; its weights' modules: {', '.join(sorted(have))}",
+                param="lora_target_modules",
+            )
 
 
 def prepare_model(model: Any, cfg: TrainConfig, model_path: str, out: Path, *, write: bool = True) -> ModelInfo:

@@ -34,7 +34,7 @@ from negminer._vocab import NegativesMode
 from negminer.index import Encoder, model_ref
 from negminer.mining import MiningConfig
 from negminer.trainer._config import TrainConfig
-from negminer.trainer._dist import Dist, current
+from negminer.trainer._dist import Dist, check_devices, check_hardware, current
 from negminer.trainer._evaluate import evaluate
 from negminer.trainer._events import (
     CheckpointEvent,
@@ -445,7 +445,7 @@ class _TrainingBar(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         from tqdm.auto import tqdm
 
-        if self.run.cfg.show_progress:
+        if self.run.cfg.show_progress and self.run.dist.main:
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="Training", unit="step")
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
@@ -644,16 +644,6 @@ def _on_cpu(cfg: TrainConfig) -> bool:
     return cfg.device == "cpu" or not torch.cuda.is_available()
 
 
-def _check_hardware(cfg: TrainConfig) -> None:
-    """Refuse a precision this machine cannot train in, naming the option."""
-    import torch
-
-    if cfg.fp16 and _on_cpu(cfg):
-        raise ConfigError("float16 training needs a CUDA GPU; on CPU use bf16", param="fp16")
-    if cfg.bf16 and not _on_cpu(cfg) and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"{torch.cuda.get_device_name()} has no bfloat16; use fp16", param="bf16")
-
-
 def _resolve_prompts(encoder: Encoder, cfg: TrainConfig) -> tuple[str | None, str | None]:
     """The (query, document) prompts of the run: the mining options' (text or the model's prompt of that name),
     else the model's own query / document prompts."""
@@ -713,7 +703,8 @@ def train(
     cfg = config or TrainConfig()
     dist = current()
     train_data, val_data = _splits(data, cfg, validation)
-    _check_hardware(cfg)
+    check_hardware(cfg.bf16, cfg.fp16, cfg.device)
+    check_devices(cfg.devices)
     out = Path(cfg.output_dir)
     run = _Run(
         cfg,

@@ -258,3 +258,29 @@ def test_errors_name_the_field_the_caller_sent(tmp_path: Path, lexical_model: Pa
         assert _problem(r, 422, "hyperparameters.n_epochs")["detail"].startswith("hyperparameters.n_epochs:")
         r = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": {"epochs": "many"}})
         _problem(r, 422, "hyperparameters.epochs")
+
+
+def test_trainer_options_the_service_can_refuse_before_a_worker_starts(tmp_path: Path, tiny_model: Path) -> None:
+    """Unknown or negminer-owned trainer options, a precision or device count this machine lacks, LoRA modules the
+    model's weights lack, and bidirectional attention on a model without it: 422 naming the option, no job."""
+    with _client(tmp_path, tiny_model) as c:
+        fid = _upload(c, _jsonl(PAIRS)).json()["id"]
+        cases = [
+            ({"trainer_args": {"max_grad_nrom": 1}}, "hyperparameters.trainer_args", "did you mean 'max_grad_norm'"),
+            ({"trainer_args": {"max_steps": 9}}, "hyperparameters.trainer_args", "set max_steps instead"),
+            ({"fp16": True}, "hyperparameters.fp16", "CUDA"),
+            ({"devices": 64}, "hyperparameters.devices", "processes asked for"),
+            ({"lora_r": 4, "lora_target_modules": ["q_proj"]}, "hyperparameters.lora_target_modules", "query"),
+            ({"bidirectional": True}, "hyperparameters.bidirectional", "no bidirectional attention"),
+        ]
+        for hp, param, words in cases:
+            body = _problem(
+                c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": hp}), 422, param
+            )
+            assert words in body["detail"], body
+        assert c.get("/v1/fine_tuning/jobs").json()["data"] == []
+        hp = {"lora_r": 4, "bf16": True, "weight_decay": 0.1, "trainer_args": {"max_grad_norm": 0.5}}
+        job = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": hp}).json()
+        assert job["hyperparameters"]["lora_r"] == 4 and job["hyperparameters"]["trainer_args"] == {
+            "max_grad_norm": 0.5
+        }

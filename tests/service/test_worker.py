@@ -165,3 +165,51 @@ def test_a_job_whose_loss_turns_non_finite_fails_and_publishes_no_model(
         assert done["status"] == "failed" and done["error"]["code"] == "non_finite_loss", done
         assert done["error"]["step"] == 1 and done["fine_tuned_model"] is None
         assert [m["id"] for m in c.get("/v1/models").json()["data"] if m["id"].startswith("ft:")] == []
+
+
+def test_a_decoder_job_with_lora_prompts_trainer_options_and_two_processes(
+    tmp_path: Path, tiny_decoder: Path, demo_small: Any
+) -> None:
+    """The round trip a user of decoder embedders makes: a job asking for LoRA, prompts, trainer options and two
+    processes; the worker starts them; the fine-tuned model (an adapter) is served by /v1/embeddings with its
+    prompts."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    settings, c = _setup(tmp_path, tiny_decoder)
+    with c:
+        fid = _file(c, demo_small)
+        hp = {
+            "max_steps": 3,
+            "batch_size": 4,
+            "num_negatives": 1,
+            "negatives": "refresh",
+            "refresh_every": 2,
+            "lora_r": 2,
+            "devices": 2,
+            "weight_decay": 0.01,
+            "lr_scheduler_type": "constant",
+            "trainer_args": {"max_grad_norm": 0.5},
+            "mining": {"query_prompt": "Instruct: find the code\nQuery: "},
+        }
+        r = c.post("/v1/fine_tuning/jobs", json={"training_file": fid, "hyperparameters": hp})
+        assert r.status_code == 200, r.text
+        job = r.json()
+        assert Worker(settings).run_once() == job["id"]
+        done = c.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
+        events = [e["message"] for e in c.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]]
+        assert done["status"] == "succeeded", (done, events)
+        assert "Training data-parallel on 2 processes" in events
+        model = c.get(f"/v1/models/{done['fine_tuned_model']}").json()
+        path = Path(model["path"]) if "path" in model else next((tmp_path / "data" / "models").rglob("final"))
+        assert (path / "adapter_config.json").is_file()
+        loaded = SentenceTransformer(str(path), device="cpu")
+        assert loaded.prompts["query"] == "Instruct: find the code\nQuery: "
+        q = ["how to read a file"]
+        r = c.post(
+            "/v1/embeddings",
+            json={"input": q, "model": done["fine_tuned_model"], "input_type": "query", "encoding_format": "float"},
+        )
+        assert r.status_code == 200, r.text
+        served = np.array(r.json()["data"][0]["embedding"])
+        np.testing.assert_allclose(served, loaded.encode_query(q, normalize_embeddings=True)[0], atol=1e-5)

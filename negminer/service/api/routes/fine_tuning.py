@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from negminer import jobs
 from negminer._data import PairsSummary
+from negminer._errors import ConfigError
 from negminer._settings import ServiceSettings
 from negminer.client.schemas import Checkpoint, CreateJob, Event, Job, ListPage
 from negminer.jobs import JobAlreadyEnded, JobStore, submit_job
@@ -18,7 +19,7 @@ from negminer.service.errors import problem_responses
 from negminer.service.mining import check_mining_limits
 from negminer.service.model_names import default_model, model_prompts, resolve_model
 from negminer.service.registry import IndexNotFound
-from negminer.trainer import TrainHyperparameters
+from negminer.trainer import TrainHyperparameters, check_devices, check_hardware, check_model_options
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=problem_responses(404, 409, 422))
 
@@ -112,6 +113,12 @@ def create_job(body: CreateJob, store: StoreDep, settings: SettingsDep, registry
     model_path = resolve_model(body.model, settings, store)
     where = "method.supervised.hyperparameters" if body.method and body.method.supervised else "hyperparameters"
     _check_prompts(hp, model_path, where)
+    try:  # what the hardware and the model's files can tell before a worker loads anything
+        check_devices(hp.devices)
+        check_hardware(hp.bf16, hp.fp16, settings.device)
+        check_model_options(hp, model_path)
+    except ConfigError as exc:
+        raise bad_param(f"{where}.{exc.param}", exc.message) from None
     if body.index is not None:
         try:
             registry.get(body.index)
