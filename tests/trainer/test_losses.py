@@ -230,3 +230,51 @@ def test_known_positives_masked_are_counted() -> None:
     loss.eval()  # evaluation batches are not counted
     loss.loss_from_embeddings(q, cols)
     assert loss.positives_masked == 1
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_focal_reweighting_matches_its_formula(gamma: float) -> None:
+    """(1 - p)^gamma * -log p per (query, positive) term, p the positive's probability (InfoNCE)."""
+    q, cols, q_ids, col_ids, known = _batch(3)
+    loss = InfoNCELoss(torch.nn.Identity(), temperature=TAU, positives=known, focal_gamma=gamma)
+    loss._keys = (torch.tensor(q_ids), [torch.tensor(c) for c in col_ids])
+    fast = loss.loss_from_embeddings(q, cols)
+    plain = _ours(InfoNCELoss, q, cols, q_ids, col_ids, known)
+    # the slow way: every term reweighted by its own probability
+    docs = {}
+    for c in range(len(cols)):
+        for r in range(len(q_ids)):
+            docs.setdefault(col_ids[c][r], cols[c][r])
+    per_query = []
+    for g in sorted(set(q_ids)):
+        rows = [r for r, x in enumerate(q_ids) if x == g]
+        qv = F.normalize(q[rows[0]], dim=0)
+        s = {d: torch.dot(qv, F.normalize(v, dim=0)) / TAU for d, v in docs.items()}
+        pos = [d for d in docs if d in ({col_ids[0][r] for r in rows} | known.get(g, set()))]
+        log_z = torch.logsumexp(torch.stack(list(s.values())), dim=0)
+        terms = [log_z - s[p] for p in pos]
+        per_query.append(sum((1 - torch.exp(-t)) ** gamma * t for t in terms) / len(terms))
+    slow = sum(per_query) / len(per_query)
+    assert fast.item() == pytest.approx(slow.item(), rel=1e-5) and fast.item() < plain.item()
+    for a, b in zip(torch.autograd.grad(fast, [q, *cols]), torch.autograd.grad(slow, [q, *cols])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["infonce", "decoupled", "dcl"])
+def test_mixed_negatives_join_training_only_and_make_it_harder(name: str) -> None:
+    q, cols, q_ids, col_ids, known = _batch(4, b=6, n_neg=3)
+    q_ids, col_ids = list(range(6)), [[10 * c + r for r in range(6)] for c in range(4)]
+    plain = _ours(LOSSES[name], q, cols, q_ids, col_ids, {})
+    loss = LOSSES[name](torch.nn.Identity(), temperature=TAU, mix_negatives=4, mix_pool=4, seed=1)
+    loss._keys = (torch.tensor(q_ids), [torch.tensor(c) for c in col_ids])
+    loss.eval()
+    assert loss.loss_from_embeddings(q, cols).item() == pytest.approx(plain.item())  # evaluation: no synthesis
+    loss.train()
+    mixed = loss.loss_from_embeddings(q, cols)
+    assert mixed.item() > plain.item()  # more (and hard) negatives in every query's denominator
+    grads = torch.autograd.grad(mixed, [q, *cols])
+    assert all(torch.isfinite(g).all() for g in grads)
+    again = LOSSES[name](torch.nn.Identity(), temperature=TAU, mix_negatives=4, mix_pool=4, seed=1)
+    again._keys = loss._keys
+    assert again.loss_from_embeddings(q, cols).item() == pytest.approx(mixed.item())  # seeded
+    assert loss.get_config_dict()["mix_negatives"] == 4

@@ -290,8 +290,10 @@ class RetrievalLoss(CachedLossMixin, nn.Module):
                 positive, alive = torch.cat([positive, no], dim=1), torch.cat([alive, yes], dim=1)
                 negative = torch.cat([negative, yes], dim=1)
         terms = self.pair_terms(scores, positive, negative)
-        if self.focal_gamma:
-            terms = (1 - torch.exp(-terms)).clamp(min=0) ** self.focal_gamma * terms
+        if self.focal_gamma:  # on the positives' terms only (the others are inf where masked); a floor keeps the
+            # power's gradient finite at p = 1 (DCL's terms, which have no positive in the denominator, can go below 0)
+            t = torch.where(positive, terms, torch.zeros_like(terms))
+            terms = (1 - torch.exp(-t)).clamp(min=1e-12) ** self.focal_gamma * t
         terms = torch.where(positive, terms, torch.zeros_like(terms))
         per_query = terms.sum(dim=1) / positive.sum(dim=1).clamp(min=1)
         return per_query.mean()
