@@ -521,6 +521,28 @@ def train_cmd(
     typer.echo(f"model: {res.model_path}\nmetrics: {output / 'metrics.json'}, {output / 'metrics.png'}")
 
 
+@app.command()
+def soup(
+    models: Annotated[
+        list[Path], typer.Argument(help="two or more models fine-tuned from one base", show_default=False)
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder of the averaged model")] = Path("runs/soup"),
+) -> None:
+    """Average the weights of several fine-tuned models uniformly (a model soup: LM-Cocktail, KaLM-Embedding-V2),
+    for example the models of several seeds. LoRA adapters are merged into their base first."""
+    from negminer.trainer import model_soup
+
+    _output_dir(output)
+    try:
+        for path in models:
+            _check_model(str(path), "MODELS")
+        out = model_soup(list(models), output, device="cpu")
+    except (NegminerError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"soup of {len(models)} models: {out}")
+
+
 def _distributed() -> bool:
     """Whether this process is one of several started by torchrun or accelerate launch."""
     return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
