@@ -502,7 +502,7 @@ def train_cmd(
                 raise
             problem = describe(exc)
         if _distributed():  # under torchrun: every rank fails together, naming the rank that lacks the data
-            from negminer.trainer._dist import agree_on_data
+            from negminer.trainer import agree_on_data
 
             agree_on_data(ds, problem, cpu=cfg.device == "cpu")
         assert ds is not None

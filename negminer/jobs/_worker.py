@@ -49,8 +49,9 @@ from negminer.trainer import (
     TrainConfig,
     TrainListener,
     check_devices,
+    current_process,
+    launch,
 )
-from negminer.trainer._dist import current, launch
 
 S = JobStatus
 
@@ -366,7 +367,7 @@ class _JobRun(TrainListener):
             ray=self.s.ray_address,
             **job["hyperparameters"],
         )
-        here = current()
+        here = current_process()
         if cfg.devices > 1 and not here.active:  # start the job's processes; rank 0 goes on as this run
             check_devices(cfg.devices)
             self.event(f"Training data-parallel on {cfg.devices} processes")

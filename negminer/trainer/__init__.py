@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from negminer.trainer._config import NEGATIVE_MODES, TrainConfig, TrainHyperparameters
-from negminer.trainer._dist import check_devices, check_hardware
+from negminer.trainer._dist import agree_on_data, check_devices, check_hardware, current_process, launch
 from negminer.trainer._evaluate import evaluate, retrieval_metrics
 from negminer.trainer._events import (
     CheckpointEvent,
@@ -69,12 +69,15 @@ __all__ = [
     "TrainHyperparameters",
     "TrainListener",
     "TrainResult",
+    "agree_on_data",
     "check_devices",
     "check_hardware",
     "check_model_options",
+    "current_process",
     "evaluate",
     "finite_weights",
     "last_checkpoint",
+    "launch",
     "model_soup",
     "retrieval_metrics",
     "train",

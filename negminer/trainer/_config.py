@@ -186,8 +186,8 @@ class TrainHyperparameters(StrictModel):
     warmup_ratio: float = Field(
         0.1, ge=0, le=1, description="share of the steps over which the learning rate rises (1.0: all of them)"
     )
-    lr_scheduler_type: Literal[SCHEDULERS] = Field(  # type: ignore[valid-type]
-        "linear", description=f"learning-rate schedule after warmup ({', '.join(SCHEDULERS)})"
+    lr_scheduler_type: str = Field(
+        "linear", description="learning-rate schedule after warmup (linear, cosine, constant, ...: transformers' names)"
     )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     optim: str = Field(
@@ -327,6 +327,13 @@ class TrainHyperparameters(StrictModel):
     @classmethod
     def _known_trainer_args(cls, args: dict[str, Any]) -> dict[str, Any]:
         return check_trainer_args(args)
+
+    @field_validator("lr_scheduler_type", mode="after")
+    @classmethod
+    def _known_scheduler(cls, name: str) -> str:
+        if name not in SCHEDULERS:
+            raise ValueError(f"unknown schedule {name!r} (one of: {', '.join(SCHEDULERS)})")
+        return name
 
     @field_validator("optim", mode="after")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any
 from negminer._data import RetrievalData
 from negminer._errors import ConfigError, DataError
 
-__all__ = ["Dist", "agree_on_data", "check_devices", "check_hardware", "current", "launch"]
+__all__ = ["Dist", "agree_on_data", "check_devices", "check_hardware", "current_process", "launch"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Dist:
         return out
 
 
-def current() -> Dist:
+def current_process() -> Dist:
     """This process's place from torchrun's (or accelerate's) environment variables."""
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     rank = int(os.environ.get("RANK", "0") or 0)
@@ -100,7 +100,7 @@ def data_digest(data: RetrievalData) -> str:
 def agree_on_data(data: RetrievalData | None, problem: str | None, *, cpu: bool = True) -> None:
     """Under torchrun, make every rank fail together, naming the rank, when the training data is missing or
     different on one of them (without this the others would wait for it until the process group times out)."""
-    here = current()
+    here = current_process()
     if not here.active:
         if problem:
             raise DataError(problem)

@@ -34,7 +34,7 @@ from negminer._vocab import NegativesMode
 from negminer.index import Encoder, model_ref
 from negminer.mining import MiningConfig
 from negminer.trainer._config import TrainConfig
-from negminer.trainer._dist import Dist, check_devices, check_hardware, current
+from negminer.trainer._dist import Dist, check_devices, check_hardware, current_process
 from negminer.trainer._evaluate import evaluate
 from negminer.trainer._events import (
     CheckpointEvent,
@@ -701,7 +701,7 @@ def train(
     from datasets import Dataset
 
     cfg = config or TrainConfig()
-    dist = current()
+    dist = current_process()
     train_data, val_data = _splits(data, cfg, validation)
     check_hardware(cfg.bf16, cfg.fp16, cfg.device)
     check_devices(cfg.devices)

@@ -88,7 +88,7 @@ def test_data_missing_on_a_rank_fails_every_rank_naming_it(setup: Path) -> None:
     script.write_text(
         "import os\n"
         "from negminer import build_demo\n"
-        "from negminer.trainer._dist import agree_on_data\n"
+        "from negminer.trainer import agree_on_data\n"
         "rank = int(os.environ['RANK'])\n"
         "try:\n"
         "    agree_on_data(build_demo(20) if rank == 0 else None, None if rank == 0 else 'pairs.jsonl: no such file')\n"

@@ -117,12 +117,14 @@ def test_a_decoder_embedder_mines_trains_refreshes_and_is_served(small, tiny_dec
             assert len(hits["results"][0]) == 3
 
 
+@pytest.mark.slow
 def test_a_bare_decoder_folder_pools_its_last_token(small, tiny_decoder: Path, tmp_path: Path) -> None:
     bare = tiny_decoder.parent / f"{tiny_decoder.name}-qwen2"  # the transformers folder the fixture built on
     res = train(small, _cfg(tmp_path, bare, max_steps=1, negatives="none"))
     assert res.model["decoder"] and res.model["pooling"] == "lasttoken"
 
 
+@pytest.mark.slow
 def test_bidirectional_attention_where_transformers_has_it(small, tiny_decoder: Path, tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
