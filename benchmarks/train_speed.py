@@ -1,13 +1,20 @@
 """Training throughput of each negminer loss against sentence-transformers' MultipleNegativesRankingLoss on the
-same batches, and the time of one refresh (re-encode the corpus with a new checkpoint, re-mine).
+same batches, the time of one refresh (re-encode the corpus with a new checkpoint, re-mine), and negminer's trainer
+(``negminer train``, each run its own process) in fp32 against bf16, LoRA against every weight, and one process
+against two (torchrun, the same global batch): examples/s, tokens/s and peak memory as ratios to fp32 on one process.
 
-    python benchmarks/train_speed.py [--steps 6] [--batch-size 16] [--num-negatives 1]
+    python benchmarks/train_speed.py [--steps 6] [--batch-size 16] [--num-negatives 1] [--trainer-steps 12]
+        [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +38,8 @@ def main() -> None:
     ap.add_argument("--num-negatives", type=int, default=1)
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--max-docs", type=int, default=1500)
+    ap.add_argument("--trainer-steps", type=int, default=12, help="steps of each negminer train run (0: skip them)")
+    ap.add_argument("--device", default="cpu", help="device of the negminer train runs (cpu, cuda)")
     args = ap.parse_args()
 
     import torch
@@ -102,6 +111,8 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    trainer_rows = trainer_runs(args) if args.trainer_steps else []
+
     print(f"# Training speed ({machine()})\n")
     print(
         f"all-MiniLM-L6-v2, batch {b} x (query, positive, {n} negative), max_seq_length {args.max_seq_length}, "
@@ -121,6 +132,72 @@ def main() -> None:
             ],
         )
     )
+    if trainer_rows:
+        print()
+        print(
+            markdown_table(
+                ["negminer train", "examples/s", "tokens/s", "peak memory (MiB)", "vs fp32, 1 process"],
+                trainer_rows,
+                title=f"negminer train, all-MiniLM-L6-v2, {args.trainer_steps} steps x batch {args.batch_size} "
+                f"(global), in-batch negatives, max_seq_length {args.max_seq_length}, device {args.device}",
+            )
+        )
+
+
+# -- negminer's trainer in its own processes -------------------------------------------------------------------
+TRAINER_RUNS = [
+    ("fp32, every weight, 1 process", 1, []),
+    ("bf16 (autocast), every weight, 1 process", 1, ["--bf16"]),
+    ("fp32, LoRA r=16 on the attention projections", 1, ["--lora-r", "16"]),
+    ("fp32, every weight, 2 processes (torchrun)", 2, []),
+]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def trainer_runs(args: argparse.Namespace) -> list[list[object]]:
+    """Each configuration as a real ``negminer train`` (torchrun for two processes), timed by the trainer itself
+    (the training loop's seconds, metrics.json ``speed``); memory is each run's peak resident set (rank 0's)."""
+    tmp = Path(tempfile.mkdtemp(prefix="negminer-train-speed-"))
+    try:
+        data = build_demo(400)
+        with open(tmp / "pairs.jsonl", "w", encoding="utf-8") as fh:
+            for q, pos in zip(data.queries, data.positives):
+                fh.write(json.dumps({"query": q, "positive": data.corpus_texts[pos[0]]}) + "\n")
+        env = {**os.environ, "NEGMINER_DEVICE": args.device, "HF_HUB_OFFLINE": "1"}
+        measured = []
+        for label, processes, flags in TRAINER_RUNS:
+            out = tmp / f"run{len(measured)}"
+            launcher = [sys.executable, "-m", "negminer.cli"]
+            if processes > 1:
+                launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}"]
+                launcher += [f"--master-port={_port()}", "-m", "negminer.cli"]
+            cmd = [*launcher, "train", str(tmp / "pairs.jsonl"), "-o", str(out), "--negatives", "none"]
+            cmd += ["--max-steps", str(args.trainer_steps), "--batch-size", str(args.batch_size // processes)]
+            cmd += ["--max-seq-length", str(args.max_seq_length), "--cache-dir", str(tmp / "cache"), *flags]
+            print(f"{label}: {' '.join(cmd[cmd.index('train') :])}", file=sys.stderr, flush=True)
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"{label} failed:\n{done.stderr[-3000:]}")
+            measured.append((label, json.loads((out / "metrics.json").read_text())["speed"]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    def memory(speed: dict) -> float:  # the GPU's allocator peak on CUDA, else the process's resident peak
+        return float(speed.get("cuda_peak_mib") or speed["peak_rss_mib"])
+
+    base = measured[0][1]
+    rows: list[list[object]] = []
+    for label, speed in measured:
+        ratio = (
+            f"{speed['examples_per_second'] / base['examples_per_second']:.2f}x speed, "
+            f"{memory(speed) / memory(base):.2f}x memory"
+        )
+        rows.append([label, speed["examples_per_second"], speed["tokens_per_second"], memory(speed), ratio])
+    return rows
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ class TrainResult:
     tokens: int = 0  # input tokens trained on (padding excluded), over every resumed attempt
     positives_masked: int = 0  # in-batch candidates kept out of a query's negatives as known positives (this attempt)
     model: dict[str, Any] = field(default_factory=dict)  # parameters, trainable ones, LoRA, what was saved
+    speed: dict[str, Any] = field(default_factory=dict)  # training loop seconds, examples/s, tokens/s, peak memory
 
     @property
     def before(self) -> dict[str, Any]:
@@ -260,6 +261,7 @@ class _Run:
     pending: list[dict[str, float]] = field(default_factory=list)  # metrics logged before the trackers started
     prompts: tuple[str | None, str | None] = (None, None)  # (query, document): what every encoding puts first
     dist: Dist = field(default_factory=Dist)
+    speed: dict[str, Any] = field(default_factory=dict)  # the training loop's time, throughput and peak memory
 
     def track(self, metrics: dict[str, float]) -> None:
         """Log negminer's own metrics to the run's trackers (``report_to``), through the trainer."""
@@ -318,6 +320,7 @@ class _Run:
                 "history": self.history,
                 "refreshes": self.refreshes,
                 "losses": self.losses,
+                "speed": self.speed,
                 "config": self.cfg.model_dump(mode="json"),
             },
         )
@@ -777,12 +780,13 @@ def train(
         for callback in trainer.callback_handler.callbacks:  # TensorBoard's: OUTPUT/tensorboard, not checkpoints/runs
             if type(callback).__name__ == "TensorBoardCallback" and callback.logging_dir is None:
                 callback.logging_dir = str(out / "tensorboard")
-        trainer.train(resume_from_checkpoint=resume_from)
+        output = trainer.train(resume_from_checkpoint=resume_from)
     finally:
         close = getattr(run.source, "close", None)
         if owned and close is not None:
             close()
     steps, tokens = trainer.state.global_step, int(trainer.state.num_input_tokens_seen or 0)
+    run.speed = _speed(output.metrics, steps, cfg, dist, tokens)
     masked = loss.positives_masked
     logger.info("%d in-batch candidates were masked as known positives of their query (not negatives)", masked)
     if run.stopped_at is not None:
@@ -810,7 +814,29 @@ def train(
         tokens=tokens,
         positives_masked=masked,
         model=_model_report(info, saved),
+        speed=run.speed,
     )
+
+
+def _speed(metrics: dict[str, Any], steps: int, cfg: TrainConfig, dist: Dist, tokens: int) -> dict[str, Any]:
+    """The training loop of this attempt: seconds (refreshes during it included), examples and tokens a second
+    over every process, and this process's peak memory (resident; CUDA's allocator peak on a GPU)."""
+    import resource
+
+    import torch
+
+    seconds = float(metrics.get("train_runtime") or 0.0)
+    examples = steps * cfg.batch_size * cfg.gradient_accumulation_steps * dist.world
+    out: dict[str, Any] = {
+        "seconds": round(seconds, 3),
+        "processes": dist.world,
+        "examples_per_second": round(examples / seconds, 3) if seconds else None,
+        "tokens_per_second": round(tokens * dist.world / seconds, 1) if seconds else None,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    if torch.cuda.is_available() and not _on_cpu(cfg):
+        out["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 def _column_prompts(prompts: tuple[str | None, str | None], num_negatives: int) -> dict[str, str]:
