@@ -25,6 +25,14 @@ already there (``--fresh`` starts over), so the table can be built in several si
     python benchmarks/incomplete_labels.py [--data DIR] [--train-split train] [--eval-split dev] [--hide 0.5]
         [--queries 300] [--min-positives 2] [--max-pairs 4] [--steps 100] [--batch-size 16] [--num-negatives 1]
         [--max-seq-length 128] [--lr 5e-5] [--refresh-every 50] [--seeds 42,43,44] [--rows inbatch,naive,...]
+        [--device cuda] [--bf16]
+
+At a GPU budget (the steps where hard negatives are reported to pay: 2,000 steps of 64, about three epochs of
+every NFCorpus training query; sized for about 10 minutes on one H100-class GPU, not yet timed on one):
+
+    NEGMINER_BENCH_LABEL=gpu python benchmarks/incomplete_labels.py --device cuda --bf16 --steps 2000 \
+        --batch-size 64 --queries 2500 --max-pairs 16 --refresh-every 500 \
+        --rows inbatch,train-default,train-default-refresh --seeds 42,43,44 --json runs/bench/il-gpu.json
 """
 
 from __future__ import annotations
@@ -204,7 +212,11 @@ class Bench:
         """The encoder of a trained model, or of the starting model (``path`` None)."""
         a = self.args
         return Encoder(
-            path or a.model, device="cpu", cache_dir=a.cache_dir, max_seq_length=a.max_seq_length, show_progress=False
+            path or a.model,
+            device=a.device or "cpu",
+            cache_dir=a.cache_dir,
+            max_seq_length=a.max_seq_length,
+            show_progress=False,
         )
 
     def measure(self, path: str | None) -> dict[str, Any]:
@@ -228,7 +240,8 @@ class Bench:
             learning_rate=a.lr,
             max_seq_length=a.max_seq_length,
             cache_dir=a.cache_dir,
-            device="cpu",
+            device=a.device or "cpu",
+            bf16=bool(a.bf16),
             seed=seed,
             show_progress=False,
             save_total_limit=1,
@@ -396,6 +409,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--rows", default=DEFAULT_ROWS, help=f"comma-separated row keys of: {DEFAULT_ROWS}")
     ap.add_argument("--model", default=None, help="model to fine-tune (default: bundled all-MiniLM-L6-v2)")
+    ap.add_argument("--device", default=None, help="cpu (default) or cuda: where negminer's rows train and encode")
+    ap.add_argument("--bf16", action="store_const", const=True, default=None, help="negminer's rows train in bf16")
     ap.add_argument("--cache-dir", default="runs/cache")
     ap.add_argument("--json", default="runs/bench/incomplete_labels.json")
     ap.add_argument("--fresh", action="store_true", help="ignore the results already in --json")

@@ -186,6 +186,7 @@ def trainer_runs(args: argparse.Namespace) -> list[list[object]]:
             measured.append((label, json.loads((out / "metrics.json").read_text())["speed"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
     def memory(speed: dict) -> float:  # the GPU's allocator peak on CUDA, else the process's resident peak
         return float(speed.get("cuda_peak_mib") or speed["peak_rss_mib"])
 
