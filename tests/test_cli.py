@@ -279,7 +279,8 @@ def test_an_unknown_model_is_refused_before_any_data_is_read(tmp_path: Path, mon
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["mine"], ["train"], ["demo"], ["serve"], ["worker"], ["index", "build"], ["index", "search"]]
+    "command",
+    [[], ["mine"], ["train"], ["demo"], ["serve"], ["worker"], ["soup"], ["index", "build"], ["index", "search"]],
 )
 def test_help_is_readable_at_80_columns(command: list[str]) -> None:
     """Every flag name is whole and every line fits 80 columns (rich's tables cut names such as
