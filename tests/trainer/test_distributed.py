@@ -36,10 +36,21 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _train(root: Path, out: str, processes: int, *args: str) -> subprocess.CompletedProcess[str]:
+def _train(
+    root: Path, out: str, processes: int, *args: str, accelerate: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NEGMINER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "negminer.cli"]
-    if processes > 1:
+    if accelerate:  # accelerate's launcher (torchrun underneath) on a machine without GPUs
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={processes}"]
+        launcher += [
+            "--num_machines=1",
+            "--mixed_precision=no",
+            "--dynamo_backend=no",
+            f"--main_process_port={_port()}",
+        ]
+        launcher += ["-m", "negminer.cli"]
+    elif processes > 1:
         launcher = [
             sys.executable,
             "-m",
@@ -81,6 +92,15 @@ def test_two_processes_with_a_refresh_end_with_one_model(setup: Path) -> None:
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
     assert (out / "model" / "model.safetensors").is_file()
     assert res.stdout.count("model: ") == 1  # rank 0 reports
+
+
+def test_accelerate_launch_trains_on_two_processes(setup: Path) -> None:
+    res = _train(
+        setup, "accelerate", 2, "--batch-size", "4", "--max-steps", "2", "--negatives", "none", accelerate=True
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    speed = json.loads((setup / "accelerate" / "metrics.json").read_text())["speed"]
+    assert speed["processes"] == 2 and (setup / "accelerate" / "model" / "model.safetensors").is_file()
 
 
 def test_data_missing_on_a_rank_fails_every_rank_naming_it(setup: Path) -> None:
