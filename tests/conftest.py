@@ -129,6 +129,24 @@ def demo_small():
     return build_demo(250)
 
 
+def train_config(tmp_path: Path, model: Path, name: str = "run", **kw):
+    """A TrainConfig for a few CPU steps of a tiny model in ``tmp_path / name`` (``kw`` overrides)."""
+    from negminer.trainer import TrainConfig
+
+    base = {
+        "output_dir": str(tmp_path / name),
+        "model": str(model),
+        "batch_size": 4,
+        "max_steps": 3,
+        "refresh_every": 2,
+        "num_negatives": 1,
+        "cache_dir": str(tmp_path / "cache"),
+        "device": "cpu",
+        "show_progress": False,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
 def write_jsonl(path: Path, rows: list[dict] | list[str]) -> Path:
     with open(path, "w", encoding="utf-8") as fh:
         for r in rows:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from negminer import ConfigError, Encoder, build_demo, mine
 from negminer.trainer import TrainConfig, train
-from tests.conftest import make_tiny_decoder
+from tests.conftest import make_tiny_decoder, train_config
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +21,7 @@ def small():
 
 
 def _cfg(tmp_path: Path, model: Path, name: str = "run", **kw) -> TrainConfig:
-    base = {
-        "output_dir": str(tmp_path / name),
-        "model": str(model),
-        "batch_size": 4,
-        "max_steps": 3,
-        "refresh_every": 2,
-        "num_negatives": 1,
-        "cache_dir": str(tmp_path / "cache"),
-        "device": "cpu",
-        "show_progress": False,
-        "learning_rate": 5e-3,
-        "warmup_ratio": 0.0,
-    }
-    return TrainConfig(**{**base, **kw})
+    return train_config(tmp_path, model, name, **{"learning_rate": 5e-3, "warmup_ratio": 0.0, **kw})
 
 
 def _vectors(path: str, texts: list[str]) -> np.ndarray:

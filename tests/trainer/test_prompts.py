@@ -11,24 +11,13 @@ import pytest
 from negminer import ConfigError, build_demo
 from negminer.index import Encoder
 from negminer.trainer import TrainConfig, train
+from tests.conftest import train_config
 
 QUERY, DOC = "query: ", "passage: "
 
 
 def _cfg(tmp_path: Path, model: Path, **kw) -> TrainConfig:
-    base = {
-        "output_dir": str(tmp_path / "run"),
-        "model": str(model),
-        "batch_size": 4,
-        "max_steps": 3,
-        "refresh_every": 2,
-        "num_negatives": 1,
-        "cache_dir": str(tmp_path / "cache"),
-        "device": "cpu",
-        "show_progress": False,
-        "learning_rate": 1e-3,
-    }
-    return TrainConfig(**{**base, **kw})
+    return train_config(tmp_path, model, **{"learning_rate": 1e-3, **kw})
 
 
 @pytest.mark.slow

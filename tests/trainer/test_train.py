@@ -19,6 +19,7 @@ from negminer.trainer import (
     TrainListener,
     train,
 )
+from tests.conftest import train_config
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +28,7 @@ def small():
 
 
 def _cfg(tmp_path: Path, model: Path, **kw) -> TrainConfig:
-    base = {
-        "output_dir": str(tmp_path / "run"),
-        "model": str(model),
-        "batch_size": 4,
-        "max_steps": 5,
-        "refresh_every": 2,
-        "num_negatives": 2,
-        "cache_dir": str(tmp_path / "cache"),
-        "device": "cpu",
-        "show_progress": False,
-        "logging_steps": 1,
-    }
-    return TrainConfig(**{**base, **kw})
+    return train_config(tmp_path, model, **{"max_steps": 5, "num_negatives": 2, "logging_steps": 1, **kw})
 
 
 class Recorder(TrainListener):
