@@ -32,8 +32,8 @@ from negminer.mining import RECOMMENDED_FILTER, TRAINING_FILTER  # noqa: E402
 from negminer.trainer import TrainConfig, evaluate, train  # noqa: E402
 
 NEW = RECOMMENDED_FILTER  # the mining default (negminer.mining.RECOMMENDED_FILTER)
-# (row name, loss, negatives mode, mining filter, group_positives)
-RUNS: list[tuple[str, str, str, dict[str, Any], bool]] = [
+# (row name, loss, negatives mode, mining filter, group_positives[, other TrainConfig options])
+RUNS: list[tuple[Any, ...]] = [
     ("mined once, relative 0.05", "infonce", "mined", {"relative_margin": 0.05}, False),
     ("refreshed, relative 0.05", "infonce", "refresh", {"relative_margin": 0.05}, False),
     ("mined once, adaptive 1.0", "infonce", "mined", {"adaptive_margin": 1.0}, False),
@@ -50,6 +50,17 @@ RUNS: list[tuple[str, str, str, dict[str, Any], bool]] = [
     ("mined once, neighbourhood 1.5, --group-positives", "decoupled", "mined", NEW, True),
     # the rule combined with the adaptive margin (clean near-copies removed, the margin's hardness)
     ("refreshed, neighbourhood 1.5 + adaptive 1.0 (training default)", "infonce", "refresh", TRAINING_FILTER, False),
+    # the seeds' techniques on top of the training default (rows 14-16)
+    ("training default + focal reweighting (gamma 2)", "infonce", "refresh", TRAINING_FILTER, False, {"focal_gamma": 2}),
+    ("training default + 8 mixed negatives a query", "infonce", "refresh", TRAINING_FILTER, False, {"mix_negatives": 8}),
+    (
+        "training default + soup of the last 3 checkpoints (every 10 steps)",
+        "infonce",
+        "refresh",
+        TRAINING_FILTER,
+        False,
+        {"soup_last": 3, "save_steps": 10},
+    ),
 ]
 DEFAULT_ROWS = "0,1,2,3,4,5,6,7,8,13"
 ST_ROW = ("sentence-transformers recipe (relative 0.05 + MNRL)", "mnrl")
@@ -77,7 +88,8 @@ def st_recipe(train_data: Any, test: Any, args: argparse.Namespace, tmp: Path, s
 def negminer_run(
     train_data: Any, test: Any, args: argparse.Namespace, tmp: Path, seed: int, run: tuple
 ) -> dict[str, Any]:
-    _, loss, mode, mining, group = run
+    _, loss, mode, mining, group, *rest = run
+    options = rest[0] if rest else {}
     out = tmp / f"{loss}-{mode}-{seed}"
     cfg = TrainConfig(
         output_dir=str(out),
@@ -95,6 +107,7 @@ def negminer_run(
         device="cpu",
         seed=seed,
         show_progress=False,
+        **options,
     )
     try:
         return train(train_data, cfg, validation=test).after
