@@ -32,6 +32,7 @@ from negminer.mining import RECOMMENDED_FILTER, TRAINING_FILTER  # noqa: E402
 from negminer.trainer import TrainConfig, evaluate, train  # noqa: E402
 
 NEW = RECOMMENDED_FILTER  # the mining default (negminer.mining.RECOMMENDED_FILTER)
+FOCAL, MIX = {"focal_gamma": 2}, {"mix_negatives": 8}  # the options of the techniques' rows
 # (row name, loss, negatives mode, mining filter, group_positives[, other TrainConfig options])
 RUNS: list[tuple[Any, ...]] = [
     ("mined once, relative 0.05", "infonce", "mined", {"relative_margin": 0.05}, False),
@@ -51,8 +52,8 @@ RUNS: list[tuple[Any, ...]] = [
     # the rule combined with the adaptive margin (clean near-copies removed, the margin's hardness)
     ("refreshed, neighbourhood 1.5 + adaptive 1.0 (training default)", "infonce", "refresh", TRAINING_FILTER, False),
     # the seeds' techniques on top of the training default (rows 14-16)
-    ("training default + focal reweighting (gamma 2)", "infonce", "refresh", TRAINING_FILTER, False, {"focal_gamma": 2}),
-    ("training default + 8 mixed negatives a query", "infonce", "refresh", TRAINING_FILTER, False, {"mix_negatives": 8}),
+    ("training default + focal reweighting (gamma 2)", "infonce", "refresh", TRAINING_FILTER, False, FOCAL),
+    ("training default + 8 mixed negatives a query", "infonce", "refresh", TRAINING_FILTER, False, MIX),
     (
         "training default + soup of the last 3 checkpoints (every 10 steps)",
         "infonce",
