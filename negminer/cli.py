@@ -518,6 +518,7 @@ def train_cmd(
         typer.echo(f"stopped at step {res.steps}; checkpoint in {output / 'checkpoints'} (--resume goes on from it)")
         raise typer.Exit(128 + (listener.signalled or signal.SIGTERM))
     typer.echo(_before_after(res))
+    typer.echo(res.model_summary())
     typer.echo(f"model: {res.model_path}\nmetrics: {output / 'metrics.json'}, {output / 'metrics.png'}")
 
 

@@ -406,6 +406,7 @@ class _JobRun(TrainListener):
             if self.store.set_status(self.job_id, S.cancelled, expect=(S.running,), worker_id=self.worker_id, **done):
                 self.event(f"Job cancelled at step {result.steps}; its checkpoints are kept")
             return
+        self.event(result.model_summary()[:1].upper() + result.model_summary()[1:])
         final = self.models_dir / "final"
         _link_model(Path(result.model_path), final)
         self.store.register_model(self.name, str(final), self.job_id)

@@ -72,6 +72,26 @@ class TrainResult:
     model: dict[str, Any] = field(default_factory=dict)  # parameters, trainable ones, LoRA, what was saved
     speed: dict[str, Any] = field(default_factory=dict)  # training loop seconds, examples/s, tokens/s, peak memory
 
+    def model_summary(self) -> str:
+        """One line: the parameters trained (of all), LoRA's settings, and what was saved with its size."""
+        m = self.model
+        if not m:
+            return ""
+        share = 100 * m["trainable_parameters"] / max(1, m["parameters"])
+        lora = m.get("lora")
+        what = f"LoRA r={lora['r']} on {', '.join(lora['target_modules'])}" if lora else "every weight"
+        line = f"trained {m['trainable_parameters']:,} of {m['parameters']:,} parameters ({share:.2f}%, {what})"
+        saved = m.get("saved") or {}
+        if saved:
+            kind = {"adapter": "the adapter", "merged": "the model, adapter merged", "soup": "a soup of checkpoints"}
+            size, unit = float(saved["bytes"]), "bytes"
+            for bigger in ("KiB", "MiB", "GiB"):
+                if size < 1024:
+                    break
+                size, unit = size / 1024, bigger
+            line += f"; saved {kind.get(saved['kind'], 'the model')} ({size:.1f} {unit})"
+        return line
+
     @property
     def before(self) -> dict[str, Any]:
         return self.history[0]

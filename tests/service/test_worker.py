@@ -200,6 +200,7 @@ def test_a_decoder_job_with_lora_prompts_trainer_options_and_two_processes(
         events = [e["message"] for e in c.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]]
         assert done["status"] == "succeeded", (done, events)
         assert "Training data-parallel on 2 processes" in events
+        assert any(e.startswith("Trained ") and "LoRA r=2" in e and "saved the adapter" in e for e in events), events
         model = c.get(f"/v1/models/{done['fine_tuned_model']}").json()
         path = Path(model["path"]) if "path" in model else next((tmp_path / "data" / "models").rglob("final"))
         assert (path / "adapter_config.json").is_file()

@@ -4,6 +4,7 @@ attend both ways. Tiny random models built in the tests (nothing downloaded)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ def test_lora_trains_only_the_adapter_and_its_results_load(small, tiny_model: Pa
     info = res.model
     assert info["lora"] == {"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": ["query", "key", "value"]}
     assert 0 < info["trainable_parameters"] < info["parameters"] / 50
+    assert re.search(r"LoRA r=4 on query, key, value\); saved the adapter \(\d+\.\d KiB\)", res.model_summary())
     final = Path(res.model_path)
     assert info["saved"]["kind"] == "adapter" and (final / "adapter_config.json").is_file()
     assert info["saved"]["bytes"] == (final / "adapter_model.safetensors").stat().st_size
