@@ -262,17 +262,15 @@ def test_the_layer_test_sees_violations(tmp_path) -> None:
     assert layer_problems(good, "negminer.mining.good") == []
 
 
-def test_moved_names_still_import_from_the_service_with_a_warning() -> None:
-    import warnings
+def test_the_names_moved_by_the_split_are_gone_from_the_service() -> None:
+    """No release had the old homes (negminer.service.JobStore, negminer.service.schemas...): they are gone."""
+    import importlib
 
-    import negminer.client
-    import negminer.jobs
-
-    for name, new in (("HttpNegativeSource", negminer.client), ("JobStore", negminer.jobs), ("Worker", negminer.jobs)):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            assert getattr(negminer.service, name) is getattr(new, name)
-        assert any(issubclass(w.category, DeprecationWarning) and new.__name__ in str(w.message) for w in caught)
+    for name in ("HttpNegativeSource", "ServiceError", "JobStore", "Worker"):
+        assert not hasattr(negminer.service, name)
+    for module in ("schemas", "client", "config", "store", "worker"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"negminer.service.{module}")
 
 
 @pytest.mark.slow  # fresh interpreters (process-level)

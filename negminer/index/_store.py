@@ -8,7 +8,7 @@ Layout of one saved index (a folder)::
     vectors.npy    the unit vectors, row order (memory-mapped when loaded: re-scoring, mining, refresh)
     ids.json       document ids, row order
     texts.jsonl    the documents' texts, row order, with texts.offsets.npy (read by row when needed; when the
-                   index keeps texts; older versions hold texts.json)
+                   index keeps texts)
 
 A save writes into a temporary folder beside the target and renames it into place, so a reader never sees a
 half-written index. :class:`IndexStore` keeps numbered versions (``v000001``...) and a ``CURRENT`` pointer that
@@ -200,8 +200,6 @@ class CorpusIndex:
         files = meta.get("files", {})
         if "texts.jsonl" in files:
             texts = DiskTexts(path / "texts.jsonl")
-        elif "texts.json" in files:  # written before texts were read by row
-            texts = json.loads((path / "texts.json").read_text(encoding="utf-8"))
         if texts is not None and len(texts) != len(doc_ids):
             raise IndexFileError(f"{path}: {len(texts)} texts for {len(doc_ids)} ids")
         return cls(

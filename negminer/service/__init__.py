@@ -2,14 +2,9 @@
 
 The job queue (:mod:`negminer.jobs`: ``JobStore``, ``Worker``) and the HTTP client (:mod:`negminer.client`:
 ``HttpNegativeSource``, ``ServiceError``, the wire schemas) live in their own packages, so a worker or a trainer
-that talks to the service loads no FastAPI. Their names are still importable from here for one release, with a
-``DeprecationWarning``. The library never imports this package."""
+that talks to the service loads no FastAPI. The library never imports this package."""
 
 from __future__ import annotations
-
-import importlib
-import warnings
-from typing import Any
 
 from negminer._settings import ServiceSettings
 from negminer.service.app import create_app
@@ -32,21 +27,3 @@ __all__ = [
     "ServiceSettings",
     "create_app",
 ]
-
-_MOVED = {
-    "HttpNegativeSource": "negminer.client",
-    "ServiceError": "negminer.client",
-    "JobStore": "negminer.jobs",
-    "Worker": "negminer.jobs",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        warnings.warn(
-            f"negminer.service.{name} moved to {_MOVED[name]}.{name}; the old name goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -231,10 +231,7 @@ class IndexRegistry:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
                 state.model, state.kind = meta["model"], meta.get("kind", "auto")
                 state.owner_job = meta.get("owner_job")
-                if meta.get("uid"):
-                    state.uid = meta["uid"]
-                else:  # written by an older negminer: give the incarnation its identity now
-                    self._write_meta(state)
+                state.uid = meta["uid"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 state.status = IndexStatus.failed
                 state.error = OperationError(code="index_file_error", message=f"{_META_FILE}: {exc}")
@@ -266,13 +263,6 @@ class IndexRegistry:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             record.pop("uid", None)
-            if "status" not in record:  # an older negminer's marker: an operation that was running
-                record = {
-                    "type": record.get("type", "build"),
-                    "model": record.get("model", ""),
-                    "started_at": 0,
-                    "documents": 0,
-                }
             operation = Operation.model_validate(record)
         except FileNotFoundError:
             return None

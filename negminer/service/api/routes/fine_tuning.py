@@ -51,7 +51,7 @@ def _check_split(training: dict[str, Any], hp: TrainHyperparameters) -> None:
     text): refuse now a file whose split would leave either side empty, instead of failing in the worker."""
     info = training.get("info") or {}
     buckets = info.get("split_buckets")
-    if not buckets:  # uploaded by an older negminer: checked by the worker
+    if not buckets:
         return
     summary = PairsSummary(info.get("queries") or 0, info.get("pairs") or 0, 0, (buckets[0], buckets[1]))
     has_train, has_validation = summary.split_leaves(hp.validation_fraction)
