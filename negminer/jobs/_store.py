@@ -83,11 +83,11 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
 
 S = JobStatus
 
-_meta = sa.MetaData()
+METADATA = sa.MetaData()  # the tables the store queries; Alembic's target_metadata (migrations/env.py)
 
 files = sa.Table(
     "files",
-    _meta,
+    METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
     sa.Column("created_at", sa.Integer, nullable=False),
@@ -101,7 +101,7 @@ files = sa.Table(
 
 jobs = sa.Table(
     "jobs",
-    _meta,
+    METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
     sa.Column("created_at", sa.Integer, nullable=False),
@@ -131,7 +131,7 @@ jobs = sa.Table(
 
 events = sa.Table(
     "events",
-    _meta,
+    METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
     sa.Column("job_id", sa.String(64), nullable=False, index=True),
@@ -144,7 +144,7 @@ events = sa.Table(
 
 checkpoints = sa.Table(
     "checkpoints",
-    _meta,
+    METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
     sa.Column("job_id", sa.String(64), nullable=False, index=True),
@@ -156,7 +156,7 @@ checkpoints = sa.Table(
 
 models = sa.Table(
     "models",
-    _meta,
+    METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(512), unique=True, nullable=False),
     sa.Column("created_at", sa.Integer, nullable=False),
@@ -230,8 +230,7 @@ class JobStore:
     def _migrate(self) -> None:
         """Upgrade the database to the newest schema with Alembic (``negminer/jobs/migrations``), in one
         transaction, under a lock (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock), so an API and its
-        workers starting together upgrade it once. A database made before migrations existed gets the columns
-        it lacks and is stamped with the first revision."""
+        workers starting together upgrade it once."""
         from alembic import command
         from alembic.config import Config
 
@@ -240,11 +239,7 @@ class JobStore:
         with self.engine.begin() as conn:
             if not self.is_sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))  # "negminer" on a phone keypad
-            tables = set(sa.inspect(conn).get_table_names())
             config.attributes["connection"] = conn
-            if "jobs" in tables and "alembic_version" not in tables:
-                self._add_missing_columns(conn)
-                command.stamp(config, "0001")
             command.upgrade(config, "head")
 
     def _now(self) -> int:
@@ -255,16 +250,6 @@ class JobStore:
         """Raise :class:`StoreUnavailable` unless the database answers (``/readyz``)."""
         with self.engine.connect() as c:
             c.execute(sa.text("SELECT 1"))
-
-    def _add_missing_columns(self, conn: Connection) -> None:
-        """A database made by negminer before migrations gets the (nullable) columns added since then."""
-        inspector = sa.inspect(conn)
-        for table in _meta.sorted_tables:
-            have = {col["name"] for col in inspector.get_columns(table.name)}
-            for col in table.columns:
-                if col.name not in have and col.nullable:
-                    kind = col.type.compile(dialect=self.engine.dialect)
-                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
 
     def close(self) -> None:
         self.engine.dispose()

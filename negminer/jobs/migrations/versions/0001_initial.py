@@ -1,8 +1,5 @@
 """The job database as of the first release with migrations: files, jobs, events, checkpoints, models.
 
-A database made before migrations existed is brought to this schema by adding the columns it lacks (all of them
-nullable), then stamped with this revision; see ``JobStore._migrate``.
-
 Revision ID: 0001
 Revises:
 """
