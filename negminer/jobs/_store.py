@@ -336,21 +336,12 @@ class JobStore:
     def list_jobs(
         self, after: str | None, limit: int, metadata: dict[str, str] | None = None
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Jobs newest first; with ``metadata``, only those whose metadata holds every given key and value."""
+        """Jobs newest first; with ``metadata``, only those whose metadata holds every given key and value (a JSON
+        condition in SQL: ``json_extract`` on SQLite, ``->>`` on PostgreSQL)."""
         if not metadata:
             return self._page(jobs, None, after, limit, descending=True)
-        found: list[dict[str, Any]] = []
-        while True:  # filtered here (portable across SQLite and PostgreSQL JSON), a page of candidates at a time
-            rows, more = self._page(jobs, None, after, 200, descending=True)
-            for r in rows:
-                meta = r["job_metadata"] or {}
-                if all(meta.get(k) == v for k, v in metadata.items()):
-                    found.append(r)
-                    if len(found) > limit:
-                        return found[:limit], True
-            if not more:
-                return found, False
-            after = rows[-1]["id"]
+        where = sa.and_(*(jobs.c.job_metadata[k].as_string() == v for k, v in metadata.items()))
+        return self._page(jobs, where, after, limit, descending=True, cursor_filtered=False)
 
     def set_status(
         self,
@@ -607,8 +598,10 @@ class JobStore:
         limit: int,
         *,
         descending: bool,
+        cursor_filtered: bool = True,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page after the row with id ``after`` (newest first when ``descending``), and whether more follow.
+        """One page after the row with id ``after`` (newest first when ``descending``), and whether more follow;
+        ``cursor_filtered``: ``after`` must itself match ``where`` (else any row of the table may be the cursor).
 
         An unknown ``after`` raises KeyError."""
         key = table.c.id
@@ -618,7 +611,7 @@ class JobStore:
         with self.engine.connect() as c:
             if after is not None:
                 cur = sa.select(table.c.seq).where(key == after)
-                if where is not None:
+                if where is not None and cursor_filtered:
                     cur = cur.where(where)
                 seq = c.execute(cur).scalar()
                 if seq is None:

@@ -241,3 +241,19 @@ def test_a_drifted_schema_is_seen(tmp_path: Path) -> None:
         assert [(d[0], d[3].name) for d in diff if isinstance(d, tuple)] == [("add_column", "estimated_finish")]
     finally:
         store.close()
+
+
+def test_jobs_are_filtered_by_metadata_in_the_database(store: JobStore) -> None:
+    """Every given key must hold its value (JSON in SQL on both backends); pages and cursors work as unfiltered."""
+    ids = [_job(store, job_metadata={"team": "ir" if i % 2 else "nlp", "run": str(i)}) for i in range(7)]
+    _job(store)  # no metadata at all
+    ir = [i for n, i in enumerate(ids) if n % 2]
+    rows, more = store.list_jobs(None, 10, {"team": "ir"})
+    assert [r["id"] for r in rows] == ir[::-1] and not more
+    first, more = store.list_jobs(None, 2, {"team": "ir"})
+    rest, again = store.list_jobs(first[-1]["id"], 2, {"team": "ir"})
+    assert more and not again and [r["id"] for r in first + rest] == ir[::-1]
+    assert [r["id"] for r in store.list_jobs(None, 10, {"team": "ir", "run": "3"})[0]] == [ids[3]]
+    assert store.list_jobs(None, 10, {"team": "nobody"}) == ([], False)
+    assert store.list_jobs(None, 10, {"team'; DROP TABLE jobs; --": "x"}) == ([], False)  # a key is data
+    assert len(store.list_jobs(None, 20)[0]) == 8
