@@ -402,3 +402,16 @@ def test_no_import_circles() -> None:
         if m not in state:
             visit(m, [m])
     assert cycles == []
+
+
+def test_the_service_exceptions_live_in_one_module() -> None:
+    """httpx-style: every exception the service raises is in negminer.service.exceptions, a NegminerError naming
+    its parameter, and the errors module gives each an HTTP status."""
+    from negminer import NegminerError
+    from negminer.service import errors, exceptions
+
+    assert sorted(exceptions.__all__) == ["IndexBusy", "IndexDeleting", "IndexExists", "IndexNotFound", "IndexNotReady"]
+    for name in exceptions.__all__:
+        cls = getattr(exceptions, name)
+        assert issubclass(cls, NegminerError) and getattr(negminer.service, name) is cls
+        assert cls in errors.STATUS_OF, name  # its own status, not the catch-all 400

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 from negminer._settings import ServiceSettings
 from negminer.service.app import create_app
-from negminer.service.registry import (
-    IndexBusy,
-    IndexDeleting,
-    IndexExists,
-    IndexNotFound,
-    IndexNotReady,
-    IndexRegistry,
-)
+from negminer.service.exceptions import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
+from negminer.service.registry import IndexRegistry
 
 __all__ = [
     "IndexBusy",

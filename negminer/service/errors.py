@@ -19,7 +19,7 @@ from negminer._errors import error_message
 from negminer.client import ServiceError
 from negminer.client.schemas import Problem, ProblemError
 from negminer.jobs import FileGone, FileInUse, StoreUnavailable
-from negminer.service.registry import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
+from negminer.service.exceptions import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
 
 logger = logging.getLogger("negminer")
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from negminer._errors import ConfigError, IndexFileError, NegminerError
+from negminer._errors import ConfigError, IndexFileError, NonFiniteError
 from negminer._faults import fault_point
 from negminer._io import fsync_dir, write_json
 from negminer._vocab import IndexChoice, IndexStatus, OperationStatus, OperationType
@@ -40,16 +40,9 @@ from negminer.client.schemas import NAME_PATTERN, IndexInfo, Operation, Operatio
 from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index, ray_encode
 from negminer.index._internal import OPERATION_FILE
 from negminer.service.batching import EncodeBatcher
+from negminer.service.exceptions import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
 
-__all__ = [
-    "IndexBusy",
-    "IndexExists",
-    "IndexNotFound",
-    "IndexNotReady",
-    "IndexRegistry",
-    "IndexState",
-    "Snapshot",
-]
+__all__ = ["IndexRegistry", "IndexState", "Snapshot"]
 
 logger = logging.getLogger("negminer")
 
@@ -61,52 +54,8 @@ _TRASH = ".trash"  # deleted incarnations, until their files are gone (emptied a
 JOB_PREFIX = "ftjob-"  # names reserved for the private index copies of fine-tuning jobs (the job's id)
 
 
-class IndexNotFound(NegminerError, KeyError):
-    """No index of that name (``name``)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no index named {name!r}", param="name")
-        self.name = name
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class IndexExists(NegminerError):
-    """An index of that name exists already."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"index {name!r} already exists", param="name")
-        self.name = name
-
-
-class IndexBusy(NegminerError):
-    """The index is building its next version; one operation at a time."""
-
-    def __init__(self, name: str, operation: str) -> None:
-        super().__init__(f"index {name!r} is busy ({operation})", param="name")
-        self.name, self.operation = name, operation
-
-
-class IndexDeleting(NegminerError):
-    """The name belongs to an index being deleted (its tombstone); it is free again in a moment."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"index {name!r} is being deleted; try again in a moment", param="name")
-        self.name = name
-
-
 class _Cancelled(Exception):
     """The incarnation an operation works for was deleted: stop and write nothing."""
-
-
-class IndexNotReady(NegminerError):
-    """The index has no version to serve yet (still building) or its build failed."""
-
-    def __init__(self, name: str, status: str, error: OperationError | None = None) -> None:
-        said = f": {error.message} ({error.code})" if error else ""
-        super().__init__(f"index {name!r} is {status}{said}", param="name")
-        self.name, self.status = name, status
 
 
 @dataclass
@@ -458,7 +407,10 @@ class IndexRegistry:
                     progress=progress,
                 )
                 if index.vectors is not None and not _all_finite(index.vectors):
-                    raise _NonFinite(model)
+                    raise NonFiniteError(
+                        f"the model {model} embeds to NaN or infinite values; nothing was published",
+                        code="non_finite_embeddings",
+                    )
                 fault_point("index.encoded", op)
                 index.meta["operation"] = operation.id  # how a restart tells that this operation published
                 progress("saving", 0, 1)
@@ -485,7 +437,7 @@ class IndexRegistry:
                     operation.error = OperationError(code="deleted", message="the index was deleted")
             except Exception as exc:  # noqa: BLE001 - a failed build is reported in the index status
                 logger.exception("%s of index %s failed", op, state.name)
-                code = "non_finite_embeddings" if isinstance(exc, _NonFinite) else "build_failed"
+                code = exc.code if isinstance(exc, NonFiniteError) else "build_failed"
                 error = OperationError(code=code, message=f"{type(exc).__name__}: {exc}")
                 with state.publish_lock:
                     with state.lock:
@@ -582,11 +534,6 @@ class IndexRegistry:
                 [(current.doc_ids[r], float(s), snap.texts[r]) for s, r in zip(sc, rw) if r >= 0 and np.isfinite(s)]
             )
         return current.version, out
-
-
-class _NonFinite(Exception):
-    def __init__(self, model: str) -> None:
-        super().__init__(f"the model {model} embeds to NaN or infinite values; nothing was published")
 
 
 def _all_finite(vectors: np.ndarray, block: int = 65536) -> bool:

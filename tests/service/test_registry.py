@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from negminer.index import Encoder
-from negminer.service.registry import IndexNotFound, IndexRegistry
+from negminer.service import IndexNotFound, IndexRegistry
 
 
 def _registry(root: Path, model: Path, cache: Path) -> IndexRegistry:

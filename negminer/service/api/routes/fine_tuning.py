@@ -16,9 +16,9 @@ from negminer.jobs import JobAlreadyEnded, JobStore, submit_job
 from negminer.service.api.params import bad_param, list_page
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
+from negminer.service.exceptions import IndexNotFound
 from negminer.service.mining import check_mining_limits
 from negminer.service.model_names import default_model, model_prompts, resolve_model
-from negminer.service.registry import IndexNotFound
 from negminer.trainer import TrainHyperparameters, check_devices, check_hardware, check_model_options
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=problem_responses(404, 409, 422))

@@ -28,9 +28,10 @@ from negminer.jobs import JobStore
 from negminer.service.api.params import bad_param, inside_data_dir
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
+from negminer.service.exceptions import IndexNotFound
 from negminer.service.mining import check_mining_limits, mine_index
 from negminer.service.model_names import public_model_name, resolve_model
-from negminer.service.registry import JOB_PREFIX, IndexNotFound
+from negminer.service.registry import JOB_PREFIX
 
 
 def _shown(info: IndexInfo, settings: ServiceSettings, store: JobStore) -> IndexInfo:
