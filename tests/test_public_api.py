@@ -177,6 +177,27 @@ def test_subpackage_apis() -> None:
 LAYERS = ["foundation", "index", "mining", "trainer", "client", "jobs", "service", "cli"]
 
 
+# Inside a package, layers too: the service's domain modules (what the routes call) know nothing of HTTP; its web
+# modules (routes, the app, the server, HTTP error mapping) sit on top of them.
+SUBLAYERS = {
+    "negminer.service": [
+        ["exceptions", "paths", "batching", "registry", "model_names", "embeddings", "mining"],
+        ["errors", "guard", "deps", "api", "app", "server"],
+    ],
+}
+
+
+def _sublayer(module: str) -> tuple[str, int] | None:
+    """(package, rank) of a module inside a package with SUBLAYERS, or None."""
+    for package, layers in SUBLAYERS.items():
+        if module.startswith(package + "."):
+            head = module[len(package) + 1 :].split(".")[0]
+            for rank, names in enumerate(layers):
+                if head in names:
+                    return package, rank
+    return None
+
+
 def _layer(module: str) -> str:
     """``negminer._io`` -> foundation, ``negminer.mining._miner`` -> mining, ``negminer.cli`` -> cli."""
     parts = module.split(".")
@@ -212,6 +233,9 @@ def layer_problems(path, module: str) -> list[str]:
             problems.append(f"{module} imports the negminer package (which imports it)")
         elif LAYERS.index(_layer(target)) > LAYERS.index(own):
             problems.append(f"{module} ({own}) imports {target} ({_layer(target)})")
+        here, there = _sublayer(module), _sublayer(target)
+        if here and there and here[0] == there[0] and there[1] > here[1]:
+            problems.append(f"{module} (a domain module) imports {target} (web)")
         parts = target.split(".")
         for depth, part in enumerate(parts):
             if part.startswith("_") and depth >= 1 and part != "_internal":  # _internal: shared plumbing
@@ -238,6 +262,12 @@ def test_layers_hold() -> None:
         rel = path.relative_to(root.parent).with_suffix("")
         problems += layer_problems(path, ".".join(p for p in rel.parts if p != "__init__"))
     assert problems == []
+    for package, layers in SUBLAYERS.items():  # every module of such a package has its place
+        folder = root.parent / Path(*package.split("."))
+        heads = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"} | {
+            p.name for p in folder.iterdir() if (p / "__init__.py").is_file()
+        }
+        assert heads == {name for names in layers for name in names}, package
 
 
 def test_the_layer_test_sees_violations(tmp_path) -> None:
@@ -257,6 +287,12 @@ def test_the_layer_test_sees_violations(tmp_path) -> None:
         "negminer.cli imports the private module negminer.trainer._config",
         "negminer.cli imports private names ['_private'] from negminer.trainer._config",
     ]
+    web = tmp_path / "web.py"
+    web.write_text("from negminer.service.api.params import bad_param\n")
+    assert layer_problems(web, "negminer.service.mining") == [
+        "negminer.service.mining (a domain module) imports negminer.service.api.params (web)"
+    ]
+    assert layer_problems(web, "negminer.service.api.routes.x") == []
     good = tmp_path / "good.py"
     good.write_text("from negminer.index import Encoder\nfrom negminer._io import write_json\n")
     assert layer_problems(good, "negminer.mining.good") == []

@@ -9,15 +9,19 @@ from typing import Literal
 
 import numpy as np
 
-from negminer._errors import ModelError
+from negminer._errors import ConfigError, ModelError
 from negminer._settings import ServiceSettings
 from negminer.index import Encoder
 from negminer.jobs import JobStore
-from negminer.service.api.params import bad_param
 from negminer.service.model_names import resolve_model
 from negminer.service.registry import IndexRegistry
 
 __all__ = ["Embedded", "embed_texts"]
+
+
+def _refuse(param: str, why: str) -> ConfigError:
+    """A refusal naming the request field ``param`` (the service answers 422 invalid_request)."""
+    return ConfigError(why, param=param)
 
 
 @dataclass(frozen=True)
@@ -52,21 +56,21 @@ def embed_texts(
     ``dimensions`` keeps the first N dimensions (Matryoshka models), normalized again when ``normalize``;
     ``truncate=False`` refuses texts longer than the model reads instead of cutting them (as TEI does)."""
     if not texts:
-        raise bad_param(param, "must not be empty")
+        raise _refuse(param, "must not be empty")
     if len(texts) > settings.max_batch:
-        raise bad_param(param, f"at most {settings.max_batch} texts per request")
+        raise _refuse(param, f"at most {settings.max_batch} texts per request")
     for i, t in enumerate(texts):
         if not t.strip():
-            raise bad_param(param, f"text {i} is empty")
+            raise _refuse(param, f"text {i} is empty")
     path = resolve_model(model, settings, store)
     enc = registry.encoder(path)
     limit = enc.max_tokens
     if not truncate and limit:
         for i, c in enumerate(enc.token_counts(texts, truncate=False)):  # counted to one past the limit
             if c > limit:
-                raise bad_param(param, f"text {i} has more tokens than the model's {limit} (or truncate=true)")
+                raise _refuse(param, f"text {i} has more tokens than the model's {limit} (or truncate=true)")
     if dimensions is not None and dimensions > enc.dim:
-        raise bad_param("dimensions", f"the model has {enc.dim} dimensions")
+        raise _refuse("dimensions", f"the model has {enc.dim} dimensions")
     enc.check_prompt(prompt_name)  # per request: one request's bad name must not fail the batch it joins
     vecs = registry.encode(
         path, texts, kind=kind, prompt_name=prompt_name, desc="embed", normalize=normalize, truncation=truncation

@@ -14,10 +14,14 @@ from negminer._settings import ServiceSettings
 from negminer.client.schemas import MineQuery, MineRequest, MineResponse, MineResult, Negative
 from negminer.mining import MiningConfig, MiningResult, mine_vectors
 from negminer.mining._internal import StackedRows
-from negminer.service.api.params import bad_param
 from negminer.service.registry import IndexRegistry, Snapshot
 
 __all__ = ["check_mining_limits", "mine_index", "mine_snapshot"]
+
+
+def _refuse(param: str, why: str) -> ConfigError:
+    """A refusal naming the request field ``param`` (the service answers 422 invalid_request)."""
+    return ConfigError(why, param=param)
 
 
 def check_mining_limits(cfg: MiningConfig, settings: ServiceSettings, where: str) -> None:
@@ -36,7 +40,7 @@ def check_mining_limits(cfg: MiningConfig, settings: ServiceSettings, where: str
     for name, (cap, env) in limits.items():
         value = getattr(cfg, name)
         if value is not None and value > cap:
-            raise bad_param(f"{where}.{name}", f"at most {cap}" + (f" on this service ({env})" if env else ""))
+            raise _refuse(f"{where}.{name}", f"at most {cap}" + (f" on this service ({env})" if env else ""))
 
 
 def _text_rows(snapshot: Snapshot, texts: list[str], vectors: np.ndarray) -> list[int | None]:

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi.exceptions import RequestValidationError
-
+from negminer._errors import ConfigError
 from negminer._settings import DEFAULT_MODEL_NAMES, ServiceSettings
 from negminer.index._internal import is_model_folder
 from negminer.jobs import JobStore
-from negminer.service.api.params import bad_param, inside_data_dir
+from negminer.service.paths import inside_data_dir
 
 __all__ = ["DEFAULT_NAME", "default_model", "model_prompts", "public_model_name", "resolve_model"]
+
+
+def _refuse(param: str, why: str) -> ConfigError:
+    """A refusal naming the request field ``param`` (the service answers 422 invalid_request)."""
+    return ConfigError(why, param=param)
+
 
 DEFAULT_NAME = DEFAULT_MODEL_NAMES[0]
 
@@ -41,18 +46,16 @@ def resolve_model(model: str | None, settings: ServiceSettings, store: JobStore 
     registered = store.get_model(model) if store is not None else None
     if registered is not None:
         if not Path(registered["path"]).is_dir():
-            raise bad_param(param, f"the files of model {model!r} are gone")
+            raise _refuse(param, f"the files of model {model!r} are gone")
         return str(registered["path"])
     if model.startswith("ft:"):
-        raise bad_param(param, f"no model named {model!r} (GET /v1/models lists them)")
+        raise _refuse(param, f"no model named {model!r} (GET /v1/models lists them)")
     try:
         folder = inside_data_dir(model, settings, param, kind="dir")
-    except RequestValidationError:
-        raise bad_param(param, f"no model named {model!r} and no model folder of that name in the data dir") from None
+    except ConfigError:
+        raise _refuse(param, f"no model named {model!r} and no model folder of that name in the data dir") from None
     if not is_model_folder(folder):
-        raise bad_param(
-            param, f"{model!r} is a folder of the data dir but not a model (no modules.json or config.json)"
-        )
+        raise _refuse(param, f"{model!r} is a folder of the data dir but not a model (no modules.json or config.json)")
     return str(folder)
 
 

@@ -25,12 +25,13 @@ from negminer.client.schemas import (
     SearchResponse,
 )
 from negminer.jobs import JobStore
-from negminer.service.api.params import bad_param, inside_data_dir
+from negminer.service.api.params import bad_param
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
 from negminer.service.exceptions import IndexNotFound
 from negminer.service.mining import check_mining_limits, mine_index
 from negminer.service.model_names import public_model_name, resolve_model
+from negminer.service.paths import inside_data_dir
 from negminer.service.registry import JOB_PREFIX
 
 
