@@ -5,7 +5,6 @@ ones the routes declare, so the two cannot drift apart."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,6 +13,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from negminer import RetrievalData
 from negminer._errors import NegminerError
+from negminer._retry import retrying
 from negminer._vocab import IndexStatus, OperationStatus
 from negminer.client.schemas import (
     CreateIndex,
@@ -122,24 +122,24 @@ class HttpNegativeSource:
             ) from None
 
     def _request(self, method: str, path: str, content: Any) -> httpx.Response:
-        """One call, retried with backoff for up to ``retry_seconds`` while the service cannot be reached or
-        answers 502 / 503 / 504 (restarting, its database down)."""
-        deadline, delay = time.monotonic() + self.retry_seconds, 0.5
-        while True:
-            try:
-                r = self.client.request(method, path, json=content)
-                if r.status_code not in (502, 503, 504):
-                    return r
-                why = f"{r.status_code}"
-            except httpx.TransportError as exc:
-                r, why = None, f"{type(exc).__name__}: {exc}"
-            if time.monotonic() + delay > deadline:
-                if r is not None:
-                    return r
-                raise ServiceError(f"index service unreachable at {self.client.base_url} ({why})")
-            logger.warning("index service: %s %s failed (%s); retrying", method, path, why)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        """One call, retried with backoff (negminer's retry policy) for up to ``retry_seconds`` while the service
+        cannot be reached or answers 502 / 503 / 504 (restarting, its database down); then the last answer, or
+        :class:`ServiceError` when there was none."""
+        policy = retrying(
+            self.retry_seconds,
+            retry_on=lambda exc: isinstance(exc, httpx.TransportError),
+            retry_result=lambda r: r.status_code in (502, 503, 504),
+            initial=0.5,
+            maximum=10.0,
+            logger=logger,
+            what=f"index service: {method} {path} failed",
+        )
+        try:
+            return policy(self.client.request, method, path, json=content)
+        except httpx.TransportError as exc:
+            raise ServiceError(
+                f"index service unreachable at {self.client.base_url} ({type(exc).__name__}: {exc})"
+            ) from None
 
     def _delete_index(self) -> None:
         """Delete the index (as its owning job, when it is a job's private copy); gone already is fine."""

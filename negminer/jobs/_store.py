@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from negminer._errors import NegminerError
+from negminer._retry import retrying
 from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
 from negminer._vocab import EventLevel, EventType, JobStatus, ModelKind, new_id
 
@@ -55,30 +56,34 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The store's methods retry an unreachable database for ``retry_seconds`` (negminer's one retry policy), then
+    raise :class:`StoreUnavailable`; a full disk is an ``OSError`` (ENOSPC: 507), never retried."""
+
     @functools.wraps(method)
     def call(self: JobStore, *args: Any, **kwargs: Any) -> Any:
-        deadline, delay, warned = time.monotonic() + self.retry_seconds, 0.2, False
-        while True:
-            try:
-                return method(self, *args, **kwargs)
-            except sa.exc.DBAPIError as exc:
-                if not _unreachable(exc):
-                    raise
-                if "disk" in str(exc.orig).lower() and "full" in str(exc.orig).lower():
-                    raise OSError(28, "the job database's disk is full") from exc  # ENOSPC: 507, not a retry
-                if time.monotonic() + delay > deadline:
-                    raise StoreUnavailable(
-                        f"the job database is unreachable ({type(exc.orig).__name__}); try again shortly"
-                    ) from exc
-                if not warned:
-                    logger.warning(
-                        "job database unreachable (%s); retrying for up to %.0f s", exc.orig, self.retry_seconds
-                    )
-                    warned = True
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        policy = retrying(
+            self.retry_seconds,
+            retry_on=lambda exc: isinstance(exc, sa.exc.DBAPIError) and _unreachable(exc) and not _disk_full(exc),
+            logger=logger,
+            what="job database unreachable",
+        )
+        try:
+            return policy(method, self, *args, **kwargs)
+        except sa.exc.DBAPIError as exc:
+            if _disk_full(exc):
+                raise OSError(28, "the job database's disk is full") from exc  # ENOSPC: 507, not a retry
+            if not _unreachable(exc):
+                raise
+            raise StoreUnavailable(
+                f"the job database is unreachable ({type(exc.orig).__name__}); try again shortly"
+            ) from exc
 
     return call
+
+
+def _disk_full(exc: sa.exc.DBAPIError) -> bool:
+    said = str(exc.orig).lower()
+    return "disk" in said and "full" in said
 
 
 S = JobStatus
@@ -260,6 +265,7 @@ class JobStore:
             yield conn
 
     # -- files ----------------------------------------------------------------------------------------------
+    @_retrying
     def add_file(
         self, *, id: str, filename: str, purpose: str, nbytes: int, path: str, sha256: str, info: dict[str, Any]
     ) -> dict[str, Any]:
@@ -268,17 +274,20 @@ class JobStore:
             c.execute(files.insert().values(created_at=self._now(), **row))
         return self.get_file(id) or {}
 
+    @_retrying
     def get_file(self, file_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
             row = c.execute(sa.select(files).where(files.c.id == file_id)).mappings().first()
         return dict(row) if row else None
 
+    @_retrying
     def list_files(
         self, after: str | None, limit: int, *, purpose: str | None = None, descending: bool = True
     ) -> tuple[list[dict[str, Any]], bool]:
         where = files.c.purpose == purpose if purpose is not None else None
         return self._page(files, where, after, limit, descending=descending)
 
+    @_retrying
     def delete_file(self, file_id: str) -> bool:
         """Delete a file's row unless an unfinished job reads it (:class:`FileInUse`), in one transaction that
         locks the row, so a job created at the same moment either sees the file and keeps it or finds it gone."""
@@ -302,6 +311,7 @@ class JobStore:
         ).scalar()
 
     # -- jobs -----------------------------------------------------------------------------------------------
+    @_retrying
     def create_job(self, **values: Any) -> dict[str, Any]:
         """Insert a job; its ``training_file`` and ``validation_file`` must exist, checked under a shared lock on
         their rows in the same transaction (:class:`FileGone` otherwise), so a delete cannot slip between."""
@@ -328,11 +338,13 @@ class JobStore:
             )
         return self.get_job(job_id) or {}
 
+    @_retrying
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
             row = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
         return dict(row) if row else None
 
+    @_retrying
     def list_jobs(
         self, after: str | None, limit: int, metadata: dict[str, str] | None = None
     ) -> tuple[list[dict[str, Any]], bool]:
@@ -343,6 +355,7 @@ class JobStore:
         where = sa.and_(*(jobs.c.job_metadata[k].as_string() == v for k, v in metadata.items()))
         return self._page(jobs, where, after, limit, descending=True, cursor_filtered=False)
 
+    @_retrying
     def set_status(
         self,
         job_id: str,
@@ -365,6 +378,7 @@ class JobStore:
         with self._tx() as c:
             return c.execute(q.values(status=status, **values)).rowcount > 0
 
+    @_retrying
     def request_cancel(self, job_id: str) -> dict[str, Any] | None:
         """Cancel a job: at once when no worker runs it (queued, or its worker is gone), else flag it for its
         worker, which stops within seconds. Returns the job, or None if it does not exist."""
@@ -387,6 +401,7 @@ class JobStore:
                 self._event(c, job_id, EventLevel.info, "Cancellation requested; stopping at the next step")
         return self.get_job(job_id)
 
+    @_retrying
     def claim(self, worker_id: str, lease_seconds: float, max_attempts: int) -> dict[str, Any] | None:
         """Take the oldest queued job, or one whose worker stopped renewing its lease, for ``worker_id``.
 
@@ -462,6 +477,7 @@ class JobStore:
                     )
             return self.get_job(job_id)
 
+    @_retrying
     def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> tuple[bool, bool]:
         """Extend the lease; (still ours, cancel requested). Not ours any more means: stop at once."""
         with self._tx() as c:
@@ -473,6 +489,7 @@ class JobStore:
             cancel = c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
         return n > 0, bool(cancel)
 
+    @_retrying
     def set_progress(self, job_id: str, worker_id: str, step: int, when: int | None) -> None:
         """The running job's steps trained so far and when it should be done (Unix time; None: not known yet),
         as its worker says."""
@@ -483,6 +500,7 @@ class JobStore:
                 .values(estimated_finish=when, trained_steps=step)
             )
 
+    @_retrying
     def release(self, job_id: str, worker_id: str, message: str) -> bool:
         """Give a running job back to the queue (a worker shutting down); the claim is not counted."""
         with self._tx() as c:
@@ -520,6 +538,7 @@ class JobStore:
                 c.execute(events.delete().where(events.c.seq.in_(old)))
                 excess -= len(old)
 
+    @_retrying
     def add_event(
         self,
         job_id: str,
@@ -532,6 +551,7 @@ class JobStore:
         with self._tx() as c:
             self._event(c, job_id, level, message, type, data)
 
+    @_retrying
     def list_events(
         self,
         job_id: str,
@@ -543,6 +563,7 @@ class JobStore:
         return self._page(events, events.c.job_id == job_id, after, limit, descending=descending)
 
     # -- checkpoints and models -----------------------------------------------------------------------------
+    @_retrying
     def add_checkpoint(self, job_id: str, step: int, model: str, path: str, metrics: dict[str, Any]) -> None:
         with self._tx() as c:
             c.execute(
@@ -556,35 +577,42 @@ class JobStore:
                 )
             )
 
+    @_retrying
     def list_checkpoints(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
         return self._page(checkpoints, checkpoints.c.job_id == job_id, after, limit, descending=True)
 
+    @_retrying
     def drop_checkpoint(self, job_id: str, model: str) -> None:
         with self._tx() as c:
             c.execute(checkpoints.delete().where(checkpoints.c.job_id == job_id, checkpoints.c.model == model))
             c.execute(models.delete().where(models.c.name == model))
 
+    @_retrying
     def register_model(self, name: str, path: str, job_id: str | None, kind: str = ModelKind.fine_tuned) -> None:
         with self._tx() as c:
             c.execute(models.delete().where(models.c.name == name))
             c.execute(models.insert().values(name=name, created_at=self._now(), path=path, job_id=job_id, kind=kind))
 
+    @_retrying
     def delete_model(self, name: str) -> None:
         """Forget a model (a fine-tuned model: also the job's name for it; a checkpoint: its checkpoint row)."""
         with self._tx() as c:
             c.execute(models.delete().where(models.c.name == name))
             c.execute(checkpoints.delete().where(checkpoints.c.model == name))
 
+    @_retrying
     def get_model(self, name: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
             row = c.execute(sa.select(models).where(models.c.name == name)).mappings().first()
         return dict(row) if row else None
 
+    @_retrying
     def model_named_by_path(self, path: str) -> str | None:
         """The registered name of the model in folder ``path``, if any."""
         with self.engine.connect() as c:
             return c.execute(sa.select(models.c.name).where(models.c.path == path).limit(1)).scalar()
 
+    @_retrying
     def list_models(self) -> list[dict[str, Any]]:
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(sa.select(models).order_by(models.c.seq)).mappings()]
@@ -620,8 +648,3 @@ class JobStore:
             q = q.order_by(table.c.seq.desc() if descending else table.c.seq).limit(limit + 1)
             rows = [dict(r) for r in c.execute(q).mappings()]
         return rows[:limit], len(rows) > limit
-
-
-for _name, _method in list(vars(JobStore).items()):  # every public method retries an unreachable database
-    if callable(_method) and not _name.startswith("_") and _name not in ("close", "ping"):
-        setattr(JobStore, _name, _retrying(_method))

@@ -35,6 +35,7 @@ from typing import Any
 
 from negminer import DataError, NegminerError, NonFiniteError, load_data
 from negminer._io import atomic_dir, atomic_open
+from negminer._retry import retrying
 from negminer._settings import ServiceSettings
 from negminer._vocab import EventLevel, EventType, JobStatus, new_id
 from negminer.client import HttpNegativeSource, ServiceError
@@ -197,14 +198,21 @@ class Worker:
         key = self.settings.api_key
         headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
         url = f"{self.settings.service_url}/v1/indexes/{job_id}"
-        for attempt in range(3):
-            try:
-                r = httpx.delete(url, params={"job": job_id}, headers=headers, timeout=30)
-                if r.status_code in (200, 404):
-                    return
-            except httpx.HTTPError as exc:
-                logger.warning("removing index copy %s: %s", job_id, exc)
-            time.sleep(1 + attempt)
+        policy = retrying(
+            30.0,
+            retry_on=lambda exc: isinstance(exc, httpx.HTTPError),
+            retry_result=lambda r: r.status_code not in (200, 404),
+            initial=1.0,
+            attempts=3,
+            logger=logger,
+            what=f"removing index copy {job_id} failed",
+        )
+        try:
+            r = policy(httpx.delete, url, params={"job": job_id}, headers=headers, timeout=30)
+            if r.status_code in (200, 404):
+                return
+        except httpx.HTTPError as exc:
+            logger.warning("removing index copy %s: %s", job_id, exc)
         logger.warning("index copy %s left for the service to sweep at its next start", job_id)
 
     def _finish(self, job_id: str, proc: Any, outcome: str) -> None:
