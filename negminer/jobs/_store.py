@@ -31,6 +31,7 @@ from negminer._errors import NegminerError
 from negminer._retry import retrying
 from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
 from negminer._vocab import EventLevel, EventType, JobStatus, ModelKind, new_id
+from negminer.client.schemas import JobError
 
 __all__ = ["FileGone", "FileInUse", "JobStore", "StoreUnavailable", "TERMINAL"]
 
@@ -79,6 +80,11 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
             ) from exc
 
     return call
+
+
+def _stored(error: JobError) -> dict[str, Any]:
+    """A job's error as the database keeps it (JSON)."""
+    return error.model_dump(mode="json")
 
 
 def _disk_full(exc: sa.exc.DBAPIError) -> bool:
@@ -371,6 +377,8 @@ class JobStore:
             q = q.where(jobs.c.status.in_(expect))
         if worker_id is not None:
             q = q.where(jobs.c.worker_id == worker_id)
+        if isinstance(values.get("error"), JobError):
+            values["error"] = _stored(values["error"])
         if status in TERMINAL:
             values.setdefault("finished_at", self._now())
             values.setdefault("lease_until", None)
@@ -432,18 +440,17 @@ class JobStore:
                     self._event(c, job_id, EventLevel.info, "Job cancelled (its worker had stopped)")
                     continue
                 if lost and job["attempts"] >= max_attempts:
-                    error: dict[str, Any] = {
-                        "code": "worker_lost",
-                        "param": None,
-                        "message": f"the job's worker stopped {job['attempts']} times (last: "
+                    error = JobError(
+                        code="worker_lost",
+                        message=f"the job's worker stopped {job['attempts']} times (last: "
                         f"{job['worker_id']}); giving up after {max_attempts} attempts",
-                    }
+                    )
                     c.execute(
                         jobs.update()
                         .where(jobs.c.id == job_id)
-                        .values(status=S.failed, finished_at=self._now(), lease_until=None, error=error)
+                        .values(status=S.failed, finished_at=self._now(), lease_until=None, error=_stored(error))
                     )
-                    self._event(c, job_id, EventLevel.error, error["message"])
+                    self._event(c, job_id, EventLevel.error, error.message)
                     continue
                 attempt = job["attempts"] + 1
                 c.execute(

@@ -39,6 +39,7 @@ from negminer._retry import retrying
 from negminer._settings import ServiceSettings
 from negminer._vocab import EventLevel, EventType, JobStatus, new_id
 from negminer.client import HttpNegativeSource, ServiceError
+from negminer.client.schemas import JobError
 from negminer.index._internal import pinned_models
 from negminer.jobs._store import TERMINAL, JobStore, StoreUnavailable
 from negminer.trainer import (
@@ -155,7 +156,7 @@ class Worker:
                 _kill(proc)  # the child should have stopped itself at the limit (see _JobRun.should_stop)
                 limit = _time_limit_error(s)
                 if self.store.set_status(job_id, S.failed, expect=(S.running,), worker_id=self.id, error=limit):
-                    self.store.add_event(job_id, limit["message"], level=EventLevel.error)
+                    self.store.add_event(job_id, limit.message, level=EventLevel.error)
                 outcome = "timed out"
                 break
             if cancel_seen is not None and time.monotonic() - cancel_seen > s.cancel_grace_seconds:
@@ -227,25 +228,38 @@ class Worker:
                 if code and code < 0
                 else f"exited with code {code} (the worker's log has its output)"
             )
-            error: dict[str, Any] = {
-                "code": "training_process_died",
-                "param": None,
-                "message": f"the training process {how}",
-            }
+            error = JobError(code="training_process_died", message=f"the training process {how}")
             if job["cancel_requested"]:
                 self.store.set_status(job_id, S.cancelled, expect=(S.running,), worker_id=self.id)
             else:
                 self.store.set_status(job_id, S.failed, expect=(S.running,), worker_id=self.id, error=error)
-                self.store.add_event(job_id, error["message"], level=EventLevel.error)
+                self.store.add_event(job_id, error.message, level=EventLevel.error)
 
 
-def _time_limit_error(s: ServiceSettings) -> dict[str, Any]:
-    return {
-        "code": "time_limit_exceeded",
-        "param": None,
-        "message": f"the job ran past its wall-clock limit of {s.job_max_seconds:g} s (NEGMINER_JOB_MAX_SECONDS); "
+def _time_limit_error(s: ServiceSettings) -> JobError:
+    return JobError(
+        code="time_limit_exceeded",
+        message=f"the job ran past its wall-clock limit of {s.job_max_seconds:g} s (NEGMINER_JOB_MAX_SECONDS); "
         "its checkpoints are kept: start a new job from the last one to go on",
-    }
+    )
+
+
+def job_error(exc: BaseException, settings: ServiceSettings) -> JobError:
+    """What a failed training process records: the error's code, its message without the server's folders, the
+    parameter at fault (and the step, for a non-finite loss)."""
+    step = None
+    if isinstance(exc, NonFiniteError):
+        code, param, step = exc.code, None, exc.step
+    elif isinstance(exc, ServiceError):
+        unreachable = exc.status is None or exc.status >= 500
+        code, param = ("index_service_unavailable" if unreachable else "index_service_error"), "index"
+    elif isinstance(exc, DataError):
+        code, param = "invalid_file", exc.param
+    elif isinstance(exc, NegminerError):
+        code, param = "invalid_request", exc.param
+    else:
+        return JobError(code="internal_error", message=settings.without_paths(f"{type(exc).__name__}: {exc}"))
+    return JobError(code=code, message=settings.without_paths(str(exc)), param=param, step=step)
 
 
 def _kill(proc: Any, grace: float = 5.0) -> None:
@@ -295,22 +309,11 @@ def _child_main(settings: ServiceSettings, job_id: str, worker_id: str) -> None:
     try:
         _JobRun(settings, store, job_id, worker_id).run()
     except BaseException as exc:  # noqa: BLE001 - every failure ends up in the job, never lost
-        if isinstance(exc, NonFiniteError):
-            error = {"code": exc.code, "message": str(exc), "param": None, "step": exc.step}
-        elif isinstance(exc, ServiceError):
-            unreachable = exc.status is None or exc.status >= 500
-            code = "index_service_unavailable" if unreachable else "index_service_error"
-            error = {"code": code, "message": str(exc), "param": "index"}
-        elif isinstance(exc, DataError):
-            error = {"code": "invalid_file", "message": str(exc), "param": exc.param}
-        elif isinstance(exc, NegminerError):
-            error = {"code": "invalid_request", "message": str(exc), "param": exc.param}
-        else:
-            error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None}
+        error = job_error(exc, settings)
+        if error.code == "internal_error":
             logger.error("job %s failed:\n%s", job_id, traceback.format_exc())
-        error["message"] = settings.without_paths(str(error["message"]))
         if store.set_status(job_id, S.failed, expect=(S.running,), worker_id=worker_id, error=error):
-            store.add_event(job_id, f"Job failed: {error['message']}", level=EventLevel.error)
+            store.add_event(job_id, f"Job failed: {error.message}", level=EventLevel.error)
         raise SystemExit(0) from None
     finally:
         store.close()
@@ -408,7 +411,7 @@ class _JobRun(TrainListener):
             if self.store.set_status(
                 self.job_id, S.failed, expect=(S.running,), worker_id=self.worker_id, error=error, **done
             ):
-                self.event(error["message"], level=EventLevel.error)
+                self.event(error.message, level=EventLevel.error)
             return
         if result.stopped:
             if self.store.set_status(self.job_id, S.cancelled, expect=(S.running,), worker_id=self.worker_id, **done):
