@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -800,13 +801,14 @@ def train(
         for callback in trainer.callback_handler.callbacks:  # TensorBoard's: OUTPUT/tensorboard, not checkpoints/runs
             if type(callback).__name__ == "TensorBoardCallback" and callback.logging_dir is None:
                 callback.logging_dir = str(out / "tensorboard")
-        output = trainer.train(resume_from_checkpoint=resume_from)
+        with _PeakMemory() as peak:
+            output = trainer.train(resume_from_checkpoint=resume_from)
     finally:
         close = getattr(run.source, "close", None)
         if owned and close is not None:
             close()
     steps, tokens = trainer.state.global_step, int(trainer.state.num_input_tokens_seen or 0)
-    run.speed = _speed(output.metrics, steps, cfg, dist, tokens)
+    run.speed = _speed(output.metrics, steps, cfg, dist, tokens, peak.mib)
     masked = loss.positives_masked
     logger.info("%d in-batch candidates were masked as known positives of their query (not negatives)", masked)
     if run.stopped_at is not None:
@@ -838,11 +840,45 @@ def train(
     )
 
 
-def _speed(metrics: dict[str, Any], steps: int, cfg: TrainConfig, dist: Dist, tokens: int) -> dict[str, Any]:
-    """The training loop of this attempt: seconds (refreshes during it included), examples and tokens a second
-    over every process, and this process's peak memory (resident; CUDA's allocator peak on a GPU)."""
-    import resource
+class _PeakMemory:
+    """This process's peak resident memory while the block runs (sampled from /proc every 20 ms; None where there
+    is no /proc): the training loop's own peak, which the process's lifetime peak (model loading, evaluation's
+    encoding) can hide."""
 
+    def __init__(self) -> None:
+        self.mib: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while True:
+            try:
+                with open("/proc/self/statm", encoding="ascii") as fh:
+                    rss = int(fh.read().split()[1]) * page / 2**20
+            except (OSError, ValueError, IndexError):
+                return
+            self.mib = max(self.mib or 0.0, rss)
+            if self._stop.wait(0.02):
+                return
+
+    def __enter__(self) -> _PeakMemory:
+        if Path("/proc/self/statm").exists():
+            self._thread = threading.Thread(target=self._sample, daemon=True, name="peak-memory")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _speed(
+    metrics: dict[str, Any], steps: int, cfg: TrainConfig, dist: Dist, tokens: int, peak_mib: float | None
+) -> dict[str, Any]:
+    """The training loop of this attempt: seconds (refreshes during it included), examples and tokens a second
+    over every process, and this process's peak resident memory during the loop (CUDA's allocator peak on a GPU)."""
     import torch
 
     seconds = float(metrics.get("train_runtime") or 0.0)
@@ -852,7 +888,7 @@ def _speed(metrics: dict[str, Any], steps: int, cfg: TrainConfig, dist: Dist, to
         "processes": dist.world,
         "examples_per_second": round(examples / seconds, 3) if seconds else None,
         "tokens_per_second": round(tokens * dist.world / seconds, 1) if seconds else None,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": round(peak_mib, 1) if peak_mib is not None else None,
     }
     if torch.cuda.is_available() and not _on_cpu(cfg):
         out["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
