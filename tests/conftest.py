@@ -15,8 +15,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def make_tiny_model(path: Path, seed: int, hidden: int = 32, dropout: float = 0.1) -> Path:
     """Save a 2-layer random BERT sentence-transformer (mean pooling, normalized) to ``path``."""
     import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from negminer.index import default_model_path
@@ -35,10 +33,19 @@ def make_tiny_model(path: Path, seed: int, hidden: int = 32, dropout: float = 0.
     torch.manual_seed(seed)
     raw = path.parent / f"{path.name}-bert"
     BertModel(cfg).save_pretrained(raw)
+    return _sentence_model(raw, tok, "mean", path)
+
+
+def _sentence_model(raw: Path, tok, pooling: str, path: Path) -> Path:
+    """The transformers folder ``raw`` (its tokenizer ``tok`` saved beside) as a sentence-transformers model with
+    ``pooling`` and normalization, saved to ``path``."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
     tok.save_pretrained(raw)
     word = Transformer(str(raw), max_seq_length=64)
     model = SentenceTransformer(
-        modules=[word, Pooling(word.get_embedding_dimension(), "mean"), Normalize()], device="cpu"
+        modules=[word, Pooling(word.get_embedding_dimension(), pooling), Normalize()], device="cpu"
     )
     model.save(str(path))
     return path
@@ -49,8 +56,6 @@ def make_tiny_decoder(path: Path, seed: int, family: str = "qwen2", hidden: int 
     ways) with the bundled tokenizer, last-token pooling and normalization, as sentence-transformers builds
     Qwen3-Embedding; built from a config, nothing downloaded."""
     import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer, Gemma3TextConfig, Gemma3TextModel, Qwen2Config, Qwen2Model
 
     from negminer.index import default_model_path
@@ -75,13 +80,7 @@ def make_tiny_decoder(path: Path, seed: int, family: str = "qwen2", hidden: int 
         Gemma3TextModel(Gemma3TextConfig(**shape, head_dim=hidden // 2)).save_pretrained(raw)
     else:
         Qwen2Model(Qwen2Config(**shape)).save_pretrained(raw)
-    tok.save_pretrained(raw)
-    word = Transformer(str(raw), max_seq_length=64)
-    model = SentenceTransformer(
-        modules=[word, Pooling(word.get_embedding_dimension(), "lasttoken"), Normalize()], device="cpu"
-    )
-    model.save(str(path))
-    return path
+    return _sentence_model(raw, tok, "lasttoken", path)
 
 
 @pytest.fixture(scope="session")

@@ -121,7 +121,7 @@ def prepare_model(model: Any, cfg: TrainConfig, model_path: str, out: Path, *, w
     LoRA over a bidirectional model first saves that model to ``out/base`` (when ``write``), the base the adapter
     names (an adapter folder holds its own modules and prompts, but its base's transformers config).
     Raises :class:`~negminer.ConfigError` naming the option the model cannot take."""
-    transformer = _transformer(model, "model") if len(model) and hasattr(model[0], "model") else None
+    transformer = model[0] if len(model) and hasattr(model[0], "model") else None
     config = getattr(getattr(transformer, "model", None), "config", None)
     decoder = config is not None and is_decoder(config)
     pooling = _pooling_module(model)

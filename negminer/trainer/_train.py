@@ -672,14 +672,17 @@ def _resolve_prompts(encoder: Encoder, cfg: TrainConfig) -> tuple[str | None, st
     """The (query, document) prompts of the run: the mining options' (text or the model's prompt of that name),
     else the model's own query / document prompts."""
     m = cfg.mining
-    try:
-        return (
-            encoder.resolve_prompt("query", m.query_prompt, m.query_prompt_name),
-            encoder.resolve_prompt("document", m.corpus_prompt, m.corpus_prompt_name),
-        )
-    except ConfigError as exc:
-        field = "query_prompt_name" if m.query_prompt_name and "query" in str(exc) else "corpus_prompt_name"
-        raise ConfigError(exc.message, param=f"mining.{field}") from exc
+    sides = (
+        ("query", m.query_prompt, m.query_prompt_name, "query_prompt_name"),
+        ("document", m.corpus_prompt, m.corpus_prompt_name, "corpus_prompt_name"),
+    )
+    found: list[str | None] = []
+    for kind, prompt, name, option in sides:
+        try:
+            found.append(encoder.resolve_prompt(kind, prompt, name))  # type: ignore[arg-type]
+        except ConfigError as exc:
+            raise ConfigError(exc.message, param=f"mining.{option}") from exc
+    return found[0], found[1]
 
 
 def _trainer_class() -> Any:
