@@ -38,8 +38,10 @@ logger = logging.getLogger("negminer")
 class ServiceError(NegminerError):
     """The service answered an error (``status``, its problem+json ``problem``) or something unreadable."""
 
-    def __init__(self, message: str, *, status: int | None = None, problem: Problem | None = None) -> None:
-        super().__init__(message, param=problem.param if problem else None)
+    def __init__(
+        self, message: str, *, status: int | None = None, problem: Problem | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message, param=param or (problem.param if problem else None))
         self.status, self.problem = status, problem
 
 

@@ -236,6 +236,16 @@ class Worker:
                 self.store.add_event(job_id, error.message, level=EventLevel.error)
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _time_limit_error(s: ServiceSettings) -> JobError:
     return JobError(
         code="time_limit_exceeded",
@@ -252,7 +262,7 @@ def job_error(exc: BaseException, settings: ServiceSettings) -> JobError:
         code, param, step = exc.code, None, exc.step
     elif isinstance(exc, ServiceError):
         unreachable = exc.status is None or exc.status >= 500
-        code, param = ("index_service_unavailable" if unreachable else "index_service_error"), "index"
+        code, param = ("index_service_unavailable" if unreachable else "index_service_error"), exc.param or "index"
     elif isinstance(exc, DataError):
         code, param = "invalid_file", exc.param
     elif isinstance(exc, NegminerError):
@@ -352,13 +362,48 @@ class _JobRun(TrainListener):
     def load(self, file_id: str, param: str) -> Any:
         row = self.store.get_file(file_id)
         try:
-            if row is None or not Path(row["path"]).exists():
+            if row is None:
                 raise DataError(f"file {file_id} is gone")
-            return load_data(row["path"])
+            return load_data(self.local_copy(row, param))
         except DataError as exc:
             raise DataError(
                 exc.message, file=row["filename"] if row else file_id, line=exc.line, field=exc.field, param=param
             ) from None
+
+    def local_copy(self, row: dict[str, Any], param: str) -> Path:
+        """The file's bytes on this machine: the API's own copy when this worker shares its data dir, else fetched
+        from the API (``GET /v1/files/{id}/content``, streamed) into this worker's data dir, cached by id and checked
+        against the sha256 the API recorded at upload; written under a temporary name, so a cut download is never
+        read."""
+        import hashlib
+
+        import httpx
+
+        path = Path(row["path"])
+        if path.is_file() and path.resolve().is_relative_to(self.data_dir):  # one data dir: the same disk
+            return path
+        cached = self.data_dir / "files-cache" / f"{row['id']}{Path(row['filename']).suffix}"
+        if cached.is_file() and _sha256(cached) == row["sha256"]:
+            return cached
+        key = self.s.api_key
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        url = f"{self.s.service_url}/v1/files/{row['id']}/content"
+        digest = hashlib.sha256()
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=60) as r:
+                if r.status_code != 200:
+                    raise DataError(f"file {row['id']} is gone (the API answered {r.status_code})")
+                with atomic_open(cached, "wb") as fh:
+                    for chunk in r.iter_bytes(1 << 20):
+                        digest.update(chunk)
+                        fh.write(chunk)
+                    if digest.hexdigest() != row["sha256"]:
+                        raise DataError(f"file {row['id']}: the bytes fetched from the API do not match its sha256")
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"fetching file {row['id']} from the API at {self.s.service_url}: {exc}", param=param
+            ) from None
+        return cached
 
     def run(self) -> None:
         from negminer.trainer import train  # torch and transformers load in the training process only

@@ -228,3 +228,39 @@ def test_worker_killed_mid_job_is_resumed_from_its_checkpoint(
         for w in workers:
             stop(w)
         stop(server)
+
+
+def test_a_worker_on_its_own_disk_fetches_the_training_file_through_the_api(
+    tmp_path: Path, lexical_model: Path, demo_data: Any
+) -> None:
+    """The worker shares the job database but not the API's data dir: it fetches the training file through
+    ``GET /v1/files/{id}/content``, checks it against the sha256 the API recorded, and trains from its own copy."""
+    api_dir, worker_dir = tmp_path / "api", tmp_path / "worker"
+    api_dir.mkdir()
+    worker_dir.mkdir()
+    port = free_port()
+    server = start_server(api_dir, lexical_model, port)
+    database = f"sqlite:///{(api_dir / 'data' / 'negminer.db').resolve()}"
+    worker = start_worker(worker_dir, lexical_model, port, NEGMINER_DATABASE_URL=database)
+    api = Api(port)
+    try:
+        file_id = api.upload(_training_file(tmp_path, demo_data))
+        hp = {"max_steps": 2, "batch_size": 4, "negatives": "none"}
+        job = api.ok("POST", "/v1/fine_tuning/jobs", json={"training_file": file_id, "hyperparameters": hp})
+        done = api.finished(job["id"])
+        assert done["status"] == "succeeded", (done, [e["message"] for e in api.events(job["id"])])
+        fetched = worker_dir / "data" / "files-cache" / f"{file_id}.jsonl"
+        assert fetched.read_bytes() == (tmp_path / "train.jsonl").read_bytes()
+        assert api.ok("GET", f"/v1/files/{file_id}")["bytes"] == fetched.stat().st_size
+        # bytes that are not what was uploaded (changed on the API's disk) are refused, and no copy is kept
+        other = api.upload(_training_file(tmp_path, demo_data))
+        stored = next((api_dir / "data" / "files").glob(f"{other}*"))
+        stored.write_text(stored.read_text(encoding="utf-8").replace("a", "b"), encoding="utf-8")
+        job = api.ok("POST", "/v1/fine_tuning/jobs", json={"training_file": other, "hyperparameters": hp})
+        done = api.finished(job["id"])
+        assert done["status"] == "failed" and done["error"]["param"] == "training_file", done
+        assert "do not match its sha256" in done["error"]["message"]
+        assert not list((worker_dir / "data" / "files-cache").glob(f"{other}*"))
+    finally:
+        stop(worker)
+        stop(server)
