@@ -380,7 +380,9 @@ class _JobRun(TrainListener):
         import httpx
 
         path = Path(row["path"])
-        if path.is_file() and path.resolve().is_relative_to(self.data_dir):  # one data dir: the same disk
+        if path.resolve().is_relative_to(self.data_dir):  # one data dir with the API: its copy is the file
+            if not path.is_file():
+                raise DataError(f"file {row['id']} is gone")
             return path
         cached = self.data_dir / "files-cache" / f"{row['id']}{Path(row['filename']).suffix}"
         if cached.is_file() and _sha256(cached) == row["sha256"]:
