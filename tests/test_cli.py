@@ -108,6 +108,7 @@ def test_help_on_every_command() -> None:
         assert res.exit_code == 0 and "Usage" in res.output
 
 
+@pytest.mark.slow  # trains
 def test_train_command(tmp_path: Path, tiny_model: Path) -> None:
     from negminer import build_demo
 

@@ -57,6 +57,7 @@ class Recorder(TrainListener):
         return self.stop_at is not None and sum(k == "log" for k, _ in self.heard) >= self.stop_at
 
 
+@pytest.mark.slow  # trains
 def test_refresh_mode_end_to_end(small, tiny_model: Path, tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -89,6 +90,7 @@ def test_refresh_mode_end_to_end(small, tiny_model: Path, tmp_path: Path) -> Non
     assert any((a != b).any() for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
 
 
+@pytest.mark.slow  # trains
 def test_in_batch_only_stop_and_resume(small, tiny_model: Path, tmp_path: Path) -> None:
     stopped = train(small, _cfg(tmp_path, tiny_model, negatives="none", max_steps=4), listener=Recorder(stop_at=2))
     assert stopped.stopped and stopped.steps == 3 and stopped.model_path == ""  # logs arrive after the step ends
@@ -118,6 +120,7 @@ class SlowSource(LocalNegativeSource):
         return super().poll()
 
 
+@pytest.mark.slow  # trains
 def test_training_does_not_wait_for_an_async_refresh(small, tiny_model: Path, tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, tiny_model, negatives="refresh", refresh_every=2, max_steps=6)
     train_part, val = small.split(0.3)
@@ -193,6 +196,7 @@ def test_max_pairs_per_query_caps_rows_and_keeps_the_rest_known() -> None:
         TrainConfig(max_pairs_per_query=0)
 
 
+@pytest.mark.slow  # trains
 def test_a_loss_that_turns_non_finite_stops_the_run_and_saves_no_model(small, tiny_model: Path, tmp_path: Path) -> None:
     """A temperature of 1e-45 is finite and positive, but cos / 1e-45 overflows float32: the loss is NaN from the
     first step. The run stops there with the step named; no model folder is written."""
