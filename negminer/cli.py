@@ -502,9 +502,9 @@ def train_cmd(
                 raise
             problem = describe(exc)
         if _distributed():  # under torchrun: every rank fails together, naming the rank that lacks the data
-            from negminer.trainer import agree_on_data
+            from negminer.trainer import agree_on_data, on_cpu
 
-            agree_on_data(ds, problem, cpu=cfg.device == "cpu")
+            agree_on_data(ds, problem, cpu=on_cpu(cfg.device))
         assert ds is not None
         from negminer.trainer import train
 

@@ -127,6 +127,7 @@ def test_subpackage_apis() -> None:
             "last_checkpoint",
             "launch",
             "model_soup",
+            "on_cpu",
             "retrieval_metrics",
             "train",
         ]

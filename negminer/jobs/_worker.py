@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from negminer import DataError, NegminerError, NonFiniteError, load_data
-from negminer._io import atomic_dir, atomic_open
+from negminer._io import atomic_dir, atomic_open, sha256_file
 from negminer._retry import retrying
 from negminer._settings import ServiceSettings
 from negminer._vocab import EventLevel, EventType, JobStatus, new_id
@@ -236,16 +236,6 @@ class Worker:
                 self.store.add_event(job_id, error.message, level=EventLevel.error)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _time_limit_error(s: ServiceSettings) -> JobError:
     return JobError(
         code="time_limit_exceeded",
@@ -385,7 +375,7 @@ class _JobRun(TrainListener):
                 raise DataError(f"file {row['id']} is gone")
             return path
         cached = self.data_dir / "files-cache" / f"{row['id']}{Path(row['filename']).suffix}"
-        if cached.is_file() and _sha256(cached) == row["sha256"]:
+        if cached.is_file() and sha256_file(cached) == row["sha256"]:
             return cached
         key = self.s.api_key
         headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
@@ -464,7 +454,8 @@ class _JobRun(TrainListener):
             if self.store.set_status(self.job_id, S.cancelled, expect=(S.running,), worker_id=self.worker_id, **done):
                 self.event(f"Job cancelled at step {result.steps}; its checkpoints are kept")
             return
-        self.event(result.model_summary()[:1].upper() + result.model_summary()[1:])
+        trained = result.model_summary()
+        self.event(trained[:1].upper() + trained[1:])
         final = self.models_dir / "final"
         _link_model(Path(result.model_path), final)
         self.store.register_model(self.name, str(final), self.job_id)

@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from negminer.trainer._config import NEGATIVE_MODES, TrainConfig, TrainHyperparameters
-from negminer.trainer._dist import agree_on_data, check_devices, check_hardware, current_process, launch
+from negminer.trainer._dist import agree_on_data, check_devices, check_hardware, current_process, launch, on_cpu
 from negminer.trainer._evaluate import evaluate, retrieval_metrics
 from negminer.trainer._events import (
     CheckpointEvent,
@@ -79,6 +79,7 @@ __all__ = [
     "last_checkpoint",
     "launch",
     "model_soup",
+    "on_cpu",
     "retrieval_metrics",
     "train",
 ]

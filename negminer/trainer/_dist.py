@@ -18,7 +18,7 @@ from typing import Any
 from negminer._data import RetrievalData
 from negminer._errors import ConfigError, DataError
 
-__all__ = ["Dist", "agree_on_data", "check_devices", "check_hardware", "current_process", "launch"]
+__all__ = ["Dist", "agree_on_data", "check_devices", "check_hardware", "current_process", "launch", "on_cpu"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class Dist:
         return self.world > 1
 
     def start(self, cpu: bool) -> None:
-        """Join the process group (once; accelerate and transformers use the one started here)."""
+        """Join the process group (once; accelerate and transformers use the one started here): gloo when training
+        on the CPU (``cpu``, see :func:`on_cpu`), NCCL on this process's GPU otherwise."""
         if not self.active:
             return
         import torch
@@ -46,9 +47,9 @@ class Dist:
 
         if dist.is_initialized():
             return
-        if not cpu and torch.cuda.is_available():
+        if not cpu:
             torch.cuda.set_device(self.local_rank)
-        dist.init_process_group(backend="gloo" if cpu or not torch.cuda.is_available() else "nccl")
+        dist.init_process_group(backend="gloo" if cpu else "nccl")
 
     def barrier(self) -> None:
         if self.active:
@@ -129,11 +130,18 @@ def check_devices(devices: int, param: str = "devices") -> None:
         raise ConfigError(f"{devices} processes asked for; this machine has {have} {what}", param=param)
 
 
+def on_cpu(device: str) -> bool:
+    """Whether training with ``device`` (auto, cpu, cuda, cuda:N) runs on the CPU here."""
+    import torch
+
+    return device == "cpu" or not torch.cuda.is_available()
+
+
 def check_hardware(bf16: bool, fp16: bool, device: str = "auto") -> None:
     """Refuse a mixed precision this machine cannot train in, naming the option."""
     import torch
 
-    cpu = device == "cpu" or not torch.cuda.is_available()
+    cpu = on_cpu(device)
     if fp16 and cpu:
         raise ConfigError("float16 training needs a CUDA GPU; on CPU use bf16", param="fp16")
     if bf16 and not cpu and not torch.cuda.is_bf16_supported():

@@ -35,7 +35,7 @@ from negminer._vocab import NegativesMode
 from negminer.index import Encoder, model_ref
 from negminer.mining import MiningConfig
 from negminer.trainer._config import TrainConfig
-from negminer.trainer._dist import Dist, check_devices, check_hardware, current_process
+from negminer.trainer._dist import Dist, check_devices, check_hardware, current_process, on_cpu
 from negminer.trainer._evaluate import evaluate
 from negminer.trainer._events import (
     CheckpointEvent,
@@ -45,7 +45,7 @@ from negminer.trainer._events import (
     ResumeEvent,
     TrainListener,
 )
-from negminer.trainer._model import ModelInfo, model_soup, prepare_model, save_trained
+from negminer.trainer._model import ModelInfo, model_soup, prepare_model, save_trained, trained_line
 from negminer.trainer._negatives import LocalNegativeSource, NegativeSource, NegativeSourceFactory, NegativesUpdate
 from negminer.trainer.losses import LOSSES, FalseNegativeFilter
 
@@ -78,10 +78,7 @@ class TrainResult:
         m = self.model
         if not m:
             return ""
-        share = 100 * m["trainable_parameters"] / max(1, m["parameters"])
-        lora = m.get("lora")
-        what = f"LoRA r={lora['r']} on {', '.join(lora['target_modules'])}" if lora else "every weight"
-        line = f"trained {m['trainable_parameters']:,} of {m['parameters']:,} parameters ({share:.2f}%, {what})"
+        line = trained_line(m["parameters"], m["trainable_parameters"], m.get("lora"))
         saved = m.get("saved") or {}
         if saved:
             kind = {"adapter": "the adapter", "merged": "the model, adapter merged", "soup": "a soup of checkpoints"}
@@ -524,9 +521,13 @@ class _RefreshCallback(TrainerCallback):
             return
         if run.refresh_started is not None and not run.take(step):
             return  # one refresh in flight at a time: its model stays on disk until the source has used it
-        if run.cfg.negatives != NegativesMode.refresh or step % run.cfg.refresh_every or step >= state.max_steps:
-            return
-        self._refresh(step)
+        if self._due(step, state):
+            self._refresh(step)
+
+    def _due(self, step: int, state: TrainerState) -> bool:
+        """Whether this step re-mines the negatives (every refresh_every steps, not at the last)."""
+        cfg = self.run.cfg
+        return cfg.negatives == NegativesMode.refresh and step % cfg.refresh_every == 0 and step < state.max_steps
 
     def _refresh(self, step: int) -> None:
         run = self.run
@@ -541,7 +542,7 @@ class _RefreshCallback(TrainerCallback):
 
     def _refresh_together(self, step: int, state: TrainerState) -> None:
         run = self.run
-        if run.cfg.negatives != NegativesMode.refresh or step % run.cfg.refresh_every or step >= state.max_steps:
+        if not self._due(step, state):
             return
         if run.dist.main:
             self._refresh(step)
@@ -651,7 +652,7 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path, table: NegativeTable, promp
             save_total_limit=max(cfg.save_total_limit, cfg.soup_last or 0),
             report_to=cfg.report_to or "none",
             remove_unused_columns=False,
-            use_cpu=_on_cpu(cfg),
+            use_cpu=on_cpu(cfg.device),
             disable_tqdm=not cfg.show_progress,
             batch_sampler=sampler,
             prompts=prompts or None,
@@ -660,12 +661,6 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path, table: NegativeTable, promp
         )
     except (ValueError, TypeError, ImportError) as exc:  # transformers' own checks (hardware, combinations)
         raise ConfigError(f"the trainer refused the options: {exc}", param="trainer_args") from exc
-
-
-def _on_cpu(cfg: TrainConfig) -> bool:
-    import torch
-
-    return cfg.device == "cpu" or not torch.cuda.is_available()
 
 
 def _resolve_prompts(encoder: Encoder, cfg: TrainConfig) -> tuple[str | None, str | None]:
@@ -752,10 +747,10 @@ def train(
             model.prompts[name] = prompt
     run.table = NegativeTable(train_data, cfg.num_negatives, cfg.seed, cfg.max_pairs_per_query)
     args = _training_args(cfg, run.ckpt_dir, run.table, _column_prompts(run.prompts, cfg.num_negatives))
-    dist.start(_on_cpu(cfg))
+    dist.start(on_cpu(cfg.device))
     info = prepare_model(model, cfg, model_path, out, write=dist.main)
     dist.barrier()  # the prepared base (LoRA over a changed model) is on disk before anyone reads it
-    logger.info("%s", info.summary())
+    logger.info("%s", trained_line(info.parameters, info.trainable, info.lora))
     resume_from, resume_step = _resume_point(cfg, run.ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
     if resume_from:
@@ -893,7 +888,7 @@ def _speed(
         "tokens_per_second": round(tokens * dist.world / seconds, 1) if seconds else None,
         "peak_rss_mib": round(peak_mib, 1) if peak_mib is not None else None,
     }
-    if torch.cuda.is_available() and not _on_cpu(cfg):
+    if not on_cpu(cfg.device):
         out["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
