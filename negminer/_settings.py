@@ -97,6 +97,21 @@ class ServiceSettings(Settings):
         "one is set, like every route but /healthz and /readyz)",
     )
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file upload (POST /v1/files)")
+    max_model_bytes: int = Field(
+        64 * 1024**3,
+        ge=1024,
+        description="largest model upload (POST /v1/models/uploads): the archive, and the files it unpacks to",
+    )
+    max_model_files: int = Field(10_000, ge=1, description="most files in one model upload")
+    upload_grace_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="an uploaded model that no index version, registered model or adapter uses is deleted this "
+        "long after its last use (time to name it in a build or refresh)",
+    )
+    sweep_seconds: float = Field(
+        30.0, gt=0, description="how often the service deletes indexes whose lease ran out and unused uploads"
+    )
     encode_batch_texts: int = Field(
         256,
         ge=0,
@@ -147,6 +162,12 @@ class ServiceSettings(Settings):
         ge=0,
         description="how long a job that mines from an index retries the index service while it is unreachable "
         "(restarting, 502/503/504) before the job fails with index_service_unavailable",
+    )
+    index_lease_seconds: int = Field(
+        600,
+        ge=10,
+        description="the lease of a job's copy of an index: renewed while the job runs, deleted by the service "
+        "this long after the job's worker was last heard of",
     )
     job_max_attempts: int = Field(3, ge=1, description="claims of one job before it fails as worker_lost")
     worker_poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for queued jobs")

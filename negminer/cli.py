@@ -422,12 +422,25 @@ def train_cmd(
     index_url: Annotated[
         str | None,
         typer.Option(
-            help="mine through the index service at this URL (model and "
-            "--output inside its data dir; API key from "
-            "$NEGMINER_API_KEY)"
+            help="mine through the index service at this URL: each refresh uploads the checkpoint (a LoRA run, its "
+            "adapter) and names it by its upload id (API key from $NEGMINER_API_KEY)"
         ),
     ] = None,
     index_name: Annotated[str, typer.Option(help="index the service keeps for this run")] = "negminer-train",
+    index_lease: Annotated[
+        int | None,
+        typer.Option(
+            min=10,
+            help="seconds the service keeps the run's index after this process was last heard of (default: "
+            "kept until deleted)",
+        ),
+    ] = None,
+    index_shared_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="the service's data dir as mounted here: checkpoints inside it are named by path, not uploaded"
+        ),
+    ] = None,
     ray: RayOpt = None,
     trainer_arg: Annotated[
         list[str] | None,
@@ -491,7 +504,13 @@ def train_cmd(
         if index_url:
             from negminer.client import HttpNegativeSource
 
-            source = HttpNegativeSource.factory(index_url, index_name, api_key=_service_settings().api_key)
+            source = HttpNegativeSource.factory(
+                index_url,
+                index_name,
+                api_key=_service_settings().api_key,
+                expires_after=index_lease,
+                shared_dir=index_shared_dir,
+            )
         _check_model(cfg.model, "--model")
         ds, val, problem = None, None, None
         try:  # data errors are reported before torch and transformers are imported

@@ -135,17 +135,29 @@ def test_subpackage_apis() -> None:
     assert set(negminer.trainer.losses.LOSSES) == {"infonce", "decoupled", "dcl"}
     assert sorted(negminer.service.__all__) == sorted(
         [
+            "ChecksumMismatch",
             "IndexBusy",
             "IndexDeleting",
             "IndexExists",
             "IndexNotFound",
             "IndexNotReady",
             "IndexRegistry",
+            "LeaseExpired",
+            "ModelUploads",
             "ServiceSettings",
+            "UnsafeArchive",
+            "UploadNotFound",
+            "UploadTooLarge",
             "create_app",
         ]
     )
-    assert sorted(negminer.client.__all__) == ["HttpNegativeSource", "ServiceError", "schemas"]
+    assert sorted(negminer.client.__all__) == [
+        "ArchiveError",
+        "HttpNegativeSource",
+        "ServiceError",
+        "schemas",
+        "uploads",
+    ]
     assert sorted(negminer.jobs.__all__) == sorted(
         [
             "TERMINAL",
@@ -182,7 +194,7 @@ LAYERS = ["foundation", "index", "mining", "trainer", "client", "jobs", "service
 # modules (routes, the app, the server, HTTP error mapping) sit on top of them.
 SUBLAYERS = {
     "negminer.service": [
-        ["exceptions", "paths", "batching", "registry", "model_names", "embeddings", "mining"],
+        ["exceptions", "paths", "batching", "uploads", "registry", "model_names", "embeddings", "mining"],
         ["errors", "guard", "deps", "api", "app", "server"],
     ],
 }
@@ -447,7 +459,18 @@ def test_the_service_exceptions_live_in_one_module() -> None:
     from negminer import NegminerError
     from negminer.service import errors, exceptions
 
-    assert sorted(exceptions.__all__) == ["IndexBusy", "IndexDeleting", "IndexExists", "IndexNotFound", "IndexNotReady"]
+    assert sorted(exceptions.__all__) == [
+        "ChecksumMismatch",
+        "IndexBusy",
+        "IndexDeleting",
+        "IndexExists",
+        "IndexNotFound",
+        "IndexNotReady",
+        "LeaseExpired",
+        "UnsafeArchive",
+        "UploadNotFound",
+        "UploadTooLarge",
+    ]
     for name in exceptions.__all__:
         cls = getattr(exceptions, name)
         assert issubclass(cls, NegminerError) and getattr(negminer.service, name) is cls

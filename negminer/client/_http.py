@@ -5,16 +5,19 @@ ones the routes declare, so the two cannot drift apart."""
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from negminer import RetrievalData
-from negminer._errors import NegminerError
 from negminer._retry import retrying
 from negminer._vocab import IndexStatus, OperationStatus
+from negminer.client._errors import ServiceError
 from negminer.client.schemas import (
     CreateIndex,
     Document,
@@ -25,6 +28,7 @@ from negminer.client.schemas import (
     Problem,
     RefreshRequest,
 )
+from negminer.client.uploads import Transfer, adapter_base, upload_model
 from negminer.mining import MiningConfig
 from negminer.trainer import NegativesUpdate
 
@@ -35,25 +39,23 @@ M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("negminer")
 
 
-class ServiceError(NegminerError):
-    """The service answered an error (``status``, its problem+json ``problem``) or something unreadable."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, problem: Problem | None = None, param: str | None = None
-    ) -> None:
-        super().__init__(message, param=param or (problem.param if problem else None))
-        self.status, self.problem = status, problem
-
-
 class HttpNegativeSource:
     """Negatives from the index service, implementing :class:`negminer.trainer.NegativeSource`.
 
     The first ``refresh`` creates index ``index`` from the training corpus (document ids are row numbers of the
     corpus de-duplicated by text), or, with ``from_index``, as a copy of that index's documents (so negatives
     come from its whole corpus and the original is never served by a half-trained checkpoint). Later ones ask the
-    service to re-encode ``index`` with the new checkpoint, which must lie inside the service's data dir. ``poll``
-    returns None while the service works, then mines the training queries against the new version. Nothing here
-    blocks on the service's encoding. ``close()`` deletes the index when ``delete_on_close``.
+    service to re-encode ``index`` with the new checkpoint. ``poll`` returns None while the service works, then
+    mines the training queries against the new version. Nothing here blocks on the service's encoding.
+
+    The checkpoint travels over HTTP: it is uploaded (content-addressed; a LoRA checkpoint sends only its adapter,
+    its base once) and named by the upload id, so trainer and service share no disk. With ``shared_dir`` (the
+    service's data dir as mounted here) a checkpoint inside it is named by its path relative to it instead.
+    ``transfers`` lists what each upload cost.
+
+    ``labels`` and ``expires_after`` (a lease in seconds) go with the index it creates; while a lease is set, a
+    thread renews it (every third of it) until ``close()``, so an index whose trainer died is reclaimed by the
+    service. ``close()`` deletes the index when ``delete_on_close``.
     """
 
     def __init__(
@@ -68,7 +70,9 @@ class HttpNegativeSource:
         batch: int = 256,
         from_index: str | None = None,
         delete_on_close: bool = False,
-        owner_job: str | None = None,
+        labels: dict[str, str] | None = None,
+        expires_after: int | None = None,
+        shared_dir: str | os.PathLike[str] | None = None,
         retry_seconds: float = 0.0,
     ) -> None:
         _, self.texts, doc_of = data.dedup_corpus()
@@ -77,7 +81,10 @@ class HttpNegativeSource:
         self.index = index
         self.from_index = from_index
         self.delete_on_close = delete_on_close
-        self.owner_job = owner_job
+        self.labels, self.expires_after = dict(labels or {}), expires_after
+        self.shared_dir = Path(shared_dir).resolve() if shared_dir is not None else None
+        self.transfers: list[Transfer] = []
+        self._bases: dict[str, str] = {}  # an adapter's base folder here -> the name the service knows it by
         self.retry_seconds = retry_seconds
         self.positive_texts = [[self.texts[int(r)] for r in p] for p in self.positive_ids]
         self.options = config
@@ -88,6 +95,8 @@ class HttpNegativeSource:
         self._pending = False
         self._checkpoint = ""
         self._reissued = 0
+        self._closed = threading.Event()
+        self._keepalive: threading.Thread | None = None
 
     @classmethod
     def factory(cls, url: str, index: str, **kw: Any) -> Callable[[RetrievalData, MiningConfig], HttpNegativeSource]:
@@ -99,10 +108,11 @@ class HttpNegativeSource:
     def _send(
         self, method: str, path: str, model: type[M] | None, body: BaseModel | None = None, ok_missing: bool = False
     ) -> M | None:
-        """Send ``body``; parse the answer as ``model``. A 404 is None when ``ok_missing``; other errors raise."""
+        """Send ``body``; parse the answer as ``model``. A 404 (or 410: a lease ran out) is None when
+        ``ok_missing``; other errors raise."""
         content = body.model_dump(mode="json", exclude_unset=True) if body is not None else None
         r = self._request(method, path, content)
-        if r.status_code == 404 and ok_missing:
+        if r.status_code in (404, 410) and ok_missing:
             return None
         if r.status_code >= 400:
             problem = None
@@ -144,38 +154,96 @@ class HttpNegativeSource:
             ) from None
 
     def _delete_index(self) -> None:
-        """Delete the index (as its owning job, when it is a job's private copy); gone already is fine."""
-        query = f"?job={self.owner_job}" if self.owner_job else ""
-        self._send("DELETE", f"/v1/indexes/{self.index}{query}", None, ok_missing=True)
+        """Delete the index; gone already is fine."""
+        self._send("DELETE", f"/v1/indexes/{self.index}", None, ok_missing=True)
 
     def info(self) -> IndexInfo | None:
-        """The index's status, or None when it does not exist."""
+        """The index's status (the call renews its lease), or None when it does not exist or its lease ran out."""
         return self._send("GET", f"/v1/indexes/{self.index}", IndexInfo, ok_missing=True)
+
+    # -- models over HTTP ----------------------------------------------------------------------------------------
+    def model_ref(self, checkpoint: str) -> str:
+        """The name the service will know ``checkpoint`` by: its path in ``shared_dir``, or its upload id (an
+        adapter's base is uploaded once, or named as the bundled model when it is that one)."""
+        path = Path(checkpoint).resolve()
+        if self.shared_dir is not None and path.is_relative_to(self.shared_dir):
+            return path.relative_to(self.shared_dir).as_posix()
+        base = adapter_base(path)
+        base_name = None
+        if base is not None:
+            base_name = self._bases.get(base)
+            if base_name is None:
+                base_name = self._bases[base] = self._upload(base, None, "the adapter's base model")
+        return self._upload(str(path), base_name, "checkpoint")
+
+    def _upload(self, folder: str, base: str | None, what: str) -> str:
+        policy = retrying(
+            self.retry_seconds,
+            retry_on=lambda exc: isinstance(exc, ServiceError) and exc.status in (None, 502, 503, 504),
+            initial=0.5,
+            maximum=10.0,
+            logger=logger,
+            what=f"index service: uploading {what} failed",
+        )
+        transfer: Transfer = policy(upload_model, self.client, folder, base=base, what=what)
+        self.transfers.append(transfer)
+        logger.info(
+            "%s %s: %s (%d bytes sent in %.2f s)",
+            what,
+            "known to the service" if transfer.reused else "uploaded",
+            transfer.id,
+            transfer.bytes_sent,
+            transfer.seconds,
+        )
+        return transfer.id
+
+    def _renew_lease(self) -> None:
+        """Name the index every third of its lease until ``close()`` (the trainer may train for long between
+        refreshes); a missed renewal is logged, and the next one tries again."""
+        assert self.expires_after is not None
+        while not self._closed.wait(self.expires_after / 3):
+            try:
+                self.info()
+            except (ServiceError, httpx.HTTPError) as exc:
+                logger.warning("index service: renewing the lease of %r failed: %s", self.index, exc)
 
     # -- NegativeSource ------------------------------------------------------------------------------------------
     def refresh(self, checkpoint: str) -> None:
         self._checkpoint = checkpoint
+        model = self.model_ref(checkpoint)
         try:
             info = self.info()
+            if info is not None and info.labels != self.labels:
+                raise ServiceError(
+                    f"index service: an index {self.index!r} exists that this run did not create (its labels are "
+                    f"{info.labels}, this run's {self.labels}); choose another name",
+                    status=409,
+                    param="index",
+                )
             if info is not None and info.version is None and info.status == IndexStatus.failed:
                 self._delete_index()  # a build that never published: build again
                 info = None
             if info is None:
-                body = CreateIndex(name=self.index, model=checkpoint)
-                if self.owner_job:
-                    body.owner_job = self.owner_job
+                body = CreateIndex(name=self.index, model=model)
+                if self.labels:
+                    body.labels = self.labels
+                if self.expires_after is not None:
+                    body.expires_after = self.expires_after
                 if self.from_index:
                     body.from_index = self.from_index
                 else:
                     body.documents = [Document(id=str(i), text=t) for i, t in enumerate(self.texts)]
                 self._send("POST", "/v1/indexes", IndexInfo, body)
             else:
-                self._send("POST", f"/v1/indexes/{self.index}/refresh", IndexInfo, RefreshRequest(model=checkpoint))
+                self._send("POST", f"/v1/indexes/{self.index}/refresh", IndexInfo, RefreshRequest(model=model))
         except ServiceError as exc:
             # a call retried after the service took it (its answer lost): the operation is already running
             if exc.problem is None or exc.problem.code not in ("index_exists", "index_busy"):
                 raise
         self._pending = True
+        if self.expires_after is not None and self._keepalive is None:
+            self._keepalive = threading.Thread(target=self._renew_lease, name="negminer-lease", daemon=True)
+            self._keepalive.start()
 
     def poll(self) -> NegativesUpdate | None:
         if not self._pending:
@@ -224,7 +292,9 @@ class HttpNegativeSource:
 
     def close(self) -> None:
         """Delete the index if this source owns it; close the HTTP client. Never raises (it runs while another
-        error may be on its way out, which must not be masked); a copy left behind is removed by the service."""
+        error may be on its way out, which must not be masked); an index left behind with a lease is removed by the
+        service when the lease runs out."""
+        self._closed.set()
         try:
             if self.delete_on_close:
                 self._delete_index()

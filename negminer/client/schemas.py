@@ -40,6 +40,7 @@ from negminer.mining import MiningConfig
 from negminer.trainer import TrainHyperparameters
 
 __all__ = [
+    "LABEL_PATTERN",
     "NAME_PATTERN",
     "AddDocuments",
     "Checkpoint",
@@ -70,6 +71,7 @@ __all__ = [
     "MineResponse",
     "MineResult",
     "Model",
+    "ModelUpload",
     "Negative",
     "Operation",
     "Problem",
@@ -88,6 +90,7 @@ __all__ = [
 ]
 
 NAME_PATTERN = INDEX_NAME_PATTERN  # index names
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$"  # label keys
 
 TruncationDirection = Literal["right", "left"]
 
@@ -167,16 +170,21 @@ class CreateIndex(_Request):
     name: str = Field(pattern=NAME_PATTERN)
     model: str | None = Field(
         None,
-        description="a registered model name (GET /v1/models) or a model folder inside "
-        "the data dir; default: the service's model (from_index: that index's model)",
+        description="a model name (GET /v1/models), an upload id (sha256:..., POST /v1/models/uploads) or a "
+        "model folder inside the data dir; default: the service's model (from_index: that index's model)",
     )
     documents: list[Document] | None = Field(None, min_length=1, description="inline documents, or corpus_file")
     corpus_file: str | None = Field(None, description="a corpus.jsonl (_id, title, text) inside the data dir")
     from_index: str | None = Field(None, description="copy the documents of this index (its current version)")
-    owner_job: str | None = Field(
+    labels: dict[Annotated[str, StringConstraints(pattern=LABEL_PATTERN)], Annotated[str, Field(max_length=256)]] = (
+        Field(default_factory=dict, max_length=16, description="the caller's own key/value tags, shown back and kept")
+    )
+    expires_after: int | None = Field(
         None,
-        description="set by a fine-tuning job for its private copy of an index (the name is then the job's id); "
-        "names starting with ftjob- are reserved for these copies, which are removed when their job ends",
+        ge=1,
+        le=30 * 24 * 3600,
+        description="a lease, in seconds: the index is deleted when no call names it for this long (any call on "
+        "the index renews it; the service's sweep reclaims an expired one). None: kept until deleted",
     )
     kind: IndexChoice = Field(
         IndexChoice.auto,
@@ -193,7 +201,8 @@ class AddDocuments(_Request):
 class RefreshRequest(_Request):
     model: str = Field(
         min_length=1,
-        description="a registered model name (a fine-tuned model or checkpoint) or a model folder inside the data dir",
+        description="a model name (a fine-tuned model or checkpoint), an upload id (sha256:..., "
+        "POST /v1/models/uploads) or a model folder inside the data dir",
     )
 
 
@@ -239,9 +248,9 @@ class IndexInfo(_Response):
     error: OperationError | None = Field(None, description="why the index has no version to serve (status failed)")
     build_seconds: float | None = None
     operation: Operation | None = None
-    owner_job: str | None = Field(
-        None, description="the fine-tuning job whose private copy this is (removed when the job ends)"
-    )
+    labels: dict[str, str] = Field(default_factory=dict)
+    expires_after: int | None = Field(None, description="the lease in seconds (None: kept until deleted)")
+    expires_at: int | None = Field(None, description="when the lease runs out unless a call renews it")
 
 
 class IndexDeleted(_Response):
@@ -403,6 +412,19 @@ class Model(_Response):
     owned_by: str = "negminer"
     kind: ModelKind
     job: str | None = Field(None, validation_alias=AliasChoices("job", "job_id"))
+
+
+class ModelUpload(_Response):
+    """A model folder (or LoRA adapter) uploaded to the service, by its content id: name it as ``model`` in index
+    builds and refreshes. Uploads that no index version, registered model or other upload uses are deleted after
+    ``NEGMINER_UPLOAD_GRACE_SECONDS``."""
+
+    id: str = Field(description="sha256: and the sha256 of the files' manifest (and of the base, for an adapter)")
+    object: Literal["model.upload"] = "model.upload"
+    created: int
+    bytes: int = Field(description="the files' total size")
+    files: int
+    base: str | None = Field(None, description="the model an adapter applies to (a model name the service knows)")
 
 
 # -- files -------------------------------------------------------------------------------------------------------

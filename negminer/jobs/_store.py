@@ -620,6 +620,16 @@ class JobStore:
             return c.execute(sa.select(models.c.name).where(models.c.path == path).limit(1)).scalar()
 
     @_retrying
+    def models_in_use(self) -> list[str]:
+        """The folders (or upload ids) that registered models and unfinished jobs' base models stand on: what the
+        service's sweep must not collect."""
+        with self.engine.connect() as c:
+            registered = list(c.execute(sa.select(models.c.path)).scalars())
+            unfinished = jobs.c.status.not_in([str(s) for s in TERMINAL])
+            bases = list(c.execute(sa.select(jobs.c.model_path).where(unfinished)).scalars())
+        return registered + bases
+
+    @_retrying
     def list_models(self) -> list[dict[str, Any]]:
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(sa.select(models).order_by(models.c.seq)).mappings()]

@@ -17,6 +17,7 @@ Failure model:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -35,7 +36,6 @@ from typing import Any
 
 from negminer import DataError, NegminerError, NonFiniteError, load_data
 from negminer._io import atomic_dir, atomic_open, sha256_file
-from negminer._retry import retrying
 from negminer._settings import ServiceSettings
 from negminer._vocab import EventLevel, EventType, JobStatus, new_id
 from negminer.client import HttpNegativeSource, ServiceError
@@ -171,50 +171,18 @@ class Worker:
         try:
             self._finish(job_id, proc, outcome)
         finally:
-            self._remove_index_copy(job_id)
             self._tidy(job_id)
 
     def _tidy(self, job_id: str) -> None:
         """Once a job has ended, drop what only a resume needed: the trainer's checkpoints (weights plus optimizer
-        state; the checkpoints registered as models are separate hard links and stay) and the refresh models,
-        unless an index still depends on one, or ``keep_trainer_state`` is set."""
+        state; the checkpoints registered as models were uploaded to the API or hard-linked apart) and the refresh
+        models (the index service holds its own uploaded copies), unless ``keep_trainer_state`` is set."""
         job = self.store.get_job(job_id)
         if self.settings.keep_trainer_state or not job or job["status"] not in TERMINAL:
             return
         out = Path(self.settings.data_dir) / "jobs" / job_id
-        pinned = pinned_models(Path(self.settings.data_dir) / "indexes")
         for folder in (out / "checkpoints", out / "refresh"):
-            if folder.is_dir() and not any(p.startswith(str(folder.resolve())) for p in pinned):
-                shutil.rmtree(folder, ignore_errors=True)
-
-    def _remove_index_copy(self, job_id: str) -> None:
-        """Remove the job's private index copy (if it mined from an index) once the job has ended or left this
-        worker; the training process removes it itself when it ends well, and the service sweeps any left over
-        at its next start."""
-        job = self.store.get_job(job_id)
-        if not job or not job["index"] or job["status"] not in TERMINAL:
-            return
-        import httpx
-
-        key = self.settings.api_key
-        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-        url = f"{self.settings.service_url}/v1/indexes/{job_id}"
-        policy = retrying(
-            30.0,
-            retry_on=lambda exc: isinstance(exc, httpx.HTTPError),
-            retry_result=lambda r: r.status_code not in (200, 404),
-            initial=1.0,
-            attempts=3,
-            logger=logger,
-            what=f"removing index copy {job_id} failed",
-        )
-        try:
-            r = policy(httpx.delete, url, params={"job": job_id}, headers=headers, timeout=30)
-            if r.status_code in (200, 404):
-                return
-        except httpx.HTTPError as exc:
-            logger.warning("removing index copy %s: %s", job_id, exc)
-        logger.warning("index copy %s left for the service to sweep at its next start", job_id)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _finish(self, job_id: str, proc: Any, outcome: str) -> None:
         """Record the end of a job whose training process ended without recording it."""
@@ -338,6 +306,7 @@ class _JobRun(TrainListener):
         self._checked = 0.0
         self._pace: tuple[float, int] | None = None  # (time, step) where this attempt's training began
         self.timed_out = False
+        self.shared = True  # one data dir with the API (learnt from where its training file lies)
 
     def event(
         self,
@@ -370,7 +339,8 @@ class _JobRun(TrainListener):
         import httpx
 
         path = Path(row["path"])
-        if path.resolve().is_relative_to(self.data_dir):  # one data dir with the API: its copy is the file
+        self.shared = path.resolve().is_relative_to(self.data_dir)
+        if self.shared:  # one data dir with the API: its copy is the file
             if not path.is_file():
                 raise DataError(f"file {row['id']} is gone")
             return path
@@ -405,7 +375,7 @@ class _JobRun(TrainListener):
         validation = self.load(job["validation_file"], "validation_file") if job["validation_file"] else None
         cfg = TrainConfig(
             output_dir=str(self.out),
-            model=job["model_path"],
+            model=self.base_model(),
             resume="auto",
             seed=job["seed"],
             show_progress=False,
@@ -429,7 +399,8 @@ class _JobRun(TrainListener):
                 api_key=self.s.api_key,
                 from_index=job["index"],
                 delete_on_close=True,
-                owner_job=self.job_id,
+                labels={"job": self.job_id},
+                expires_after=self.s.index_lease_seconds,
                 retry_seconds=self.s.index_retry_seconds,
             )
         if here.main:
@@ -456,9 +427,8 @@ class _JobRun(TrainListener):
             return
         trained = result.model_summary()
         self.event(trained[:1].upper() + trained[1:])
-        final = self.models_dir / "final"
-        _link_model(Path(result.model_path), final)
-        self.store.register_model(self.name, str(final), self.job_id)
+        final = self.keep_model(Path(result.model_path), self.models_dir / "final", "the fine-tuned model")
+        self.store.register_model(self.name, final, self.job_id)
         after = result.after
         self.event(
             f"New fine-tuned model created: {self.name}",
@@ -505,6 +475,73 @@ class _JobRun(TrainListener):
             info=info,
         )
         return [file_id]
+
+    # -- models over HTTP ------------------------------------------------------------------------------------------
+    def _api(self) -> Any:
+        import httpx
+
+        key = self.s.api_key
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        return httpx.Client(base_url=self.s.service_url, headers=headers, timeout=600)
+
+    def base_model(self) -> str:
+        """The folder of the model the job starts from: the API's own on one disk with it, this machine's copy of
+        the bundled model, or else the API's files fetched once (``GET /v1/models/{name}/content``) into
+        ``models-cache/`` under their content id."""
+        from negminer.index import default_model_path
+
+        path = self.job["model_path"]
+        with contextlib.suppress(Exception):
+            if self.shared or Path(path).resolve() == Path(default_model_path()).resolve():
+                return str(path)
+        return self.fetch_model(self.job["model"])
+
+    def fetch_model(self, name: str) -> str:
+        import httpx
+
+        from negminer.client.uploads import is_upload_id, unpack_model
+
+        cache = self.data_dir / "models-cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._api() as api, api.stream("GET", f"/v1/models/{name}/content") as r:
+                uid = r.headers.get("x-negminer-upload-id", "")
+                if r.status_code != 200 or not is_upload_id(uid):
+                    why = f"fetching model {name!r} from the API: it answered {r.status_code}"
+                    raise ServiceError(why, status=r.status_code, param="model")
+                dest = cache / uid.removeprefix("sha256:")
+                if dest.is_dir():
+                    return str(dest)
+                archive = cache / f".{secrets.token_hex(6)}.tar"
+                try:
+                    with open(archive, "wb") as fh:
+                        for chunk in r.iter_bytes(1 << 20):
+                            fh.write(chunk)
+                    with atomic_dir(dest) as tmp:
+                        tmp.rmdir()
+                        unpack_model(archive, tmp, max_bytes=self.s.max_model_bytes, max_files=self.s.max_model_files)
+                finally:
+                    archive.unlink(missing_ok=True)
+        except httpx.HTTPError as exc:
+            why = f"fetching model {name!r} from the API at {self.s.service_url}: {exc}"
+            raise ServiceError(why, param="model") from None
+        self.event(f"Fetched the base model {name} from the API")
+        return str(dest)
+
+    def keep_model(self, src: Path, dest: Path, what: str, skip: frozenset[str] = frozenset()) -> str:
+        """Keep a trained model for the API to serve, and return what the job database records of it: on one disk
+        with the API, a folder of hard links ``dest``; else the id of its upload to the API
+        (``POST /v1/models/uploads``; a LoRA model sends its adapter, based on the job's model)."""
+        if self.shared:
+            _link_model(src, dest, skip=set(skip))
+            return str(dest)
+        from negminer.client.uploads import adapter_base, upload_model
+
+        base = self.job["model"] if adapter_base(src) is not None else None
+        with self._api() as api:
+            transfer = upload_model(api, src, base=base, what=what, exclude=skip)
+        logger.info("%s uploaded to the API: %s (%d bytes)", what, transfer.id, transfer.bytes_sent)
+        return transfer.id
 
     def should_stop(self) -> bool:
         now = time.monotonic()
@@ -585,32 +622,28 @@ class _JobRun(TrainListener):
                 data={"step": step},
             )
             return
-        _link_model(
-            path,
-            dest,
-            skip={
-                "optimizer.pt",
-                "scheduler.pt",
-                "rng_state.pth",
-                "scaler.pt",
-                "trainer_state.json",
-                "training_args.bin",
-            },
-        )
+        kept = self.keep_model(path, dest, f"checkpoint {step}", skip=TRAINER_STATE)
         self.store.drop_checkpoint(self.job_id, name)  # a resumed run may save the same step again
         scores = {k: v for k, v in self.last_eval.items() if k != "step"} if self.last_eval.get("step") == step else {}
-        self.store.add_checkpoint(self.job_id, step, name, str(dest), {"step": step, **self.last_log, **scores})
+        self.store.add_checkpoint(self.job_id, step, name, kept, {"step": step, **self.last_log, **scores})
         self.event(f"Checkpoint saved at step {step}: {name}", data={"step": step, "checkpoint": name})
         keep = self.s.checkpoints_kept
         if keep:
             rows, _ = self.store.list_checkpoints(self.job_id, None, 1000)
-            pinned = pinned_models(self.data_dir / "indexes")  # an index built or refreshed with one keeps it
+            # on one disk with the API, an index built or refreshed with a checkpoint keeps it; uploaded ones are
+            # kept by the API's sweep while an index uses them
+            pinned = pinned_models(self.data_dir / "indexes") if self.shared else {}
             for old in rows[keep:]:
                 folder = self.models_dir / f"checkpoint-step-{old['step']}"
                 if str(folder.resolve()) in pinned:
                     continue
                 self.store.drop_checkpoint(self.job_id, old["model"])
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+TRAINER_STATE = frozenset(
+    {"optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt", "trainer_state.json", "training_args.bin"}
+)  # what a trainer checkpoint holds besides the model
 
 
 def _filter_message(mining: Any) -> str:

@@ -8,16 +8,34 @@ from __future__ import annotations
 
 from negminer._settings import ServiceSettings
 from negminer.service.app import create_app
-from negminer.service.exceptions import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
+from negminer.service.exceptions import (
+    ChecksumMismatch,
+    IndexBusy,
+    IndexDeleting,
+    IndexExists,
+    IndexNotFound,
+    IndexNotReady,
+    LeaseExpired,
+    UnsafeArchive,
+    UploadNotFound,
+    UploadTooLarge,
+)
 from negminer.service.registry import IndexRegistry
+from negminer.service.uploads import ModelUploads
 
 __all__ = [
+    "ChecksumMismatch",
     "IndexBusy",
     "IndexDeleting",
     "IndexExists",
     "IndexNotFound",
     "IndexNotReady",
     "IndexRegistry",
+    "LeaseExpired",
+    "ModelUploads",
     "ServiceSettings",
+    "UnsafeArchive",
+    "UploadNotFound",
+    "UploadTooLarge",
     "create_app",
 ]

@@ -5,33 +5,40 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 
 from negminer import __version__
 from negminer._settings import ServiceSettings
-from negminer._vocab import TERMINAL_JOB_STATUSES
 from negminer.index import Encoder
+from negminer.index._internal import pinned_models
 from negminer.jobs import JobStore, StoreUnavailable
 from negminer.service import errors
-from negminer.service.api.routes import embed, files, fine_tuning, health, indexes, metrics, models, ui
+from negminer.service.api.routes import embed, files, fine_tuning, health, indexes, metrics, models, ui, uploads
 from negminer.service.deps import require_api_key
 from negminer.service.guard import RequestGuard
 from negminer.service.registry import IndexRegistry
+from negminer.service.uploads import ModelUploads, uploads_of
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("negminer")
 
 
-def _job_running(store: JobStore) -> Callable[[str], bool]:
-    def running(job_id: str) -> bool:
-        row = store.get_job(job_id)
-        return row is not None and row["status"] not in TERMINAL_JOB_STATUSES
-
-    return running
+def sweep(registry: IndexRegistry, uploads: ModelUploads, store: JobStore, settings: ServiceSettings) -> None:
+    """One round of the service's sweep: delete the indexes whose lease ran out, then the uploaded models nothing
+    uses (no index version or operation, no registered model or unfinished job, no adapter built on them) past
+    their grace."""
+    registry.sweep_expired()
+    try:
+        models = store.models_in_use()
+    except StoreUnavailable:  # which uploads are registered models is unknown: keep them all this round
+        logger.warning("the job database is unreachable; uploaded models are not collected now")
+        return
+    in_use = [*pinned_models(registry.root), *models]
+    uploads.collect(in_use, settings.upload_grace_seconds)
 
 
 def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = False) -> FastAPI:
@@ -57,10 +64,18 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
                 settings.host,
             )
         app.state.registry.load_all()
-        try:
-            app.state.registry.sweep_job_copies(_job_running(app.state.store))
-        except StoreUnavailable:  # the job database is down: the next start (or the job's worker) sweeps
-            logger.warning("the job database is unreachable; job index copies are not swept now")
+        app.state.uploads.start()
+        stop = threading.Event()
+
+        def sweeper() -> None:
+            while not stop.wait(settings.sweep_seconds):
+                try:
+                    sweep(app.state.registry, app.state.uploads, app.state.store, settings)
+                except Exception:  # noqa: BLE001 - a failed round is logged; the next one tries again
+                    logger.exception("the sweep of expired indexes and unused uploads failed")
+
+        swept = threading.Thread(target=sweeper, name="negminer-sweep", daemon=True)
+        swept.start()
         worker = thread = None
         if with_worker:
             from negminer.jobs import Worker
@@ -73,6 +88,8 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
         if worker is not None and thread is not None:
             worker.stop()
             thread.join(timeout=30)
+        stop.set()
+        swept.join(timeout=5)
         app.state.registry.wait(timeout=5)
         app.state.store.close()
 
@@ -85,6 +102,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
         batch_texts=settings.encode_batch_texts,
     )
     app.state.store = JobStore(settings.database, events_kept=settings.job_events_kept)
+    app.state.uploads = uploads_of(settings)
     app.state.ready = False
     app.state.metrics = metrics.ServiceMetrics(app.state.registry)
     errors.install(app)
@@ -102,7 +120,15 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
     app.include_router(health.router)
     ui.install(app)  # the page and the offline /docs, /redoc (the guard decides who may read the docs)
     protected = [Depends(require_api_key)]
-    routers = (indexes.router, embed.router, embed.tei_router, files.router, fine_tuning.router, models.router)
+    routers = (
+        indexes.router,
+        embed.router,
+        embed.tei_router,
+        files.router,
+        fine_tuning.router,
+        uploads.router,  # before models.router: /v1/models/uploads is not a model's name
+        models.router,
+    )
     for router in (*routers, metrics.router):
         app.include_router(router, dependencies=protected, responses=errors.problem_responses(401, 413))
     return app

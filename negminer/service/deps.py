@@ -10,6 +10,7 @@ from negminer._settings import ServiceSettings
 from negminer.jobs import JobStore
 from negminer.service.guard import key_matches
 from negminer.service.registry import IndexRegistry
+from negminer.service.uploads import ModelUploads
 
 
 def get_settings(request: Request) -> ServiceSettings:
@@ -24,6 +25,10 @@ def get_store(request: Request) -> JobStore:
     return request.app.state.store
 
 
+def get_uploads(request: Request) -> ModelUploads:
+    return request.app.state.uploads
+
+
 def require_api_key(request: Request, settings: Annotated[ServiceSettings, Depends(get_settings)]) -> None:
     """Bearer token, compared in constant time, when ``NEGMINER_API_KEY`` is set. The request guard checks it
     first, before any body is read; this dependency declares it in the OpenAPI document and holds for an app
@@ -35,3 +40,4 @@ def require_api_key(request: Request, settings: Annotated[ServiceSettings, Depen
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 RegistryDep = Annotated[IndexRegistry, Depends(get_registry)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
+UploadsDep = Annotated[ModelUploads, Depends(get_uploads)]

@@ -19,7 +19,18 @@ from negminer._errors import error_message
 from negminer.client import ServiceError
 from negminer.client.schemas import Problem, ProblemError
 from negminer.jobs import FileGone, FileInUse, StoreUnavailable
-from negminer.service.exceptions import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
+from negminer.service.exceptions import (
+    ChecksumMismatch,
+    IndexBusy,
+    IndexDeleting,
+    IndexExists,
+    IndexNotFound,
+    IndexNotReady,
+    LeaseExpired,
+    UnsafeArchive,
+    UploadNotFound,
+    UploadTooLarge,
+)
 
 logger = logging.getLogger("negminer")
 
@@ -74,6 +85,11 @@ _OPENAI_TYPE.update({s: "server_error" for s in range(500, 600)})
 # NegminerError subclasses -> (HTTP status, problem code); the most specific class that matches wins.
 STATUS_OF: dict[type[NegminerError], tuple[int, str]] = {
     IndexNotFound: (404, "index_not_found"),
+    UploadNotFound: (404, "upload_not_found"),
+    ChecksumMismatch: (422, "checksum_mismatch"),
+    UnsafeArchive: (422, "unsafe_archive"),
+    UploadTooLarge: (413, "payload_too_large"),
+    LeaseExpired: (410, "lease_expired"),
     IndexExists: (409, "index_exists"),
     IndexBusy: (409, "index_busy"),
     IndexDeleting: (409, "index_deleting"),

@@ -12,7 +12,8 @@ where this guard tells the app the client left and closes the connection after 2
 
 A body over the cap is refused with 413 as soon as its declared ``Content-Length`` or the bytes received so far
 pass the cap, chunked uploads included, so nothing past the cap is ever read, parsed or spooled to disk. The cap is
-``max_upload_bytes`` for ``POST /v1/files`` and ``max_body_bytes`` elsewhere.
+``max_upload_bytes`` for ``POST /v1/files``, ``max_model_bytes`` for ``POST /v1/models/uploads`` and
+``max_body_bytes`` elsewhere.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ class RequestGuard:
 
     def limit(self, path: str) -> int:
         s = self.settings
-        return s.max_upload_bytes if path.rstrip("/") == "/v1/files" else s.max_body_bytes
+        path = path.rstrip("/")
+        if path == "/v1/models/uploads":
+            return s.max_model_bytes
+        return s.max_upload_bytes if path == "/v1/files" else s.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -40,7 +40,14 @@ from negminer.client.schemas import NAME_PATTERN, IndexInfo, Operation, Operatio
 from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index, ray_encode
 from negminer.index._internal import OPERATION_FILE
 from negminer.service.batching import EncodeBatcher
-from negminer.service.exceptions import IndexBusy, IndexDeleting, IndexExists, IndexNotFound, IndexNotReady
+from negminer.service.exceptions import (
+    IndexBusy,
+    IndexDeleting,
+    IndexExists,
+    IndexNotFound,
+    IndexNotReady,
+    LeaseExpired,
+)
 
 __all__ = ["IndexRegistry", "IndexState", "Snapshot"]
 
@@ -51,7 +58,6 @@ NAME_RE = re.compile(NAME_PATTERN)
 _OPERATION_FILE = OPERATION_FILE  # the running or last operation (its model is pinned while it runs)
 _META_FILE = "index.json"
 _TRASH = ".trash"  # deleted incarnations, until their files are gone (emptied at start-up)
-JOB_PREFIX = "ftjob-"  # names reserved for the private index copies of fine-tuning jobs (the job's id)
 
 
 class _Cancelled(Exception):
@@ -72,7 +78,9 @@ class IndexState:
     build_seconds: float | None = None
     operation: Operation | None = None  # the build / refresh / documents update in progress or last done
     uid: str = field(default_factory=lambda: secrets.token_hex(8))  # this incarnation of the name
-    owner_job: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    expires_after: int | None = None  # the lease: deleted when no call names the index for this long
+    expires_at: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the writers' fence
     deleted: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -92,8 +100,18 @@ class IndexState:
                 error=self.error.model_copy() if self.error else None,
                 build_seconds=self.build_seconds,
                 operation=self.operation.model_copy(deep=True) if self.operation else None,
-                owner_job=self.owner_job,
+                labels=dict(self.labels),
+                expires_after=self.expires_after,
+                expires_at=int(self.expires_at) if self.expires_at is not None else None,
             )
+
+    def renew(self, now: float) -> None:
+        """A call named this index: its lease runs from now."""
+        if self.expires_after is not None:
+            self.expires_at = now + self.expires_after
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now > self.expires_at
 
 
 @dataclass(frozen=True)
@@ -152,9 +170,14 @@ class IndexRegistry:
         fsync_dir(path.parent)
 
     def _write_meta(self, state: IndexState) -> None:
-        meta = {"name": state.name, "model": state.model, "kind": state.kind, "uid": state.uid}
-        if state.owner_job:
-            meta["owner_job"] = state.owner_job
+        meta = {
+            "name": state.name,
+            "model": state.model,
+            "kind": state.kind,
+            "uid": state.uid,
+            "labels": state.labels,
+            "expires_after": state.expires_after,
+        }
         self._write_record(self._folder(state) / _META_FILE, meta)
 
     def _write_operation(self, state: IndexState, operation: Operation) -> None:
@@ -179,8 +202,9 @@ class IndexRegistry:
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
                 state.model, state.kind = meta["model"], meta.get("kind", "auto")
-                state.owner_job = meta.get("owner_job")
                 state.uid = meta["uid"]
+                state.labels, state.expires_after = dict(meta.get("labels") or {}), meta.get("expires_after")
+                state.renew(time.time())  # a restart gives a whole lease: the user could not call meanwhile
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 state.status = IndexStatus.failed
                 state.error = OperationError(code="index_file_error", message=f"{_META_FILE}: {exc}")
@@ -291,10 +315,12 @@ class IndexRegistry:
         *,
         kind: str = "auto",
         wait: bool = False,
-        owner_job: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        expires_after: int | None = None,
     ) -> IndexState:
         """Start building index ``name`` in the background (``wait=True`` builds in this thread). The index and its
-        build are on disk when this returns."""
+        build are on disk when this returns. ``labels``: the caller's tags; ``expires_after``: its lease in seconds
+        (any call naming the index renews it; :meth:`sweep_expired` deletes it once it has run out)."""
         if not NAME_RE.match(name):
             raise ConfigError(f"must match {NAME_RE.pattern}, got {name!r}", param="name")
         if len(doc_ids) != len(texts):
@@ -306,7 +332,10 @@ class IndexRegistry:
                 raise IndexExists(name)
             if name in self._deleting:
                 raise IndexDeleting(name)
-            state = IndexState(name=name, model=model, kind=kind, owner_job=owner_job)
+            state = IndexState(
+                name=name, model=model, kind=kind, labels=dict(labels or {}), expires_after=expires_after
+            )
+            state.renew(time.time())
             self._states[name] = state
         try:
             d = self._folder(state)
@@ -456,11 +485,20 @@ class IndexRegistry:
             self._threads.append(th)
             th.start()
 
-    def get(self, name: str) -> IndexState:
+    def get(self, name: str, *, renew: bool = True) -> IndexState:
+        """The state of ``name``; a call naming an index renews its lease (``renew``). One whose lease ran out is
+        deleted now (:class:`LeaseExpired`, 410), though the sweep had not come to it yet."""
         try:
-            return self._states[name]
+            state = self._states[name]
         except KeyError:
             raise IndexNotFound(name) from None
+        if renew:
+            now = time.time()
+            if state.expired(now):
+                self._expire(name, state)
+                raise LeaseExpired(name)
+            state.renew(now)
+        return state
 
     def names(self) -> list[str]:
         return sorted(self._states)
@@ -469,7 +507,7 @@ class IndexRegistry:
         """Delete ``name``: cancel its running operation, and move its folder to the trash before answering (the
         name is refused as :class:`IndexDeleting` meanwhile), so nothing of this incarnation comes back."""
         with self._lock:
-            state = self.get(name)
+            state = self.get(name, renew=False)
             del self._states[name]
             self._deleting.add(name)
         try:
@@ -482,15 +520,20 @@ class IndexRegistry:
             with self._lock:
                 self._deleting.discard(name)
 
-    def sweep_job_copies(self, job_running: Callable[[str], bool]) -> list[str]:
-        """Delete the private index copies whose fine-tuning job is no longer running (it ended while the service
-        was down, or its worker died before removing it). Returns their names."""
-        gone = [n for n, st in list(self._states.items()) if st.owner_job and not job_running(st.owner_job)]
+    def sweep_expired(self) -> list[str]:
+        """Delete the indexes whose lease ran out (no call named them for ``expires_after`` seconds: their user
+        is gone). Returns their names."""
+        now = time.time()
+        gone = [n for n, st in list(self._states.items()) if st.expired(now)]
         for name in gone:
-            with contextlib.suppress(IndexNotFound):
-                self.delete(name)
-                logger.info("removed index %s: its fine-tuning job has ended", name)
+            self._expire(name, self._states.get(name))
         return gone
+
+    def _expire(self, name: str, state: IndexState | None) -> None:
+        with contextlib.suppress(IndexNotFound):
+            if state is not None and self._states.get(name) is state:
+                self.delete(name)
+                logger.info("deleted index %s: its lease of %s s ran out", name, state.expires_after)
 
     def wait(self, timeout: float = 60.0) -> None:
         """Wait for background builds (tests, shutdown)."""

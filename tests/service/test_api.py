@@ -457,3 +457,31 @@ def test_the_page_is_served_with_a_content_security_policy_and_never_framed(
         assert "<script>" not in c.get("/ui/").text  # no inline script for the policy to block
         for r in (c.get("/v1/indexes"), c.get("/v1/indexes", headers={"Authorization": f"Bearer {KEY}"})):
             assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+
+
+def test_a_lease_is_renewed_by_calls_and_an_expired_one_is_refused(tmp_path: Path, lexical_model: Path) -> None:
+    """An index with ``expires_after`` lives while calls name it; past its lease a call gets 410 lease_expired
+    (the index is deleted then, though the sweep had not come), later ones 404, and a restart gives a whole lease."""
+    import time
+
+    with _client(tmp_path, lexical_model) as c:
+        r = c.post("/v1/indexes", json={"name": "short", "documents": DOCS, "expires_after": 2, "labels": {"a": "b"}})
+        assert r.status_code == 202, r.text
+        c.app.state.registry.wait()
+        for _ in range(4):  # 3 s of calls, each renewing the 2 s lease
+            time.sleep(0.75)
+            info = c.get("/v1/indexes/short").json()
+            assert info["status"] == "ready" and info["labels"] == {"a": "b"}
+            assert info["expires_at"] >= int(time.time()) + 1
+        assert [i["name"] for i in c.get("/v1/indexes", params={"label": "a=b"}).json()["data"]] == ["short"]
+        assert c.get("/v1/indexes", params={"label": "a=c"}).json()["data"] == []
+        r = c.post("/v1/indexes", json={"name": "kept", "documents": DOCS, "expires_after": 60})
+        c.app.state.registry.wait()
+        time.sleep(2.2)
+        r = c.post("/v1/indexes/short/refresh", json={"model": str(lexical_model)})
+        assert r.status_code == 410 and r.json()["code"] == "lease_expired" and r.json()["param"] == "name"
+        assert c.get("/v1/indexes/short").status_code == 404
+        assert not (tmp_path / "data" / "indexes" / "short").exists()
+    with _client(tmp_path, lexical_model) as c:
+        info = c.get("/v1/indexes/kept").json()
+        assert info["expires_after"] == 60 and info["expires_at"] >= int(time.time()) + 59

@@ -10,7 +10,6 @@ from fastapi import APIRouter, HTTPException, Query
 
 from negminer import load_corpus
 from negminer._settings import ServiceSettings
-from negminer._vocab import TERMINAL_JOB_STATUSES
 from negminer.client.schemas import (
     AddDocuments,
     CreateIndex,
@@ -32,7 +31,6 @@ from negminer.service.exceptions import IndexNotFound
 from negminer.service.mining import check_mining_limits, mine_index
 from negminer.service.model_names import public_model_name, resolve_model
 from negminer.service.paths import inside_data_dir
-from negminer.service.registry import JOB_PREFIX
 
 
 def _shown(info: IndexInfo, settings: ServiceSettings, store: JobStore) -> IndexInfo:
@@ -71,44 +69,42 @@ def create_index(body: CreateIndex, registry: RegistryDep, settings: SettingsDep
     else:
         ids, texts = load_corpus(inside_data_dir(body.corpus_file or "", settings, "corpus_file", suffixes=(".jsonl",)))
     model = copied_model if body.model is None and copied_model else resolve_model(body.model, settings, models)
-    if body.name.startswith(JOB_PREFIX) or body.owner_job is not None:
-        job = models.get_job(body.owner_job) if body.owner_job == body.name else None
-        if job is None or job["status"] in TERMINAL_JOB_STATUSES:
-            raise bad_param(
-                "name",
-                f"names starting with {JOB_PREFIX} are reserved for the private index copies of running fine-tuning "
-                "jobs (owner_job: the job's id, as the name)",
-            )
-    state = registry.create(body.name, model, ids, texts, kind=body.kind, owner_job=body.owner_job)
+    state = registry.create(
+        body.name, model, ids, texts, kind=body.kind, labels=body.labels, expires_after=body.expires_after
+    )
     return _shown(state.info(), settings, models)
 
 
 @router.get("", response_model=ListPage[IndexInfo])
-def list_indexes(registry: RegistryDep, settings: SettingsDep, store: StoreDep) -> ListPage[IndexInfo]:
-    return ListPage[IndexInfo](data=[_shown(registry.get(n).info(), settings, store) for n in registry.names()])
+def list_indexes(
+    registry: RegistryDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    label: Annotated[
+        list[str] | None, Query(description="KEY=VALUE: only the indexes with this label (repeatable: all of them)")
+    ] = None,
+) -> ListPage[IndexInfo]:
+    """The indexes (listing renews no lease), optionally those carrying every ``label`` given."""
+    wanted = dict(x.partition("=")[::2] for x in label or [])
+    data = []
+    for n in registry.names():
+        info = registry.get(n, renew=False).info()
+        if all(info.labels.get(k) == v for k, v in wanted.items()):
+            data.append(_shown(info, settings, store))
+    return ListPage[IndexInfo](data=data)
 
 
 @router.get("/{name}", response_model=IndexInfo)
 def get_index(name: str, registry: RegistryDep, settings: SettingsDep, store: StoreDep) -> IndexInfo:
-    """Status, version, size, model, and the running or last operation with its progress (recorded on disk: an
-    operation the service was stopped during reads ``failed`` with ``error.code = "interrupted"``)."""
+    """Status, version, size, model, labels, lease, and the running or last operation with its progress (recorded
+    on disk: an operation the service was stopped during reads ``failed`` with ``error.code = "interrupted"``).
+    Like every call naming the index, it renews the index's lease."""
     return _shown(registry.get(name).info(), settings, store)
 
 
 @router.delete("/{name}", response_model=IndexDeleted)
-def delete_index(
-    name: str,
-    registry: RegistryDep,
-    store: StoreDep,
-    job: Annotated[str | None, Query(description="the owning job's id: how a job removes its private copy")] = None,
-) -> IndexDeleted:
-    """Delete an index: its running operation is cancelled and nothing of it comes back, after a restart either.
-    A running job's private copy is refused (cancel the job: its copy goes when it ends)."""
-    owner = registry.get(name).owner_job
-    if owner is not None and job != owner:
-        row = store.get_job(owner)
-        if row is not None and row["status"] not in TERMINAL_JOB_STATUSES:
-            raise HTTPException(409, f"index {name!r} is the private copy of running job {owner}; cancel the job")
+def delete_index(name: str, registry: RegistryDep) -> IndexDeleted:
+    """Delete an index: its running operation is cancelled and nothing of it comes back, after a restart either."""
     registry.delete(name)
     return IndexDeleted(name=name)
 
@@ -155,6 +151,7 @@ def refresh(
 ) -> IndexInfo:
     """Re-encode the corpus with a newer checkpoint into the next version; the current one serves until the swap.
     ``GET /v1/indexes/{name}`` shows the operation's progress."""
+    registry.get(name)  # an unknown index, or one whose lease ran out, before the model is looked at
     return _shown(registry.refresh(name, resolve_model(body.model, settings, models)).info(), settings, models)
 
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
 from negminer._vocab import ModelKind
 from negminer.client.schemas import Deleted, ListPage, Model
+from negminer.client.uploads import UPLOAD_PREFIX, folder_manifest, is_upload_id, pack_model, upload_id
 from negminer.index._internal import pinned_models
 from negminer.service.deps import SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
-from negminer.service.model_names import default_model
+from negminer.service.model_names import default_model, resolve_model
+from negminer.service.uploads import uploads_of
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(404, 422))
 
@@ -35,7 +40,9 @@ def delete_model(name: str, store: StoreDep, settings: SettingsDep) -> Deleted:
     if m is None:
         raise HTTPException(404, f"no model {name!r}")
     data_dir = Path(settings.data_dir).resolve()
-    path = Path(m["path"]).resolve()
+    uploads = uploads_of(settings)  # a model a worker uploaded: its files go with the sweep once nothing uses them
+    stored = str(m["path"])
+    path = uploads.root / stored.removeprefix(UPLOAD_PREFIX) if is_upload_id(stored) else Path(stored).resolve()
     users = pinned_models(data_dir / "indexes").get(str(path))
     if users:
         raise HTTPException(409, f"model {name!r} is used by index {', '.join(users)}; delete or refresh it first")
@@ -53,6 +60,32 @@ def delete_model(name: str, store: StoreDep, settings: SettingsDep) -> Deleted:
         step = path.name.removeprefix("checkpoint-step-")
         shutil.rmtree(data_dir / "jobs" / job["id"] / "checkpoints" / f"checkpoint-{step}", ignore_errors=True)
     return Deleted(id=name, object="model")
+
+
+@router.get(
+    "/{name:path}/content",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "the model's files as an uncompressed tar (what POST /v1/models/uploads takes)",
+            "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+def model_content(name: str, store: StoreDep, settings: SettingsDep) -> FileResponse:
+    """A model's files, as a tar: how a worker on its own disk gets the base model of its job. The header
+    ``X-Negminer-Upload-Id`` gives the files' content id (as :mod:`negminer.client` computes it)."""
+    folder = resolve_model(name, settings, store, param="name")
+    manifest = folder_manifest(folder)
+    tmp = Path(tempfile.mkdtemp(prefix="negminer-download-"))
+    archive = tmp / "model.tar"
+    pack_model(folder, manifest, archive)
+    return FileResponse(
+        archive,
+        media_type="application/x-tar",
+        headers={"X-Negminer-Upload-Id": upload_id(manifest)},
+        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+    )
 
 
 @router.get("/{name}", response_model=Model)
