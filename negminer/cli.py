@@ -510,6 +510,7 @@ def train_cmd(
                 api_key=_service_settings().api_key,
                 expires_after=index_lease,
                 shared_dir=index_shared_dir,
+                retry_seconds=_service_settings().index_retry_seconds,
             )
         _check_model(cfg.model, "--model")
         ds, val, problem = None, None, None

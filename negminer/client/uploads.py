@@ -162,7 +162,10 @@ def upload_model(
     if not manifest:
         raise ConfigError(f"{folder}: no files to upload", param=what)
     uid = upload_id(manifest, base)
-    r = client.get(f"/v1/models/uploads/{uid}")
+    try:
+        r = client.get(f"/v1/models/uploads/{uid}")
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"asking {client.base_url} for {what}: {type(exc).__name__}: {exc}") from None
     if r.status_code == 200:
         return Transfer(uid, 0, round(time.perf_counter() - t0, 3), True)
     with tempfile.TemporaryDirectory(prefix="negminer-upload-") as tmp:

@@ -486,13 +486,14 @@ class _JobRun(TrainListener):
 
     def base_model(self) -> str:
         """The folder of the model the job starts from: the API's own on one disk with it, this machine's copy of
-        the bundled model, or else the API's files fetched once (``GET /v1/models/{name}/content``) into
+        the default model when the job's is the same folder, or else the API's files fetched once (``GET /v1/models/{name}/content``) into
         ``models-cache/`` under their content id."""
         from negminer.index import default_model_path
 
         path = self.job["model_path"]
+        own = self.s.model or default_model_path()  # this machine's default model: the same install as the API's
         with contextlib.suppress(Exception):
-            if self.shared or Path(path).resolve() == Path(default_model_path()).resolve():
+            if self.shared or Path(path).resolve() == Path(own).resolve():
                 return str(path)
         return self.fetch_model(self.job["model"])
 
