@@ -486,8 +486,8 @@ class _JobRun(TrainListener):
 
     def base_model(self) -> str:
         """The folder of the model the job starts from: the API's own on one disk with it, this machine's copy of
-        the default model when the job's is the same folder, or else the API's files fetched once (``GET /v1/models/{name}/content``) into
-        ``models-cache/`` under their content id."""
+        the default model when the job's is the same folder, or else the API's files fetched once
+        (``GET /v1/models/{name}/content``) into ``models-cache/`` under their content id."""
         from negminer.index import default_model_path
 
         path = self.job["model_path"]
