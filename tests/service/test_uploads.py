@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 import socket
 import tarfile
@@ -218,3 +219,63 @@ def test_an_expired_index_is_swept_then_the_upload_it_used(server: tuple[httpx.C
         time.sleep(0.3)
     assert client.get(f"/v1/models/uploads/{transfer.id}").status_code == 404
     assert not (data_dir / "indexes" / "leased").exists()
+
+
+def test_a_lora_refresh_sends_the_adapter_and_its_base_once(
+    server: tuple[httpx.Client, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    """A LoRA checkpoint travels as its adapter: the base model goes once (content-addressed), each refresh sends
+    the adapter's few files; the service encodes base + adapter, as a refresh through a shared folder does."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from negminer import build_demo
+    from negminer.trainer import TrainConfig
+    from negminer.trainer._model import prepare_model, save_trained
+
+    client, data_dir = server
+    data = build_demo(40)
+    adapters = []
+    for step in (1, 2):
+        model = SentenceTransformer(str(tiny_model), device="cpu")
+        cfg = TrainConfig(output_dir=str(tmp_path / "out"), model=str(tiny_model), lora_r=4, seed=step)
+        prepare_model(model, cfg, str(tiny_model), tmp_path / "out")
+        for p in model.parameters():
+            if p.requires_grad:  # a trained adapter: B is zero at the start
+                p.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(step))
+        save_trained(model, tmp_path / f"adapter-{step}", merge=False)
+        adapters.append(tmp_path / f"adapter-{step}")
+    source = _source(client, "lora-run", data, expires_after=60)
+    try:
+        for adapter in adapters:
+            source.refresh(str(adapter))
+            _update(source)
+        base, first, second = source.transfers
+        assert base.bytes_sent > 0 and first.bytes_sent > 0 and second.bytes_sent > 0
+        adapter_bytes = (adapters[1] / "adapter_model.safetensors").stat().st_size
+        assert second.bytes_sent < base.bytes_sent and second.bytes_sent < adapter_bytes + 2 * 1024 * 1024
+        info = client.get(f"/v1/models/uploads/{second.id}").json()
+        assert info["base"] == base.id
+        assert client.get("/v1/indexes/lora-run").json()["model"] == second.id
+        config = json.loads(
+            (data_dir / "uploads" / second.id.removeprefix("sha256:") / "adapter_config.json").read_text()
+        )
+        assert config["base_model_name_or_path"] == str(
+            (data_dir / "uploads" / base.id.removeprefix("sha256:")).resolve()
+        )
+        shared_copy = data_dir / "runs" / "adapter-2"
+        shutil.copytree(adapters[1], shared_copy, dirs_exist_ok=True)
+        shared = _source(client, "lora-shared", data, shared_dir=data_dir)
+        try:
+            shared.refresh(str(shared_copy))
+            assert _update(shared).negatives == _update_again(source, adapters[1]).negatives
+        finally:
+            shared.close()
+    finally:
+        source.close()
+
+
+def _update_again(source: HttpNegativeSource, checkpoint: Path) -> Any:
+    source.refresh(str(checkpoint))  # known to the service: nothing is sent
+    assert source.transfers[-1].reused
+    return _update(source)
