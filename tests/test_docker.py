@@ -21,9 +21,13 @@ def test_compose_services_volumes_health_and_gpu_profile() -> None:
     for s in (worker, gpu):
         assert s["depends_on"]["api"]["condition"] == "service_healthy"
         assert s["environment"]["NEGMINER_API_URL"] == "http://api:8000"
+    # the API and each worker on their own volume (models and files travel over HTTP); the job database's is shared
+    assert "negminer-api:/data" in api["volumes"] and "negminer-worker:/data" in worker["volumes"]
+    assert "negminer-worker-gpu:/data" in gpu["volumes"]
     for s in (api, worker, gpu):
-        assert "negminer-data:/data" in s["volumes"]
+        assert "negminer-db:/db" in s["volumes"] and not any(":/data" in v for v in s["volumes"][1:])
         assert s["build"]["dockerfile"] == "docker/Dockerfile"
+        assert s["environment"]["NEGMINER_DATABASE_URL"].startswith("${NEGMINER_DATABASE_URL:-sqlite:////db/")
     assert gpu["profiles"] == ["gpu"] and gpu["build"]["args"]["VARIANT"] == "gpu"
     assert "nvidia/cuda" in gpu["build"]["args"]["BASE_IMAGE"] and gpu["environment"]["NEGMINER_DEVICE"] == "cuda"
     device = gpu["deploy"]["resources"]["reservations"]["devices"][0]
@@ -35,7 +39,7 @@ def test_compose_services_volumes_health_and_gpu_profile() -> None:
     assert head["entrypoint"] == ray_worker["entrypoint"] == ["ray"] and "--head" in head["command"]
     assert "--address=ray-head:6379" in ray_worker["command"]
     assert ray_worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
-    assert "negminer-data:/data" in head["volumes"]  # actors load fine-tuned models from the data volume
+    assert "negminer-api:/data" in head["volumes"]  # actors load the API's models from its volume
     assert "NEGMINER_RAY_ADDRESS" in api["environment"] and "NEGMINER_RAY_ADDRESS" in worker["environment"]
 
 
