@@ -1,0 +1,245 @@
+"""Models over HTTP, measured in one run against a real ``negminer serve`` on loopback:
+
+1. a refresh of an index with a checkpoint: named through a shared folder (today's path-based refresh, the
+   baseline), uploaded whole (all-MiniLM-L6-v2, content-addressed: the first time, and again when the service has
+   it), and as a LoRA adapter (r=16) over that model (its base sent once; each refresh sends the adapter): bytes
+   sent, the upload's seconds, and the seconds from asking to the new negatives, as ratios to the baseline;
+2. the service's resident memory while it receives a model of ``--big-gb`` GB (sampled from ``/proc`` at 20 Hz);
+3. the share of lines in each package of negminer.
+
+    python benchmarks/model_transfer.py [--docs 300] [--big-gb 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine, markdown_table  # noqa: E402
+
+from negminer import build_demo  # noqa: E402
+from negminer.index import default_model_path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEGMINER_")}
+    env.update(
+        NEGMINER_DATA_DIR=str(data_dir),
+        NEGMINER_PORT=str(port),
+        NEGMINER_DEVICE="cpu",
+        NEGMINER_CACHE_DIR=str(data_dir.parent / "cache"),
+        NEGMINER_MAX_MODEL_BYTES=str(8 * 1024**3),
+        HF_HUB_OFFLINE="1",
+    )
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "negminer.cli", "serve"], env=env, stdout=fh, stderr=fh)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit(f"the service did not start; see {log}")
+
+
+def big_upload(base: str, pid: int, tmp: Path, gb: float) -> list[Any]:
+    """Upload a model folder of ``gb`` GB (all-MiniLM-L6-v2 plus one large file) while sampling the service's RSS."""
+    import httpx
+
+    from negminer.client.uploads import upload_model
+
+    folder = tmp / "big-model"
+    shutil.copytree(default_model_path(), folder)
+    block = os.urandom(1 << 20)
+    with open(folder / "extra_weights.bin", "wb") as fh:
+        for _ in range(int(gb * 1024)):
+            fh.write(block)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    before = _rss_mb(pid)
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak.append(_rss_mb(pid))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    with httpx.Client(base_url=base, timeout=3600) as client:
+        t0 = time.perf_counter()
+        transfer = upload_model(client, folder)
+        seconds = time.perf_counter() - t0
+    done.set()
+    th.join()
+    shutil.rmtree(folder)
+    return [
+        f"{size / 1e9:.2f} GB",
+        round(seconds, 1),
+        round(before),
+        round(max(peak)),
+        round(max(peak) - before),
+        f"{(max(peak) - before) / (size / 2**20):.3f}",
+        transfer.id[:19] + "...",
+    ]
+
+
+def _lora_adapter(base: str, out: Path) -> Path:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from negminer.trainer import TrainConfig
+    from negminer.trainer._model import prepare_model, save_trained
+
+    model = SentenceTransformer(base, device="cpu")
+    cfg = TrainConfig(output_dir=str(out / "run"), model=base, lora_r=16)
+    prepare_model(model, cfg, base, out / "run")
+    gen = torch.Generator().manual_seed(0)
+    for p in model.parameters():
+        if p.requires_grad:  # a trained adapter (B starts at zero)
+            p.data.normal_(0, 0.01, generator=gen)
+    save_trained(model, out / "adapter", merge=False)
+    return out / "adapter"
+
+
+def refreshes(base: str, data_dir: Path, tmp: Path, docs: int) -> list[list[Any]]:
+    from negminer.client import HttpNegativeSource
+    from negminer.mining import MiningConfig
+
+    data = build_demo(docs)
+    model = default_model_path()
+    shared_ckpt = data_dir / "runs" / "checkpoint"
+    shutil.copytree(model, shared_ckpt)
+    own_ckpt = tmp / "checkpoint"
+    shutil.copytree(model, own_ckpt)
+    adapter = _lora_adapter(str(own_ckpt), tmp / "lora")
+    config = MiningConfig(num_negatives=4)
+
+    def run(source: HttpNegativeSource, checkpoint: Path) -> tuple[float, int, float]:
+        sent_before = len(source.transfers)
+        t0 = time.perf_counter()
+        source.refresh(str(checkpoint))
+        while source.poll() is None:
+            time.sleep(0.05)
+        total = time.perf_counter() - t0
+        new = source.transfers[sent_before:]
+        return total, sum(t.bytes_sent for t in new), sum(t.seconds for t in new)
+
+    rows: list[list[Any]] = []
+    shared = HttpNegativeSource(base, "by-path", data, config, shared_dir=data_dir)
+    uploaded = HttpNegativeSource(base, "by-upload", data, config)
+    lora = HttpNegativeSource(base, "by-lora", data, config)
+    try:
+        for src in (shared, uploaded, lora):  # each index is built once first (not timed)
+            src.refresh(str(shared_ckpt if src is shared else own_ckpt))
+            while src.poll() is None:
+                time.sleep(0.1)
+        base_total, _, _ = run(shared, shared_ckpt)
+        rows.append(["shared folder (path, the baseline)", 0, 0.0, round(base_total, 2), "1.00x"])
+        uploaded_ckpt = tmp / "checkpoint-2"  # a checkpoint the service has not seen: other bytes, same size
+        shutil.copytree(own_ckpt, uploaded_ckpt)
+        with open(uploaded_ckpt / "README.md", "a", encoding="utf-8") as fh:
+            fh.write("\nstep 2\n")
+        total, sent, up = run(uploaded, uploaded_ckpt)
+        rows.append(
+            ["upload, whole model (first time)", sent, round(up, 2), round(total, 2), f"{total / base_total:.2f}x"]
+        )
+        total, sent, up = run(uploaded, uploaded_ckpt)
+        rows.append(
+            ["upload, whole model (service has it)", sent, round(up, 2), round(total, 2), f"{total / base_total:.2f}x"]
+        )
+        lora.transfers.clear()
+        total, sent, up = run(lora, adapter)  # the base went with the build above
+        rows.append(["upload, LoRA r=16 adapter", sent, round(up, 2), round(total, 2), f"{total / base_total:.2f}x"])
+    finally:
+        for src in (shared, uploaded, lora):
+            src.close()
+    return rows
+
+
+def line_shares() -> list[list[Any]]:
+    counts: dict[str, int] = {}
+    for path in (ROOT / "negminer").rglob("*.py"):
+        rel = path.relative_to(ROOT / "negminer")
+        package = rel.parts[0] if len(rel.parts) > 1 else "(top-level modules)"
+        lines = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        counts[package] = counts.get(package, 0) + lines
+    total = sum(counts.values())
+    order = ["(top-level modules)", "index", "mining", "trainer", "client", "jobs", "service"]
+    rows = [[p, counts[p], f"{100 * counts[p] / total:.1f}%"] for p in order if p in counts]
+    rows += [[p, n, f"{100 * n / total:.1f}%"] for p, n in sorted(counts.items()) if p not in order]
+    return [*rows, ["all", total, "100%"]]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--docs", type=int, default=300, help="documents of the demo corpus each index holds")
+    ap.add_argument("--big-gb", type=float, default=1.0, help="size of the model whose upload is watched")
+    args = ap.parse_args()
+    print(machine())
+    with tempfile.TemporaryDirectory(prefix="negminer-transfer-") as tmp_name:
+        tmp = Path(tmp_name)
+        port = _port()
+        base = f"http://127.0.0.1:{port}"
+        proc = _serve(tmp / "data", port, tmp / "serve.log")
+        try:
+            big = big_upload(base, proc.pid, tmp, args.big_gb)
+            rows = refreshes(base, tmp / "data", tmp, args.docs)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    print(
+        markdown_table(
+            ["refresh with a checkpoint", "model bytes sent", "upload s", "refresh s (ask to negatives)", "vs path"],
+            rows,
+            title=f"One index refresh over HTTP ({args.docs} documents, all-MiniLM-L6-v2)",
+        )
+    )
+    print(
+        markdown_table(
+            [
+                "model",
+                "upload s",
+                "service RSS before (MiB)",
+                "peak during (MiB)",
+                "growth (MiB)",
+                "growth / MiB sent",
+                "id",
+            ],
+            [big],
+            title="The service receiving a large model (RSS sampled at 20 Hz)",
+        )
+    )
+    print(markdown_table(["package", "non-blank lines", "share"], line_shares(), title="Lines of negminer by package"))
+
+
+if __name__ == "__main__":
+    main()
