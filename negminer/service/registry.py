@@ -1,52 +1,52 @@
-"""The service's named, versioned indexes under one folder, served from memory and swapped atomically.
+"""Serving the service's named, versioned indexes: create, load, search, delete, leases.
 
-``root/<name>/`` holds the :class:`IndexStore` versions of one index (each with its documents' texts),
-``index.json`` (model, kind, and the incarnation's ``uid``) and ``operation.json``, the record of the running or
-last operation. Both are written (fsync, then rename) before the request that asked for them is answered, so
-accepted work is never lost silently: an operation found ``running`` at start-up was interrupted (the process was
-killed) and is marked ``failed`` with ``error.code = "interrupted"``; the previous version keeps serving.
-
-Operations run in a background thread; until one publishes its version the current one keeps answering, and a
-search holds a reference to the version it started with, so a swap never disturbs it. Writers are fenced: an
-operation publishes only into the incarnation it started for and only while that incarnation is live (checked
-under the incarnation's publish lock, which ``delete`` takes too). ``delete`` cancels the running operation and
-moves the folder, atomically, to ``root/.trash/`` (a tombstone that start-up empties), so neither the old
-operation nor a restart can bring a deleted index back or write into a new index of the same name.
+``root/<name>/`` holds the :class:`IndexStore` versions of one index (each with its documents' texts) and its
+records (:mod:`negminer.service.records`); operations that build its versions run fenced in background threads
+(:mod:`negminer.service.operations`). Until an operation publishes its version the current one keeps answering, and
+a search holds a reference to the version it started with (:class:`Snapshot`), so a swap never disturbs it.
+``delete`` cancels the running operation and moves the folder, atomically, to ``root/.trash/`` (a tombstone that
+start-up empties), so neither the old operation nor a restart can bring a deleted index back or write into a new
+index of the same name. An index may hold a lease (``expires_after``): each call naming it renews it, and
+:meth:`IndexRegistry.sweep_expired` deletes those whose user is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import re
-import secrets
 import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from negminer._errors import ConfigError, IndexFileError, NonFiniteError
-from negminer._faults import fault_point
-from negminer._io import fsync_dir, write_json
-from negminer._vocab import IndexChoice, IndexStatus, OperationStatus, OperationType
-from negminer.client.schemas import NAME_PATTERN, IndexInfo, Operation, OperationError
-from negminer.index import CorpusIndex, Encoder, IndexConfig, IndexStore, build_index, ray_encode
-from negminer.index._internal import OPERATION_FILE
+from negminer._errors import ConfigError, IndexFileError
+from negminer._vocab import IndexChoice, IndexStatus, OperationType
+from negminer.client.schemas import NAME_PATTERN, OperationError
+from negminer.index import CorpusIndex, Encoder, IndexStore
 from negminer.service.batching import EncodeBatcher
 from negminer.service.exceptions import (
-    IndexBusy,
     IndexDeleting,
     IndexExists,
     IndexNotFound,
     IndexNotReady,
     LeaseExpired,
+)
+from negminer.service.operations import IndexState, start_operation
+from negminer.service.records import (
+    META_FILE,
+    TRASH,
+    IndexMeta,
+    load_operation,
+    read_meta,
+    remove_leftovers,
+    to_trash,
+    write_meta,
 )
 
 __all__ = ["IndexRegistry", "IndexState", "Snapshot"]
@@ -54,64 +54,6 @@ __all__ = ["IndexRegistry", "IndexState", "Snapshot"]
 logger = logging.getLogger("negminer")
 
 NAME_RE = re.compile(NAME_PATTERN)
-
-_OPERATION_FILE = OPERATION_FILE  # the running or last operation (its model is pinned while it runs)
-_META_FILE = "index.json"
-_TRASH = ".trash"  # deleted incarnations, until their files are gone (emptied at start-up)
-
-
-class _Cancelled(Exception):
-    """The incarnation an operation works for was deleted: stop and write nothing."""
-
-
-@dataclass
-class IndexState:
-    """What the registry knows of one index."""
-
-    name: str
-    model: str
-    kind: str
-    status: IndexStatus = IndexStatus.building
-    current: CorpusIndex | None = None
-    texts: Sequence[str] = field(default_factory=list)  # read from disk by row
-    error: OperationError | None = None
-    build_seconds: float | None = None
-    operation: Operation | None = None  # the build / refresh / documents update in progress or last done
-    uid: str = field(default_factory=lambda: secrets.token_hex(8))  # this incarnation of the name
-    labels: dict[str, str] = field(default_factory=dict)
-    expires_after: int | None = None  # the lease: deleted when no call names the index for this long
-    expires_at: float | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the writers' fence
-    deleted: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    def info(self) -> IndexInfo:
-        with self.lock:
-            cur = self.current
-            return IndexInfo(
-                name=self.name,
-                status=self.status,
-                version=cur.version if cur else None,
-                size=len(cur) if cur else 0,
-                model=self.model,
-                model_fingerprint=cur.fingerprint if cur else None,
-                kind=IndexChoice(cur.vector_index.kind if cur else self.kind),
-                recall=(cur.vector_index.recall or {}).get("recall") if cur else None,
-                error=self.error.model_copy() if self.error else None,
-                build_seconds=self.build_seconds,
-                operation=self.operation.model_copy(deep=True) if self.operation else None,
-                labels=dict(self.labels),
-                expires_after=self.expires_after,
-                expires_at=int(self.expires_at) if self.expires_at is not None else None,
-            )
-
-    def renew(self, now: float) -> None:
-        """A call named this index: its lease runs from now."""
-        if self.expires_after is not None:
-            self.expires_at = now + self.expires_after
-
-    def expired(self, now: float) -> bool:
-        return self.expires_at is not None and now > self.expires_at
 
 
 @dataclass(frozen=True)
@@ -163,54 +105,40 @@ class IndexRegistry:
     def _folder(self, state: IndexState) -> Path:
         return self.root / state.name
 
-    @staticmethod
-    def _write_record(path: Path, record: Mapping[str, Any]) -> None:
-        """Write a small JSON record durably: fsync the file, rename it into place, fsync the folder."""
-        write_json(path, record)
-        fsync_dir(path.parent)
-
     def _write_meta(self, state: IndexState) -> None:
-        meta = {
-            "name": state.name,
-            "model": state.model,
-            "kind": state.kind,
-            "uid": state.uid,
-            "labels": state.labels,
-            "expires_after": state.expires_after,
-        }
-        self._write_record(self._folder(state) / _META_FILE, meta)
-
-    def _write_operation(self, state: IndexState, operation: Operation) -> None:
-        record = operation.model_dump(mode="json")
-        self._write_record(self._folder(state) / _OPERATION_FILE, {**record, "uid": state.uid})
+        meta = IndexMeta(
+            name=state.name,
+            model=state.model,
+            kind=state.kind,
+            uid=state.uid,
+            labels=state.labels,
+            expires_after=state.expires_after,
+        )
+        write_meta(self._folder(state), meta)
 
     # -- loading ----------------------------------------------------------------------------------------------
     def load_all(self) -> None:
         """Load every index found under ``root`` (after a restart): empty the tombstones, remove temporary files
         of writes that never finished, and mark operations that were running when the process died as
         ``failed: interrupted``."""
-        shutil.rmtree(self.root / _TRASH, ignore_errors=True)
+        shutil.rmtree(self.root / TRASH, ignore_errors=True)
         for d in sorted(p for p in self.root.iterdir() if p.is_dir() and NAME_RE.match(p.name)):
-            for leftover in d.glob(".*"):  # .<name>.<hex>.tmp / .old of atomic writes cut short
-                if leftover.name.endswith((".tmp", ".old")):
-                    shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
-            meta_path = d / _META_FILE
-            if not meta_path.exists():  # created by a request that was never answered: nothing was accepted
-                self._to_trash(d)
+            remove_leftovers(d)
+            if not (d / META_FILE).exists():  # created by a request that was never answered: nothing was accepted
+                to_trash(self.root, d)
                 continue
             state = IndexState(name=d.name, model="", kind=IndexChoice.auto)
             try:
-                meta = json.loads(meta_path.read_text(encoding="utf-8"))
-                state.model, state.kind = meta["model"], meta.get("kind", "auto")
-                state.uid = meta["uid"]
-                state.labels, state.expires_after = dict(meta.get("labels") or {}), meta.get("expires_after")
-                state.renew(time.time())  # a restart gives a whole lease: the user could not call meanwhile
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+                meta = read_meta(d)
+            except (OSError, ValueError) as exc:
                 state.status = IndexStatus.failed
-                state.error = OperationError(code="index_file_error", message=f"{_META_FILE}: {exc}")
+                state.error = OperationError(code="index_file_error", message=f"{META_FILE}: {exc}")
                 self._states[d.name] = state
                 continue
-            state.operation = self._load_operation(state)
+            state.model, state.kind, state.uid = meta.model, meta.kind, meta.uid
+            state.labels, state.expires_after = dict(meta.labels), meta.expires_after
+            state.renew(time.time())  # a restart gives a whole lease: the user could not call meanwhile
+            state.operation = load_operation(d, state.name, state.uid)
             try:
                 if IndexStore(d).current_version() is not None:
                     state.current = IndexStore(d).load(verify=False)  # checksums: `negminer index info` / a reload
@@ -229,64 +157,6 @@ class IndexRegistry:
                 state.status = IndexStatus.failed
                 state.error = OperationError(code="index_file_error", message=f"{type(exc).__name__}: {exc}")
             self._states[d.name] = state
-
-    def _load_operation(self, state: IndexState) -> Operation | None:
-        """The operation record of ``state``; one still ``running`` was interrupted and is marked so on disk."""
-        path = self._folder(state) / _OPERATION_FILE
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            record.pop("uid", None)
-            operation = Operation.model_validate(record)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            logger.warning("index %s: unreadable %s (%s)", state.name, _OPERATION_FILE, exc)
-            return None
-        if operation.status == OperationStatus.running:
-            published = self._published_by(state, operation.id)
-            operation.stage, operation.eta_seconds = None, None
-            if published is not None:  # the version is served; only the record of it was cut short
-                operation.status, operation.version = OperationStatus.succeeded, published
-                logger.warning(
-                    "index %s: the %s %s published version %d before the service stopped; recorded as succeeded",
-                    state.name,
-                    operation.type,
-                    operation.id,
-                    published,
-                )
-            else:
-                operation.status = OperationStatus.failed
-                operation.error = OperationError(
-                    code="interrupted",
-                    message=f"the service stopped while this {operation.type} ran (killed or restarted); "
-                    "nothing of it was published: send it again",
-                )
-                logger.warning("index %s: the %s %s was interrupted", state.name, operation.type, operation.id)
-            self._write_operation(state, operation)
-        return operation
-
-    def _published_by(self, state: IndexState, operation_id: str | None) -> int | None:
-        """The version ``CURRENT`` points at if operation ``operation_id`` published it (each version's
-        ``meta.json`` names the operation that wrote it), else None."""
-        store = IndexStore(self._folder(state))
-        try:
-            version = store.current_version()
-            if version is None or operation_id is None:
-                return None
-            meta = json.loads((store.path(version) / "meta.json").read_text(encoding="utf-8"))
-        except (IndexFileError, OSError, ValueError):
-            return None
-        extra = meta.get("extra") if isinstance(meta, dict) else None
-        return version if isinstance(extra, dict) and extra.get("operation") == operation_id else None
-
-    def _to_trash(self, folder: Path) -> None:
-        """Move ``folder`` out of the namespace atomically (the tombstone), then remove its files."""
-        trash = self.root / _TRASH
-        trash.mkdir(exist_ok=True)
-        grave = trash / f"{folder.name}.{secrets.token_hex(6)}"
-        os.replace(folder, grave)
-        fsync_dir(self.root)
-        shutil.rmtree(grave, ignore_errors=True)
 
     def encoder(self, model: str) -> Encoder:
         with self._lock:
@@ -340,7 +210,7 @@ class IndexRegistry:
         try:
             d = self._folder(state)
             if d.exists():  # a folder no live index owns (never accepted): not ours to keep
-                self._to_trash(d)
+                to_trash(self.root, d)
             d.mkdir(parents=True)
             self._write_meta(state)
             self._rebuild(state, OperationType.build, model, doc_ids, texts, wait=wait)
@@ -385,105 +255,19 @@ class IndexRegistry:
         *,
         wait: bool,
     ) -> None:
-        with state.lock:
-            if state.operation and state.operation.status == OperationStatus.running:
-                raise IndexBusy(state.name, state.operation.type)
-            operation = Operation(
-                id=f"op-{secrets.token_hex(6)}",
-                type=op,
-                model=model,
-                started_at=int(time.time()),
-                documents=len(doc_ids),
-                stage="encoding",
-                to_encode=len(texts),  # an upper bound until the embedding cache says how many are new
-            )
-            previous, state.operation = state.operation, operation
-        try:
-            with state.publish_lock:
-                if state.deleted.is_set():
-                    raise IndexNotFound(state.name)
-                self._write_operation(state, operation)  # durable before the request is answered
-        except BaseException:
-            with state.lock:
-                state.operation = previous
-            raise
-
-        def run() -> None:
-            t0 = time.perf_counter()
-            fault_point("index.accepted", op)
-            try:
-                began: dict[str, float] = {}
-
-                def progress(stage: str, done: int, total: int) -> None:
-                    if state.deleted.is_set():
-                        raise _Cancelled
-                    elapsed = time.perf_counter() - began.setdefault(stage, time.perf_counter())
-                    with state.lock:
-                        operation.stage = stage
-                        if stage == "encoding":
-                            operation.encoded, operation.to_encode = done, total
-                        operation.eta_seconds = round(elapsed * (total - done) / done, 1) if done else None
-
-                if self.ray_address:
-                    progress("encoding", 0, len(texts))
-                    ray_encode(self.encoder(model), texts, address=self.ray_address)
-                index = build_index(
-                    self.encoder(model),
-                    doc_ids,
-                    texts,
-                    config=IndexConfig(index=state.kind),
-                    keep_texts=True,
-                    progress=progress,
-                )
-                if index.vectors is not None and not _all_finite(index.vectors):
-                    raise NonFiniteError(
-                        f"the model {model} embeds to NaN or infinite values; nothing was published",
-                        code="non_finite_embeddings",
-                    )
-                fault_point("index.encoded", op)
-                index.meta["operation"] = operation.id  # how a restart tells that this operation published
-                progress("saving", 0, 1)
-                with state.publish_lock:  # the fence: only into this incarnation, only while it lives
-                    if state.deleted.is_set():
-                        raise _Cancelled
-                    store = IndexStore(self._folder(state))
-                    version = store.publish(index)
-                    fault_point("index.published", op)
-                    del index  # served from the saved files: texts read by row, vectors memory-mapped
-                    loaded = store.load(version, verify=False)
-                    with state.lock:  # the swap: readers holding the old version keep it
-                        state.current, state.texts, state.model = loaded, loaded.texts or [], model
-                        state.status, state.error = IndexStatus.ready, None
-                        operation.status, operation.version = OperationStatus.succeeded, version
-                        operation.stage, operation.eta_seconds = None, None
-                        operation.seconds = state.build_seconds = round(time.perf_counter() - t0, 3)
-                    self._write_operation(state, operation)
-                    fault_point("index.recorded", op)
-            except _Cancelled:
-                logger.info("%s of index %s stopped: the index was deleted", op, state.name)
-                with state.lock:
-                    operation.status, operation.stage = OperationStatus.failed, None
-                    operation.error = OperationError(code="deleted", message="the index was deleted")
-            except Exception as exc:  # noqa: BLE001 - a failed build is reported in the index status
-                logger.exception("%s of index %s failed", op, state.name)
-                code = exc.code if isinstance(exc, NonFiniteError) else "build_failed"
-                error = OperationError(code=code, message=f"{type(exc).__name__}: {exc}")
-                with state.publish_lock:
-                    with state.lock:
-                        if state.current is None:
-                            state.status, state.error = IndexStatus.failed, error
-                        operation.status, operation.error, operation.stage = OperationStatus.failed, error, None
-                        operation.seconds = state.build_seconds = round(time.perf_counter() - t0, 3)
-                    if not state.deleted.is_set():
-                        with contextlib.suppress(OSError):
-                            self._write_operation(state, operation)
-
-        if wait:
-            run()
-        else:
-            th = threading.Thread(target=run, name=f"{op}-{state.name}", daemon=True)
+        th = start_operation(
+            state,
+            self._folder(state),
+            op,
+            model,
+            doc_ids,
+            texts,
+            encoder=self.encoder,
+            ray_address=self.ray_address,
+            wait=wait,
+        )
+        if th is not None:
             self._threads.append(th)
-            th.start()
 
     def get(self, name: str, *, renew: bool = True) -> IndexState:
         """The state of ``name``; a call naming an index renews its lease (``renew``). One whose lease ran out is
@@ -515,7 +299,7 @@ class IndexRegistry:
             with state.publish_lock:  # waits for a publish in progress; none can start after
                 folder = self._folder(state)
                 if folder.exists():
-                    self._to_trash(folder)
+                    to_trash(self.root, folder)
         finally:
             with self._lock:
                 self._deleting.discard(name)
@@ -577,8 +361,3 @@ class IndexRegistry:
                 [(current.doc_ids[r], float(s), snap.texts[r]) for s, r in zip(sc, rw) if r >= 0 and np.isfinite(s)]
             )
         return current.version, out
-
-
-def _all_finite(vectors: np.ndarray, block: int = 65536) -> bool:
-    """Whether every value is finite, block by block (the vectors may be a memory map larger than memory)."""
-    return all(bool(np.isfinite(vectors[i : i + block]).all()) for i in range(0, len(vectors), block))
