@@ -194,7 +194,18 @@ LAYERS = ["foundation", "index", "mining", "trainer", "client", "jobs", "service
 # modules (routes, the app, the server, HTTP error mapping) sit on top of them.
 SUBLAYERS = {
     "negminer.service": [
-        ["exceptions", "paths", "batching", "uploads", "records", "operations", "registry", "model_names", "embeddings", "mining"],
+        [
+            "exceptions",
+            "paths",
+            "batching",
+            "uploads",
+            "records",
+            "operations",
+            "registry",
+            "model_names",
+            "embeddings",
+            "mining",
+        ],
         ["errors", "guard", "deps", "api", "app", "server"],
     ],
 }
