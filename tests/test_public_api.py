@@ -161,9 +161,14 @@ def test_subpackage_apis() -> None:
     assert sorted(negminer.jobs.__all__) == sorted(
         [
             "TERMINAL",
+            "CheckpointRow",
+            "EventRow",
             "FileGone",
             "FileInUse",
+            "FileRow",
             "JobAlreadyEnded",
+            "JobRow",
+            "ModelRow",
             "JobStore",
             "StoreUnavailable",
             "Worker",

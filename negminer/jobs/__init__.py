@@ -4,12 +4,18 @@ processes. Used by the service's routes and by ``negminer worker``; importing it
 uvicorn."""
 
 from negminer.jobs._queue import JobAlreadyEnded, cancel_job, submit_job
+from negminer.jobs._rows import CheckpointRow, EventRow, FileRow, JobRow, ModelRow
 from negminer.jobs._store import TERMINAL, FileGone, FileInUse, JobStore, StoreUnavailable
 from negminer.jobs._worker import Worker, model_name
 
 __all__ = [
     "TERMINAL",
+    "CheckpointRow",
+    "EventRow",
     "FileGone",
+    "FileRow",
+    "JobRow",
+    "ModelRow",
     "FileInUse",
     "JobAlreadyEnded",
     "JobStore",

@@ -32,6 +32,7 @@ from negminer._retry import retrying
 from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
 from negminer._vocab import EventLevel, EventType, JobStatus, ModelKind, new_id
 from negminer.client.schemas import JobError
+from negminer.jobs._rows import CheckpointRow, EventRow, FileRow, JobRow, ModelRow, R, row_of
 
 __all__ = ["FileGone", "FileInUse", "JobStore", "StoreUnavailable", "TERMINAL"]
 
@@ -274,24 +275,26 @@ class JobStore:
     @_retrying
     def add_file(
         self, *, id: str, filename: str, purpose: str, nbytes: int, path: str, sha256: str, info: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> FileRow:
         row = dict(id=id, filename=filename, purpose=purpose, bytes=nbytes, path=path, sha256=sha256, info=info)
         with self._tx() as c:
             c.execute(files.insert().values(created_at=self._now(), **row))
-        return self.get_file(id) or {}
+        added = self.get_file(id)
+        assert added is not None
+        return added
 
     @_retrying
-    def get_file(self, file_id: str) -> dict[str, Any] | None:
+    def get_file(self, file_id: str) -> FileRow | None:
         with self.engine.connect() as c:
             row = c.execute(sa.select(files).where(files.c.id == file_id)).mappings().first()
-        return dict(row) if row else None
+        return row_of(FileRow, row) if row else None
 
     @_retrying
     def list_files(
         self, after: str | None, limit: int, *, purpose: str | None = None, descending: bool = True
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[FileRow], bool]:
         where = files.c.purpose == purpose if purpose is not None else None
-        return self._page(files, where, after, limit, descending=descending)
+        return self._page(FileRow, files, where, after, limit, descending=descending)
 
     @_retrying
     def delete_file(self, file_id: str) -> bool:
@@ -318,7 +321,7 @@ class JobStore:
 
     # -- jobs -----------------------------------------------------------------------------------------------
     @_retrying
-    def create_job(self, **values: Any) -> dict[str, Any]:
+    def create_job(self, **values: Any) -> JobRow:
         """Insert a job; its ``training_file`` and ``validation_file`` must exist, checked under a shared lock on
         their rows in the same transaction (:class:`FileGone` otherwise), so a delete cannot slip between."""
         job_id = new_id("ftjob")
@@ -342,24 +345,26 @@ class JobStore:
                     **values,
                 )
             )
-        return self.get_job(job_id) or {}
+        created = self.get_job(job_id)
+        assert created is not None
+        return created
 
     @_retrying
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
+    def get_job(self, job_id: str) -> JobRow | None:
         with self.engine.connect() as c:
             row = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        return dict(row) if row else None
+        return row_of(JobRow, row) if row else None
 
     @_retrying
     def list_jobs(
         self, after: str | None, limit: int, metadata: dict[str, str] | None = None
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[JobRow], bool]:
         """Jobs newest first; with ``metadata``, only those whose metadata holds every given key and value (a JSON
         condition in SQL: ``json_extract`` on SQLite, ``->>`` on PostgreSQL)."""
         if not metadata:
-            return self._page(jobs, None, after, limit, descending=True)
+            return self._page(JobRow, jobs, None, after, limit, descending=True)
         where = sa.and_(*(jobs.c.job_metadata[k].as_string() == v for k, v in metadata.items()))
-        return self._page(jobs, where, after, limit, descending=True, cursor_filtered=False)
+        return self._page(JobRow, jobs, where, after, limit, descending=True, cursor_filtered=False)
 
     @_retrying
     def set_status(
@@ -387,7 +392,7 @@ class JobStore:
             return c.execute(q.values(status=status, **values)).rowcount > 0
 
     @_retrying
-    def request_cancel(self, job_id: str) -> dict[str, Any] | None:
+    def request_cancel(self, job_id: str) -> JobRow | None:
         """Cancel a job: at once when no worker runs it (queued, or its worker is gone), else flag it for its
         worker, which stops within seconds. Returns the job, or None if it does not exist."""
         now = self.clock()
@@ -396,7 +401,7 @@ class JobStore:
             if job is None:
                 return None
             if job["status"] in TERMINAL:
-                return dict(job)
+                return row_of(JobRow, job)
             if job["status"] in (S.validating_files, S.queued) or (job["lease_until"] or 0) < now:
                 c.execute(
                     jobs.update()
@@ -410,7 +415,7 @@ class JobStore:
         return self.get_job(job_id)
 
     @_retrying
-    def claim(self, worker_id: str, lease_seconds: float, max_attempts: int) -> dict[str, Any] | None:
+    def claim(self, worker_id: str, lease_seconds: float, max_attempts: int) -> JobRow | None:
         """Take the oldest queued job, or one whose worker stopped renewing its lease, for ``worker_id``.
 
         A job that has been claimed ``max_attempts`` times already fails instead, with the reason in its error."""
@@ -566,8 +571,8 @@ class JobStore:
         limit: int,
         *,
         descending: bool = True,
-    ) -> tuple[list[dict[str, Any]], bool]:
-        return self._page(events, events.c.job_id == job_id, after, limit, descending=descending)
+    ) -> tuple[list[EventRow], bool]:
+        return self._page(EventRow, events, events.c.job_id == job_id, after, limit, descending=descending)
 
     # -- checkpoints and models -----------------------------------------------------------------------------
     @_retrying
@@ -585,8 +590,8 @@ class JobStore:
             )
 
     @_retrying
-    def list_checkpoints(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        return self._page(checkpoints, checkpoints.c.job_id == job_id, after, limit, descending=True)
+    def list_checkpoints(self, job_id: str, after: str | None, limit: int) -> tuple[list[CheckpointRow], bool]:
+        return self._page(CheckpointRow, checkpoints, checkpoints.c.job_id == job_id, after, limit, descending=True)
 
     @_retrying
     def drop_checkpoint(self, job_id: str, model: str) -> None:
@@ -608,10 +613,10 @@ class JobStore:
             c.execute(checkpoints.delete().where(checkpoints.c.model == name))
 
     @_retrying
-    def get_model(self, name: str) -> dict[str, Any] | None:
+    def get_model(self, name: str) -> ModelRow | None:
         with self.engine.connect() as c:
             row = c.execute(sa.select(models).where(models.c.name == name)).mappings().first()
-        return dict(row) if row else None
+        return row_of(ModelRow, row) if row else None
 
     @_retrying
     def model_named_by_path(self, path: str) -> str | None:
@@ -630,13 +635,14 @@ class JobStore:
         return registered + bases
 
     @_retrying
-    def list_models(self) -> list[dict[str, Any]]:
+    def list_models(self) -> list[ModelRow]:
         with self.engine.connect() as c:
-            return [dict(r) for r in c.execute(sa.select(models).order_by(models.c.seq)).mappings()]
+            return [row_of(ModelRow, r) for r in c.execute(sa.select(models).order_by(models.c.seq)).mappings()]
 
     # -- pagination -----------------------------------------------------------------------------------------
     def _page(
         self,
+        cls: type[R],
         table: sa.Table,
         where: Any,
         after: str | None,
@@ -644,7 +650,7 @@ class JobStore:
         *,
         descending: bool,
         cursor_filtered: bool = True,
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[R], bool]:
         """One page after the row with id ``after`` (newest first when ``descending``), and whether more follow;
         ``cursor_filtered``: ``after`` must itself match ``where`` (else any row of the table may be the cursor).
 
@@ -663,5 +669,5 @@ class JobStore:
                     raise KeyError(after)
                 q = q.where(table.c.seq < seq if descending else table.c.seq > seq)
             q = q.order_by(table.c.seq.desc() if descending else table.c.seq).limit(limit + 1)
-            rows = [dict(r) for r in c.execute(q).mappings()]
+            rows = [row_of(cls, r) for r in c.execute(q).mappings()]
         return rows[:limit], len(rows) > limit

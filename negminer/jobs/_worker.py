@@ -41,6 +41,7 @@ from negminer._vocab import EventLevel, EventType, JobStatus, new_id
 from negminer.client import HttpNegativeSource, ServiceError
 from negminer.client.schemas import JobError
 from negminer.index._internal import pinned_models
+from negminer.jobs._rows import FileRow
 from negminer.jobs._store import TERMINAL, JobStore, StoreUnavailable
 from negminer.trainer import (
     CheckpointEvent,
@@ -97,9 +98,9 @@ class Worker:
                 self._stop.wait(self.settings.worker_poll_seconds)
                 continue
             try:
-                self.run_job(job["id"])
+                self.run_job(job.id)
             except StoreUnavailable:  # down longer than store_retry_seconds: the lease runs out, the job is resumed
-                logger.exception("lost the job database while running %s", job["id"])
+                logger.exception("lost the job database while running %s", job.id)
         self.store.close()
 
     def run_once(self) -> str | None:
@@ -107,8 +108,8 @@ class Worker:
         job = self.store.claim(self.id, self.settings.job_lease_seconds, self.settings.job_max_attempts)
         if job is None:
             return None
-        self.run_job(job["id"])
-        return job["id"]
+        self.run_job(job.id)
+        return job.id
 
     def run_job(self, job_id: str) -> None:
         """Run a claimed job in a child process; renew its lease, pass on cancels, handle the child's end."""
@@ -118,7 +119,8 @@ class Worker:
         proc = ctx.Process(target=_child_main, args=(s, job_id, self.id), name=f"negminer-{job_id}")
         proc.start()
         renew_every = max(0.2, min(s.job_lease_seconds / 4, 5.0))
-        started_at = (self.store.get_job(job_id) or {}).get("started_at")
+        claimed = self.store.get_job(job_id)
+        started_at = claimed.started_at if claimed else None
         last_renew, cancel_seen, outcome = time.monotonic(), None, ""
         while proc.is_alive():
             proc.join(timeout=min(renew_every, 0.5))
@@ -143,7 +145,7 @@ class Worker:
                     continue
                 if not ours:
                     job = self.store.get_job(job_id)
-                    if job and job["worker_id"] == self.id and job["status"] in TERMINAL:
+                    if job and job.worker_id == self.id and job.status in TERMINAL:
                         proc.join()  # the child has just ended the job itself and is exiting
                         break
                     logger.warning("%s is no longer ours (lease lost); stopping it", job_id)
@@ -178,7 +180,7 @@ class Worker:
         state; the checkpoints registered as models were uploaded to the API or hard-linked apart) and the refresh
         models (the index service holds its own uploaded copies), unless ``keep_trainer_state`` is set."""
         job = self.store.get_job(job_id)
-        if self.settings.keep_trainer_state or not job or job["status"] not in TERMINAL:
+        if self.settings.keep_trainer_state or not job or job.status not in TERMINAL:
             return
         out = Path(self.settings.data_dir) / "jobs" / job_id
         for folder in (out / "checkpoints", out / "refresh"):
@@ -189,7 +191,7 @@ class Worker:
         if outcome:
             return
         job = self.store.get_job(job_id)
-        if job and job["status"] == S.running and job["worker_id"] == self.id:  # the child died without a word
+        if job and job.status == S.running and job.worker_id == self.id:  # the child died without a word
             code = proc.exitcode
             how = (
                 f"was killed by signal {-code}" + (" (out of memory?)" if code == -signal.SIGKILL else "")
@@ -197,7 +199,7 @@ class Worker:
                 else f"exited with code {code} (the worker's log has its output)"
             )
             error = JobError(code="training_process_died", message=f"the training process {how}")
-            if job["cancel_requested"]:
+            if job.cancel_requested:
                 self.store.set_status(job_id, S.cancelled, expect=(S.running,), worker_id=self.id)
             else:
                 self.store.set_status(job_id, S.failed, expect=(S.running,), worker_id=self.id, error=error)
@@ -299,7 +301,7 @@ class _JobRun(TrainListener):
         self.data_dir = Path(settings.data_dir).resolve()
         self.out = self.data_dir / "jobs" / job_id
         self.models_dir = self.data_dir / "models" / job_id
-        self.name = model_name(job["model"], job["suffix"], job_id)
+        self.name = model_name(job.model, job.suffix, job_id)
         self.last_log: dict[str, Any] = {}
         self.last_eval: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []  # one row per logged step / evaluation, for step_metrics.csv
@@ -326,10 +328,10 @@ class _JobRun(TrainListener):
             return load_data(self.local_copy(row, param))
         except DataError as exc:
             raise DataError(
-                exc.message, file=row["filename"] if row else file_id, line=exc.line, field=exc.field, param=param
+                exc.message, file=row.filename if row else file_id, line=exc.line, field=exc.field, param=param
             ) from None
 
-    def local_copy(self, row: dict[str, Any], param: str) -> Path:
+    def local_copy(self, row: FileRow, param: str) -> Path:
         """The file's bytes on this machine: the API's own copy when this worker shares its data dir, else fetched
         from the API (``GET /v1/files/{id}/content``, streamed) into this worker's data dir, cached by id and checked
         against the sha256 the API recorded at upload; written under a temporary name, so a cut download is never
@@ -338,32 +340,32 @@ class _JobRun(TrainListener):
 
         import httpx
 
-        path = Path(row["path"])
+        path = Path(row.path)
         self.shared = path.resolve().is_relative_to(self.data_dir)
         if self.shared:  # one data dir with the API: its copy is the file
             if not path.is_file():
-                raise DataError(f"file {row['id']} is gone")
+                raise DataError(f"file {row.id} is gone")
             return path
-        cached = self.data_dir / "files-cache" / f"{row['id']}{Path(row['filename']).suffix}"
-        if cached.is_file() and sha256_file(cached) == row["sha256"]:
+        cached = self.data_dir / "files-cache" / f"{row.id}{Path(row.filename).suffix}"
+        if cached.is_file() and sha256_file(cached) == row.sha256:
             return cached
         key = self.s.api_key
         headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-        url = f"{self.s.service_url}/v1/files/{row['id']}/content"
+        url = f"{self.s.service_url}/v1/files/{row.id}/content"
         digest = hashlib.sha256()
         try:
             with httpx.stream("GET", url, headers=headers, timeout=60) as r:
                 if r.status_code != 200:
-                    raise DataError(f"file {row['id']} is gone (the API answered {r.status_code})")
+                    raise DataError(f"file {row.id} is gone (the API answered {r.status_code})")
                 with atomic_open(cached, "wb") as fh:
                     for chunk in r.iter_bytes(1 << 20):
                         digest.update(chunk)
                         fh.write(chunk)
-                    if digest.hexdigest() != row["sha256"]:
-                        raise DataError(f"file {row['id']}: the bytes fetched from the API do not match its sha256")
+                    if digest.hexdigest() != row.sha256:
+                        raise DataError(f"file {row.id}: the bytes fetched from the API do not match its sha256")
         except httpx.HTTPError as exc:
             raise ServiceError(
-                f"fetching file {row['id']} from the API at {self.s.service_url}: {exc}", param=param
+                f"fetching file {row.id} from the API at {self.s.service_url}: {exc}", param=param
             ) from None
         return cached
 
@@ -371,19 +373,19 @@ class _JobRun(TrainListener):
         from negminer.trainer import train  # torch and transformers load in the training process only
 
         job = self.job
-        data = self.load(job["training_file"], "training_file")
-        validation = self.load(job["validation_file"], "validation_file") if job["validation_file"] else None
+        data = self.load(job.training_file, "training_file")
+        validation = self.load(job.validation_file, "validation_file") if job.validation_file else None
         cfg = TrainConfig(
             output_dir=str(self.out),
             model=self.base_model(),
             resume="auto",
-            seed=job["seed"],
+            seed=job.seed,
             show_progress=False,
             cache_dir=str(self.s.cache_dir),
             device=self.s.device,
             encode_batch_size=self.s.batch_size,
             ray=self.s.ray_address,
-            **job["hyperparameters"],
+            **job.hyperparameters,
         )
         here = current_process()
         if cfg.devices > 1 and not here.active:  # start the job's processes; rank 0 goes on as this run
@@ -392,12 +394,12 @@ class _JobRun(TrainListener):
             launch(cfg.devices, _rank_main, self.s, self.job_id, self.worker_id, run_id=self.job_id)
             return
         source = None  # mined in the training process, unless the job mines from an index of the service
-        if job["index"] and here.main:
+        if job.index and here.main:
             source = HttpNegativeSource.factory(
                 self.s.service_url,
                 self.job_id,
                 api_key=self.s.api_key,
-                from_index=job["index"],
+                from_index=job.index,
                 delete_on_close=True,
                 labels={"job": self.job_id},
                 expires_after=self.s.index_lease_seconds,
@@ -490,12 +492,12 @@ class _JobRun(TrainListener):
         (``GET /v1/models/{name}/content``) into ``models-cache/`` under their content id."""
         from negminer.index import default_model_path
 
-        path = self.job["model_path"]
+        path = self.job.model_path
         own = self.s.model or default_model_path()  # this machine's default model: the same install as the API's
         with contextlib.suppress(Exception):
             if self.shared or Path(path).resolve() == Path(own).resolve():
                 return str(path)
-        return self.fetch_model(self.job["model"])
+        return self.fetch_model(self.job.model)
 
     def fetch_model(self, name: str) -> str:
         import httpx
@@ -538,7 +540,7 @@ class _JobRun(TrainListener):
             return str(dest)
         from negminer.client.uploads import adapter_base, upload_model
 
-        base = self.job["model"] if adapter_base(src) is not None else None
+        base = self.job.model if adapter_base(src) is not None else None
         with self._api() as api:
             transfer = upload_model(api, src, base=base, what=what, exclude=skip)
         logger.info("%s uploaded to the API: %s (%d bytes)", what, transfer.id, transfer.bytes_sent)
@@ -550,10 +552,10 @@ class _JobRun(TrainListener):
             return False
         self._checked = now
         job = self.store.get_job(self.job_id)
-        if job is not None and job["started_at"] and time.time() - job["started_at"] > self.s.job_max_seconds:
+        if job is not None and job.started_at and time.time() - job.started_at > self.s.job_max_seconds:
             self.timed_out = True
             return True
-        return job is None or bool(job["cancel_requested"]) or job["worker_id"] != self.worker_id
+        return job is None or bool(job.cancel_requested) or job.worker_id != self.worker_id
 
     # -- TrainListener --------------------------------------------------------------------------------------------
     def on_resume(self, event: ResumeEvent) -> None:
@@ -638,7 +640,7 @@ class _JobRun(TrainListener):
                 folder = self.models_dir / f"checkpoint-step-{old['step']}"
                 if str(folder.resolve()) in pinned:
                     continue
-                self.store.drop_checkpoint(self.job_id, old["model"])
+                self.store.drop_checkpoint(self.job_id, old.model)
                 shutil.rmtree(folder, ignore_errors=True)
 
 

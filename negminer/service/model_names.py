@@ -52,11 +52,11 @@ def resolve_model(model: str | None, settings: ServiceSettings, store: JobStore 
         return _upload_folder(model, settings, param)
     registered = store.get_model(model) if store is not None else None
     if registered is not None:
-        if is_upload_id(registered["path"]):  # a worker on its own disk uploaded it
-            return _upload_folder(registered["path"], settings, param)
-        if not Path(registered["path"]).is_dir():
+        if is_upload_id(registered.path):  # a worker on its own disk uploaded it
+            return _upload_folder(registered.path, settings, param)
+        if not Path(registered.path).is_dir():
             raise _refuse(param, f"the files of model {model!r} are gone")
-        return str(registered["path"])
+        return str(registered.path)
     if model.startswith("ft:"):
         raise _refuse(param, f"no model named {model!r} (GET /v1/models lists them)")
     if Path(model).is_absolute():

@@ -64,8 +64,8 @@ def _file(store: JobStore, file_id: str = "file-1") -> str:
 def _job(store: JobStore, **kw: object) -> str:
     _file(store)
     row = store.create_job(model="m", model_path="/m", training_file="file-1", hyperparameters=HP, seed=1, **kw)
-    store.set_status(row["id"], "queued", expect=("validating_files",))
-    return row["id"]
+    store.set_status(row.id, "queued", expect=("validating_files",))
+    return row.id
 
 
 def test_claims_are_exclusive_under_contention(store: JobStore) -> None:
@@ -76,7 +76,7 @@ def test_claims_are_exclusive_under_contention(store: JobStore) -> None:
     def worker(name: str) -> None:
         while (job := store.claim(name, 60, 3)) is not None:
             with lock:
-                got.append(job["id"])
+                got.append(job.id)
 
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
     for t in threads:
@@ -103,7 +103,7 @@ def test_a_file_is_deleted_or_used_by_a_job_never_both(store: JobStore) -> None:
             try:
                 results["job"] = store.create_job(
                     model="m", model_path="/m", training_file=fid, hyperparameters=HP, seed=1
-                )["id"]
+                ).id
             except FileGone as exc:
                 results["job"] = exc
 
@@ -129,20 +129,20 @@ def test_a_file_is_deleted_or_used_by_a_job_never_both(store: JobStore) -> None:
 
 def test_expired_lease_is_claimed_again_then_fails_after_max_attempts(store: JobStore, clock: Clock) -> None:
     job_id = _job(store)
-    assert store.claim("w1", 60, 2)["attempts"] == 1
+    assert store.claim("w1", 60, 2).attempts == 1
     clock.advance(59)
     assert store.claim("w2", 60, 2) is None  # w1's lease still runs
     clock.advance(2)
     again = store.claim("w2", 60, 2)
-    assert again["id"] == job_id and again["worker_id"] == "w2" and again["attempts"] == 2
+    assert again.id == job_id and again.worker_id == "w2" and again.attempts == 2
     assert store.renew(job_id, "w1", 60) == (False, False)  # the old worker is fenced off
     assert not store.set_status(job_id, "succeeded", expect=("running",), worker_id="w1")
     clock.advance(61)
     assert store.claim("w3", 60, 2) is None
     job = store.get_job(job_id)
-    assert job["status"] == "failed" and job["error"]["code"] == "worker_lost"
+    assert job.status == "failed" and job.error.code == "worker_lost"
     events, _ = store.list_events(job_id, None, 100, descending=False)
-    assert [e["level"] for e in events] == ["info", "warn", "error"]
+    assert [e.level for e in events] == ["info", "warn", "error"]
 
 
 def test_release_requeues_without_spending_an_attempt(store: JobStore) -> None:
@@ -150,37 +150,37 @@ def test_release_requeues_without_spending_an_attempt(store: JobStore) -> None:
     store.claim("w1", 60, 1)
     assert store.release(job_id, "w1", "shutting down")
     job = store.claim("w2", 60, 1)
-    assert job["id"] == job_id and job["attempts"] == 1
+    assert job.id == job_id and job.attempts == 1
 
 
 def test_cancel_queued_running_and_orphaned(store: JobStore, clock: Clock) -> None:
     queued = _job(store)
-    assert store.request_cancel(queued)["status"] == "cancelled"
+    assert store.request_cancel(queued).status == "cancelled"
     running = _job(store)
     store.claim("w1", 60, 3)
     job = store.request_cancel(running)
-    assert job["status"] == "running" and job["cancel_requested"]
+    assert job.status == "running" and job.cancel_requested
     assert store.renew(running, "w1", 60) == (True, True)
     orphan = _job(store)
     store.claim("w2", 60, 3)
     clock.advance(61)
-    assert store.request_cancel(orphan)["status"] == "cancelled"  # nobody renews it: cancelled at once
+    assert store.request_cancel(orphan).status == "cancelled"  # nobody renews it: cancelled at once
     assert store.request_cancel("ftjob-nope") is None
 
 
 def test_pagination_newest_first_and_oldest_first(store: JobStore) -> None:
     ids = [_job(store) for _ in range(5)]
     page, more = store.list_jobs(None, 2)
-    assert [j["id"] for j in page] == ids[::-1][:2] and more
-    page2, more2 = store.list_jobs(page[-1]["id"], 2)
-    page3, more3 = store.list_jobs(page2[-1]["id"], 2)
-    assert [j["id"] for j in page + page2 + page3] == ids[::-1] and more2 and not more3
+    assert [j.id for j in page] == ids[::-1][:2] and more
+    page2, more2 = store.list_jobs(page[-1].id, 2)
+    page3, more3 = store.list_jobs(page2[-1].id, 2)
+    assert [j.id for j in page + page2 + page3] == ids[::-1] and more2 and not more3
     for i in range(3):
         store.add_event(ids[0], f"e{i}")
     asc, _ = store.list_events(ids[0], None, 10, descending=False)
-    after, _ = store.list_events(ids[0], asc[0]["id"], 10, descending=False)
-    assert [e["message"] for e in asc] == ["e0", "e1", "e2"]
-    assert [e["message"] for e in after] == ["e1", "e2"]
+    after, _ = store.list_events(ids[0], asc[0].id, 10, descending=False)
+    assert [e.message for e in asc] == ["e0", "e1", "e2"]
+    assert [e.message for e in after] == ["e1", "e2"]
     with pytest.raises(KeyError):
         store.list_jobs("ftjob-unknown", 2)
 
@@ -190,12 +190,12 @@ def test_checkpoints_and_models(store: JobStore) -> None:
     store.add_checkpoint(job_id, 5, "ft:m:x:ckpt-step-5", "/p5", {"step": 5})
     store.add_checkpoint(job_id, 10, "ft:m:x:ckpt-step-10", "/p10", {"step": 10})
     rows, more = store.list_checkpoints(job_id, None, 10)
-    assert [r["step"] for r in rows] == [10, 5] and not more
-    assert store.get_model("ft:m:x:ckpt-step-5")["path"] == "/p5"
+    assert [r.step for r in rows] == [10, 5] and not more
+    assert store.get_model("ft:m:x:ckpt-step-5").path == "/p5"
     store.drop_checkpoint(job_id, "ft:m:x:ckpt-step-5")
     assert store.get_model("ft:m:x:ckpt-step-5") is None
     store.register_model("ft:m:x", "/final", job_id)
-    assert [m["name"] for m in store.list_models()] == ["ft:m:x:ckpt-step-10", "ft:m:x"]
+    assert [m.name for m in store.list_models()] == ["ft:m:x:ckpt-step-10", "ft:m:x"]
 
 
 def test_event_retention_drops_the_oldest_metrics_first(store: JobStore) -> None:
@@ -206,7 +206,7 @@ def test_event_retention_drops_the_oldest_metrics_first(store: JobStore) -> None
         store.add_event(job, f"step {i}", type="metrics")
     store.add_event(job, "done")
     rows, _ = store.list_events(job, None, 100, descending=False)
-    assert [r["message"] for r in rows] == ["started", "step 5", "step 6", "step 7", "done"]
+    assert [r.message for r in rows] == ["started", "step 5", "step 6", "step 7", "done"]
 
 
 def test_migrations_build_the_schema_the_store_queries(store: JobStore) -> None:
@@ -249,11 +249,11 @@ def test_jobs_are_filtered_by_metadata_in_the_database(store: JobStore) -> None:
     _job(store)  # no metadata at all
     ir = [i for n, i in enumerate(ids) if n % 2]
     rows, more = store.list_jobs(None, 10, {"team": "ir"})
-    assert [r["id"] for r in rows] == ir[::-1] and not more
+    assert [r.id for r in rows] == ir[::-1] and not more
     first, more = store.list_jobs(None, 2, {"team": "ir"})
-    rest, again = store.list_jobs(first[-1]["id"], 2, {"team": "ir"})
-    assert more and not again and [r["id"] for r in first + rest] == ir[::-1]
-    assert [r["id"] for r in store.list_jobs(None, 10, {"team": "ir", "run": "3"})[0]] == [ids[3]]
+    rest, again = store.list_jobs(first[-1].id, 2, {"team": "ir"})
+    assert more and not again and [r.id for r in first + rest] == ir[::-1]
+    assert [r.id for r in store.list_jobs(None, 10, {"team": "ir", "run": "3"})[0]] == [ids[3]]
     assert store.list_jobs(None, 10, {"team": "nobody"}) == ([], False)
     assert store.list_jobs(None, 10, {"team'; DROP TABLE jobs; --": "x"}) == ([], False)  # a key is data
     assert len(store.list_jobs(None, 20)[0]) == 8

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from negminer.client.schemas import ListPage
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 __all__ = ["bad_param", "list_page"]
 
@@ -19,9 +20,7 @@ def bad_param(param: str, why: str, where: str = "body") -> RequestValidationErr
     return RequestValidationError([{"loc": (where, *param.split(".")), "msg": why, "type": "value_error"}])
 
 
-def list_page(
-    fetch: Callable[[], tuple[list[dict[str, Any]], bool]], convert: Callable[[dict[str, Any]], T], unknown: str
-) -> ListPage[T]:
+def list_page(fetch: Callable[[], tuple[list[R], bool]], convert: Callable[[R], T], unknown: str) -> ListPage[T]:
     """One page from the store (``{object: "list", data, has_more}``); an unknown ``after`` cursor is a 422."""
     try:
         rows, more = fetch()

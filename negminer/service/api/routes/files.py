@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse
@@ -14,6 +14,7 @@ from negminer import DataError, load_data
 from negminer._data import PairsSummary, scan_pairs, split_buckets
 from negminer._vocab import new_id
 from negminer.client.schemas import Deleted, FileObject, ListPage
+from negminer.jobs import FileRow
 from negminer.service.api.params import bad_param, list_page
 from negminer.service.deps import SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
@@ -23,8 +24,8 @@ router = APIRouter(prefix="/v1/files", tags=["files"], responses=problem_respons
 FORMATS = {".jsonl": "pairs-jsonl", ".json": "pairs-jsonl", ".parquet": "parquet", ".csv": "csv"}
 
 
-def file_object(row: dict[str, Any]) -> FileObject:
-    return FileObject.model_validate({**row, **row["info"]})
+def file_object(row: FileRow) -> FileObject:
+    return FileObject.model_validate({**row.as_dict(), **row.info})
 
 
 @router.post("", response_model=FileObject)
@@ -125,9 +126,9 @@ def file_content(file_id: str, store: StoreDep) -> FileResponse:
     row = store.get_file(file_id)
     if row is None:
         raise HTTPException(404, f"no file {file_id!r}")
-    if not Path(row["path"]).is_file():
+    if not Path(row.path).is_file():
         raise HTTPException(410, f"the bytes of file {file_id!r} are gone from the data dir")
-    return FileResponse(row["path"], media_type="application/octet-stream", filename=row["filename"])
+    return FileResponse(row.path, media_type="application/octet-stream", filename=row.filename)
 
 
 @router.delete("/{file_id}", response_model=Deleted)
@@ -136,5 +137,5 @@ def delete_file(file_id: str, store: StoreDep) -> Deleted:
     if row is None:
         raise HTTPException(404, f"no file {file_id!r}")
     store.delete_file(file_id)  # FileInUse (409) while an unfinished job reads it, checked in the same transaction
-    Path(row["path"]).unlink(missing_ok=True)
+    Path(row.path).unlink(missing_ok=True)
     return Deleted(id=file_id, object="file")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
@@ -12,7 +12,7 @@ from negminer._data import PairsSummary
 from negminer._errors import ConfigError
 from negminer._settings import ServiceSettings
 from negminer.client.schemas import Checkpoint, CreateJob, Event, Job, ListPage
-from negminer.jobs import JobAlreadyEnded, JobStore, submit_job
+from negminer.jobs import FileRow, JobAlreadyEnded, JobRow, JobStore, submit_job
 from negminer.service.api.params import bad_param, list_page
 from negminer.service.deps import RegistryDep, SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
@@ -24,32 +24,32 @@ from negminer.trainer import TrainHyperparameters, check_devices, check_hardware
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=problem_responses(404, 409, 422))
 
 
-def job_object(row: dict[str, Any]) -> Job:
-    return Job.model_validate(row)
+def job_object(row: JobRow) -> Job:
+    return Job.model_validate(row.as_dict())
 
 
-def _job(store: JobStore, job_id: str) -> dict[str, Any]:
+def _job(store: JobStore, job_id: str) -> JobRow:
     row = store.get_job(job_id)
     if row is None:
         raise HTTPException(404, f"no fine-tuning job {job_id!r}")
     return row
 
 
-def _file(store: JobStore, file_id: str | None, param: str) -> dict[str, Any] | None:
+def _file(store: JobStore, file_id: str | None, param: str) -> FileRow | None:
     if file_id is None:
         return None
     row = store.get_file(file_id)
     if row is None:
         raise bad_param(param, f"no file {file_id!r} (upload it with POST /v1/files)")
-    if row["purpose"] != "fine-tune":
-        raise bad_param(param, f"file {file_id!r} is a {row['purpose']} file, not training data")
+    if row.purpose != "fine-tune":
+        raise bad_param(param, f"file {file_id!r} is a {row.purpose} file, not training data")
     return row
 
 
-def _check_split(training: dict[str, Any], hp: TrainHyperparameters) -> None:
+def _check_split(training: FileRow, hp: TrainHyperparameters) -> None:
     """Without a validation file the trainer holds out ``validation_fraction`` of the queries (by a hash of their
     text): refuse now a file whose split would leave either side empty, instead of failing in the worker."""
-    info = training.get("info") or {}
+    info = training.info or {}
     buckets = info.get("split_buckets")
     if not buckets:
         return
@@ -205,7 +205,7 @@ def list_events(
     _job(store, job_id)
     return list_page(
         lambda: store.list_events(job_id, after, limit, descending=order == "desc"),
-        Event.model_validate,
+        lambda row: Event.model_validate(row.as_dict()),
         f"event {after!r} in job {job_id!r}",
     )
 
@@ -218,6 +218,6 @@ def list_checkpoints(
     _job(store, job_id)
     return list_page(
         lambda: store.list_checkpoints(job_id, after, limit),
-        Checkpoint.model_validate,
+        lambda row: Checkpoint.model_validate(row.as_dict()),
         f"checkpoint {after!r} in job {job_id!r}",
     )

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_respo
 @router.get("", response_model=ListPage[Model])
 def list_models(store: StoreDep, settings: SettingsDep) -> ListPage[Model]:
     data = [Model(id=default_model(settings)[0], created=0, kind=ModelKind.default)]
-    return ListPage[Model](data=data + [Model.model_validate(m) for m in store.list_models()])
+    return ListPage[Model](data=data + [Model.model_validate(m.as_dict()) for m in store.list_models()])
 
 
 @router.delete("/{name}", response_model=Deleted, responses=problem_responses(403, 409))
@@ -41,24 +41,24 @@ def delete_model(name: str, store: StoreDep, settings: SettingsDep) -> Deleted:
         raise HTTPException(404, f"no model {name!r}")
     data_dir = Path(settings.data_dir).resolve()
     uploads = uploads_of(settings)  # a model a worker uploaded: its files go with the sweep once nothing uses them
-    stored = str(m["path"])
+    stored = str(m.path)
     path = uploads.root / stored.removeprefix(UPLOAD_PREFIX) if is_upload_id(stored) else Path(stored).resolve()
     users = pinned_models(data_dir / "indexes").get(str(path))
     if users:
         raise HTTPException(409, f"model {name!r} is used by index {', '.join(users)}; delete or refresh it first")
-    job = store.get_job(m["job_id"]) if m["job_id"] else None
-    if m["kind"] == ModelKind.checkpoint and job is not None and job["status"] not in TERMINAL:
+    job = store.get_job(m.job_id) if m.job_id else None
+    if m.kind == ModelKind.checkpoint and job is not None and job.status not in TERMINAL:
         raise HTTPException(
             409,
-            f"checkpoint {name!r} belongs to job {job['id']}, which may resume from it; "
+            f"checkpoint {name!r} belongs to job {job.id}, which may resume from it; "
             "cancel the job or wait for it to end",
         )
     store.delete_model(name)
     if path.is_relative_to(data_dir / "models"):  # only what the service made itself
         shutil.rmtree(path, ignore_errors=True)
-    if m["kind"] == ModelKind.checkpoint and job is not None:  # the trainer's copy, kept by keep_trainer_state
+    if m.kind == ModelKind.checkpoint and job is not None:  # the trainer's copy, kept by keep_trainer_state
         step = path.name.removeprefix("checkpoint-step-")
-        shutil.rmtree(data_dir / "jobs" / job["id"] / "checkpoints" / f"checkpoint-{step}", ignore_errors=True)
+        shutil.rmtree(data_dir / "jobs" / job.id / "checkpoints" / f"checkpoint-{step}", ignore_errors=True)
     return Deleted(id=name, object="model")
 
 
@@ -95,4 +95,4 @@ def get_model(name: str, store: StoreDep, settings: SettingsDep) -> Model:
     m = store.get_model(name)
     if m is None:
         raise HTTPException(404, f"no model {name!r}")
-    return Model.model_validate(m)
+    return Model.model_validate(m.as_dict())
