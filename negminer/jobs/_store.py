@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -57,12 +57,16 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
-def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _retrying(method: Callable[Concatenate[JobStore, P], T]) -> Callable[Concatenate[JobStore, P], T]:
     """The store's methods retry an unreachable database for ``retry_seconds`` (negminer's one retry policy), then
     raise :class:`StoreUnavailable`; a full disk is an ``OSError`` (ENOSPC: 507), never retried."""
 
     @functools.wraps(method)
-    def call(self: JobStore, *args: Any, **kwargs: Any) -> Any:
+    def call(self: JobStore, *args: P.args, **kwargs: P.kwargs) -> T:
         policy = retrying(
             self.retry_seconds,
             retry_on=lambda exc: isinstance(exc, sa.exc.DBAPIError) and _unreachable(exc) and not _disk_full(exc),

@@ -637,7 +637,7 @@ class _JobRun(TrainListener):
             # kept by the API's sweep while an index uses them
             pinned = pinned_models(self.data_dir / "indexes") if self.shared else {}
             for old in rows[keep:]:
-                folder = self.models_dir / f"checkpoint-step-{old['step']}"
+                folder = self.models_dir / f"checkpoint-step-{old.step}"
                 if str(folder.resolve()) in pinned:
                     continue
                 self.store.drop_checkpoint(self.job_id, old.model)
