@@ -206,6 +206,10 @@ class Worker:
                 self.store.add_event(job_id, error.message, level=EventLevel.error)
 
 
+def _refused_key(url: str) -> str:
+    return f"the API at {url} refused this worker's key: set NEGMINER_API_KEY to the API's key"
+
+
 def _time_limit_error(s: ServiceSettings) -> JobError:
     return JobError(
         code="time_limit_exceeded",
@@ -355,6 +359,8 @@ class _JobRun(TrainListener):
         digest = hashlib.sha256()
         try:
             with httpx.stream("GET", url, headers=headers, timeout=60) as r:
+                if r.status_code in (401, 403):
+                    raise ServiceError(_refused_key(self.s.service_url), status=r.status_code, param=param)
                 if r.status_code != 200:
                     raise DataError(f"file {row.id} is gone (the API answered {r.status_code})")
                 with atomic_open(cached, "wb") as fh:
@@ -509,6 +515,8 @@ class _JobRun(TrainListener):
         try:
             with self._api() as api, api.stream("GET", f"/v1/models/{name}/content") as r:
                 uid = r.headers.get("x-negminer-upload-id", "")
+                if r.status_code in (401, 403):
+                    raise ServiceError(_refused_key(self.s.service_url), status=r.status_code, param="model")
                 if r.status_code != 200 or not is_upload_id(uid):
                     why = f"fetching model {name!r} from the API: it answered {r.status_code}"
                     raise ServiceError(why, status=r.status_code, param="model")

@@ -261,6 +261,42 @@ def test_a_worker_on_its_own_disk_fetches_the_training_file_through_the_api(
         assert done["status"] == "failed" and done["error"]["param"] == "training_file", done
         assert "do not match its sha256" in done["error"]["message"]
         assert not list((worker_dir / "data" / "files-cache").glob(f"{other}*"))
+        # the job's model was uploaded to the API by the worker, which serves it
+        first = api.ok("GET", "/v1/fine_tuning/jobs", params={"limit": 10})["data"][-1]
+        vec = api.ok("POST", "/v1/embed", json={"inputs": "read a file", "model": first["fine_tuned_model"]})
+        assert len(vec[0]) == 64 and not (api_dir / "data" / "jobs").exists()
+    finally:
+        stop(worker)
+        stop(server)
+
+
+def test_a_worker_whose_key_the_api_refuses_fails_its_job_saying_so(
+    tmp_path: Path, lexical_model: Path, demo_data: Any
+) -> None:
+    """A worker on its own disk with a wrong key: the API answers 401 to its fetch, and the job fails naming the key
+    (nothing of the job is written on either side)."""
+    api_dir, worker_dir = tmp_path / "api", tmp_path / "worker"
+    api_dir.mkdir()
+    worker_dir.mkdir()
+    port = free_port()
+    key = "the-right-key-0123456789"
+    server = start_server(api_dir, lexical_model, port, NEGMINER_API_KEY=key)
+    database = f"sqlite:///{(api_dir / 'data' / 'negminer.db').resolve()}"
+    worker = start_worker(
+        worker_dir, lexical_model, port, NEGMINER_DATABASE_URL=database, NEGMINER_API_KEY="a-wrong-key-0123456789"
+    )
+    api = Api(port)
+    api.client.headers["Authorization"] = f"Bearer {key}"
+    try:
+        file_id = api.upload(_training_file(tmp_path, demo_data))
+        hp = {"max_steps": 2, "batch_size": 4, "negatives": "none"}
+        job = api.ok("POST", "/v1/fine_tuning/jobs", json={"training_file": file_id, "hyperparameters": hp})
+        done = api.finished(job["id"])
+        assert done["status"] == "failed" and done["error"]["param"] == "training_file", done
+        assert (
+            "refused this worker's key" in done["error"]["message"] and "NEGMINER_API_KEY" in done["error"]["message"]
+        )
+        assert not list((worker_dir / "data").glob("files-cache/*")) and not (worker_dir / "data" / "models").exists()
     finally:
         stop(worker)
         stop(server)

@@ -46,7 +46,7 @@ class _IndexCollector:
         )
         for name in self.index_registry.names():
             try:
-                info = self.index_registry.get(name).info()
+                info = self.index_registry.get(name, renew=False).info()  # a scrape renews no lease
             except KeyError:  # deleted meanwhile
                 continue
             size.add_metric([name], info.size)
