@@ -55,7 +55,8 @@ class HttpNegativeSource:
 
     ``labels`` and ``expires_after`` (a lease in seconds) go with the index it creates; while a lease is set, a
     thread renews it (every third of it) until ``close()``, so an index whose trainer died is reclaimed by the
-    service. ``close()`` deletes the index when ``delete_on_close``.
+    service. ``close()`` deletes the index when ``delete_on_close``. ``known_models`` maps model folders here to
+    names the service knows them by (a job's base model): those are named, never uploaded.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class HttpNegativeSource:
         labels: dict[str, str] | None = None,
         expires_after: int | None = None,
         shared_dir: str | os.PathLike[str] | None = None,
+        known_models: dict[str, str] | None = None,
         retry_seconds: float = 0.0,
     ) -> None:
         _, self.texts, doc_of = data.dedup_corpus()
@@ -84,7 +86,8 @@ class HttpNegativeSource:
         self.labels, self.expires_after = dict(labels or {}), expires_after
         self.shared_dir = Path(shared_dir).resolve() if shared_dir is not None else None
         self.transfers: list[Transfer] = []
-        self._bases: dict[str, str] = {}  # an adapter's base folder here -> the name the service knows it by
+        # model folders here -> the names the service knows them by (a job's base model): named, never uploaded
+        self._known = {str(Path(k).resolve()): v for k, v in (known_models or {}).items()}
         self.retry_seconds = retry_seconds
         self.positive_texts = [[self.texts[int(r)] for r in p] for p in self.positive_ids]
         self.options = config
@@ -166,14 +169,17 @@ class HttpNegativeSource:
         """The name the service will know ``checkpoint`` by: its path in ``shared_dir``, or its upload id (an
         adapter's base is uploaded once, or named as the bundled model when it is that one)."""
         path = Path(checkpoint).resolve()
+        if str(path) in self._known:
+            return self._known[str(path)]
         if self.shared_dir is not None and path.is_relative_to(self.shared_dir):
             return path.relative_to(self.shared_dir).as_posix()
         base = adapter_base(path)
         base_name = None
         if base is not None:
-            base_name = self._bases.get(base)
+            key = str(Path(base).resolve())
+            base_name = self._known.get(key)
             if base_name is None:
-                base_name = self._bases[base] = self._upload(base, None, "the adapter's base model")
+                base_name = self._known[key] = self._upload(base, None, "the adapter's base model")
         return self._upload(str(path), base_name, "checkpoint")
 
     def _upload(self, folder: str, base: str | None, what: str) -> str:

@@ -401,6 +401,7 @@ class _JobRun(TrainListener):
             return
         source = None  # mined in the training process, unless the job mines from an index of the service
         if job.index and here.main:
+            assert cfg.model is not None
             source = HttpNegativeSource.factory(
                 self.s.service_url,
                 self.job_id,
@@ -409,6 +410,7 @@ class _JobRun(TrainListener):
                 delete_on_close=True,
                 labels={"job": self.job_id},
                 expires_after=self.s.index_lease_seconds,
+                known_models={cfg.model: job.model},  # the API has the job's model: the first build names it
                 retry_seconds=self.s.index_retry_seconds,
             )
         if here.main:
