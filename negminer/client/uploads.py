@@ -182,7 +182,7 @@ def upload_model(
                     yield block
 
         params: dict[str, Any] = {"sha256": digest, **({"base": base} if base else {})}
-        headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         try:
             r = client.post("/v1/models/uploads", params=params, content=chunks(), headers=headers)
         except httpx.HTTPError as exc:

@@ -16,7 +16,7 @@ from negminer.service.deps import SettingsDep, StoreDep, UploadsDep
 from negminer.service.errors import problem_responses
 from negminer.service.model_names import resolve_model
 
-router = APIRouter(prefix="/v1/models/uploads", tags=["models"], responses=problem_responses(404, 413, 422))
+router = APIRouter(prefix="/v1/models/uploads", tags=["models"], responses=problem_responses(400, 404, 413, 422))
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -28,7 +28,8 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the model's files as one uncompressed tar",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
 )
