@@ -31,11 +31,13 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from negminer import DataError, NegminerError, NonFiniteError, load_data
 from negminer._io import atomic_dir, atomic_open, sha256_file
+from negminer._retry import retrying
 from negminer._settings import ServiceSettings
 from negminer._vocab import EventLevel, EventType, JobStatus, new_id
 from negminer.client import HttpNegativeSource, ServiceError
@@ -57,6 +59,7 @@ from negminer.trainer import (
 )
 
 S = JobStatus
+T = TypeVar("T")
 
 __all__ = ["Worker", "model_name"]
 
@@ -329,7 +332,7 @@ class _JobRun(TrainListener):
         try:
             if row is None:
                 raise DataError(f"file {file_id} is gone")
-            return load_data(self.local_copy(row, param))
+            return load_data(self.over_http(self.local_copy, row, param, what=f"fetching {param}"))
         except DataError as exc:
             raise DataError(
                 exc.message, file=row.filename if row else file_id, line=exc.line, field=exc.field, param=param
@@ -361,6 +364,8 @@ class _JobRun(TrainListener):
             with httpx.stream("GET", url, headers=headers, timeout=60) as r:
                 if r.status_code in (401, 403):
                     raise ServiceError(_refused_key(self.s.service_url), status=r.status_code, param=param)
+                if r.status_code in (502, 503, 504):
+                    raise ServiceError(f"the API answered {r.status_code}", status=r.status_code, param=param)
                 if r.status_code != 200:
                     raise DataError(f"file {row.id} is gone (the API answered {r.status_code})")
                 with atomic_open(cached, "wb") as fh:
@@ -505,7 +510,20 @@ class _JobRun(TrainListener):
         with contextlib.suppress(Exception):
             if self.shared or Path(path).resolve() == Path(own).resolve():
                 return str(path)
-        return self.fetch_model(self.job.model)
+        return self.over_http(self.fetch_model, self.job.model, what="fetching the job's model")
+
+    def over_http(self, call: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T:
+        """``call`` retried while the API cannot be reached or answers 502 / 503 / 504 (restarting), for
+        ``index_retry_seconds`` (negminer's retry policy); then its error."""
+        policy = retrying(
+            self.s.index_retry_seconds,
+            retry_on=lambda exc: isinstance(exc, ServiceError) and exc.status in (None, 502, 503, 504),
+            initial=0.5,
+            maximum=10.0,
+            logger=logger,
+            what=f"{what} from the API failed",
+        )
+        return policy(call, *args, **kwargs)
 
     def fetch_model(self, name: str) -> str:
         import httpx
@@ -519,6 +537,8 @@ class _JobRun(TrainListener):
                 uid = r.headers.get("x-negminer-upload-id", "")
                 if r.status_code in (401, 403):
                     raise ServiceError(_refused_key(self.s.service_url), status=r.status_code, param="model")
+                if r.status_code in (502, 503, 504):
+                    raise ServiceError(f"the API answered {r.status_code}", status=r.status_code, param="model")
                 if r.status_code != 200 or not is_upload_id(uid):
                     why = f"fetching model {name!r} from the API: it answered {r.status_code}"
                     raise ServiceError(why, status=r.status_code, param="model")
@@ -552,7 +572,7 @@ class _JobRun(TrainListener):
 
         base = self.job.model if adapter_base(src) is not None else None
         with self._api() as api:
-            transfer = upload_model(api, src, base=base, what=what, exclude=skip)
+            transfer = self.over_http(upload_model, api, src, base=base, what=what, exclude=skip)
         logger.info("%s uploaded to the API: %s (%d bytes)", what, transfer.id, transfer.bytes_sent)
         return transfer.id
 
