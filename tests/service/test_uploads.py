@@ -175,6 +175,7 @@ def test_a_refresh_by_upload_gives_the_negatives_of_a_refresh_through_a_shared_f
     data = build_demo(60)
     checkpoint = data_dir / "runs" / "ckpt"
     shutil.copytree(lexical_model, checkpoint, dirs_exist_ok=True)
+    (checkpoint / "README.md").write_text("a checkpoint of this test: files no other test uploads\n")
     shared = _source(client, "by-path", data, shared_dir=data_dir)
     uploaded = _source(client, "by-upload", data, expires_after=60, labels={"run": "r1"})
     try:
@@ -250,10 +251,12 @@ def test_a_lora_refresh_sends_the_adapter_and_its_base_once(
         for adapter in adapters:
             source.refresh(str(adapter))
             _update(source)
-        base, first, second = source.transfers
-        assert base.bytes_sent > 0 and first.bytes_sent > 0 and second.bytes_sent > 0
+        base, first, second = source.transfers  # the base once (sent, or known already), then each adapter
+        assert base.id == upload_id(folder_manifest(tiny_model))
+        assert first.bytes_sent > 0 and second.bytes_sent > 0
         adapter_bytes = (adapters[1] / "adapter_model.safetensors").stat().st_size
-        assert second.bytes_sent < base.bytes_sent and second.bytes_sent < adapter_bytes + 2 * 1024 * 1024
+        base_bytes = sum(size for _, size, _ in folder_manifest(tiny_model))
+        assert second.bytes_sent < base_bytes and second.bytes_sent < adapter_bytes + 2 * 1024 * 1024
         info = client.get(f"/v1/models/uploads/{second.id}").json()
         assert info["base"] == base.id
         assert client.get("/v1/indexes/lora-run").json()["model"] == second.id
