@@ -21,6 +21,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from negminer import DataError, NegminerError, NonFiniteError, load_data
-from negminer._io import atomic_dir, atomic_open, sha256_file
+from negminer._io import atomic_dir, atomic_open, sha256_file, write_json
 from negminer._retry import retrying
 from negminer._settings import ServiceSettings
 from negminer._vocab import EventLevel, EventType, JobStatus, new_id
@@ -526,24 +527,37 @@ class _JobRun(TrainListener):
         return policy(call, *args, **kwargs)
 
     def fetch_model(self, name: str) -> str:
+        """The API's files of model ``name`` in ``models-cache/<content id>``: fetched once, then asked for with
+        ``If-None-Match`` (304: nothing is sent)."""
         import httpx
 
         from negminer.client.uploads import is_upload_id, unpack_model
 
         cache = self.data_dir / "models-cache"
         cache.mkdir(parents=True, exist_ok=True)
+        names_file = cache / "names.json"
         try:
-            with self._api() as api, api.stream("GET", f"/v1/models/{name}/content") as r:
+            names = json.loads(names_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            names = {}
+        known = names.get(name)
+        if known and not (cache / str(known).removeprefix("sha256:")).is_dir():
+            known = None
+        headers = {"If-None-Match": f'"{known}"'} if known else {}
+        try:
+            with self._api() as api, api.stream("GET", f"/v1/models/{name}/content", headers=headers) as r:
                 uid = r.headers.get("x-negminer-upload-id", "")
                 if r.status_code in (401, 403):
                     raise ServiceError(_refused_key(self.s.service_url), status=r.status_code, param="model")
                 if r.status_code in (502, 503, 504):
                     raise ServiceError(f"the API answered {r.status_code}", status=r.status_code, param="model")
-                if r.status_code != 200 or not is_upload_id(uid):
+                if r.status_code not in (200, 304) or not is_upload_id(uid):
                     why = f"fetching model {name!r} from the API: it answered {r.status_code}"
                     raise ServiceError(why, status=r.status_code, param="model")
+                if names.get(name) != uid:  # the name's content id now (a folder only counts once it is there)
+                    write_json(names_file, {**names, name: uid})
                 dest = cache / uid.removeprefix("sha256:")
-                if dest.is_dir():
+                if r.status_code == 304 or dest.is_dir():
                     return str(dest)
                 archive = cache / f".{secrets.token_hex(6)}.tar"
                 try:

@@ -147,6 +147,9 @@ def test_api_worker_and_trainer_on_their_own_disks_survive_kill_9_in_turn(tmp_pa
         assert registered["job"] == job_id
         assert not (roots["api"] / "data" / "jobs").exists()  # nothing of the job was written on the API's disk
         assert (roots["worker"] / "data" / "models-cache").is_dir()  # the base model came over HTTP
+        events = api.get(f"{url}/events", params={"limit": 1000}).json()["data"]
+        fetched = [e for e in events if e["message"].startswith("Fetched the base model")]
+        assert len(fetched) == 1 and any("resuming" in e["message"] for e in events)  # the next worker: 304
 
         # after the leases run out: only the index someone made by hand, and only the uploads that are models
         _wait(lambda: [i["name"] for i in api.get("/v1/indexes").json()["data"]] == ["code"], 60, "the leases")

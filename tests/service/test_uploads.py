@@ -282,3 +282,24 @@ def _update_again(source: HttpNegativeSource, checkpoint: Path) -> Any:
     source.refresh(str(checkpoint))  # known to the service: nothing is sent
     assert source.transfers[-1].reused
     return _update(source)
+
+
+def test_a_model_is_fetched_as_a_tar_once_then_answered_304(server: tuple[httpx.Client, Path], tmp_path: Path) -> None:
+    """``GET /v1/models/{name}/content``: the default model's files as a tar, with their content id as ETag; asked
+    again with that id in If-None-Match, 304 and nothing sent."""
+    from negminer.client.uploads import unpack_model
+
+    client, _ = server
+    name = client.get("/v1/models").json()["data"][0]["id"]
+    r = client.get(f"/v1/models/{name}/content")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-tar"
+    uid = r.headers["x-negminer-upload-id"]
+    assert r.headers["etag"] == f'"{uid}"'
+    (tmp_path / "m.tar").write_bytes(r.content)
+    unpack_model(tmp_path / "m.tar", tmp_path / "m", max_bytes=10**9, max_files=100)
+    assert upload_id(folder_manifest(tmp_path / "m")) == uid
+    again = client.get(f"/v1/models/{name}/content", headers={"If-None-Match": f'"{uid}"'})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == f'"{uid}"'
+    other = client.get(f"/v1/models/{name}/content", headers={"If-None-Match": '"sha256:' + "0" * 64 + '"'})
+    assert other.status_code == 200 and other.content == r.content
+    _problem(client.get("/v1/models/no-such-model/content"), 422, "invalid_request", "name")

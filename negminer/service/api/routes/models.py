@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Header, HTTPException
+from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
 from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
@@ -69,21 +70,32 @@ def delete_model(name: str, store: StoreDep, settings: SettingsDep) -> Deleted:
         200: {
             "description": "the model's files as an uncompressed tar (what POST /v1/models/uploads takes)",
             "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
-        }
+        },
+        304: {"description": "the files are the ones If-None-Match names (their content id)"},
     },
 )
-def model_content(name: str, store: StoreDep, settings: SettingsDep) -> FileResponse:
-    """A model's files, as a tar: how a worker on its own disk gets the base model of its job. The header
-    ``X-Negminer-Upload-Id`` gives the files' content id (as :mod:`negminer.client` computes it)."""
+def model_content(
+    name: str,
+    store: StoreDep,
+    settings: SettingsDep,
+    if_none_match: Annotated[str | None, Header(description="the content id of a copy the caller has")] = None,
+) -> Response:
+    """A model's files, as a tar: how a worker on its own disk gets the base model of its job. ``ETag`` (and
+    ``X-Negminer-Upload-Id``) is the files' content id, as :mod:`negminer.client` computes it; a caller whose copy
+    has that id sends it as ``If-None-Match`` and gets 304, with nothing packed or sent."""
     folder = resolve_model(name, settings, store, param="name")
     manifest = folder_manifest(folder)
+    uid = upload_id(manifest)
+    headers = {"ETag": f'"{uid}"', "X-Negminer-Upload-Id": uid}
+    if if_none_match is not None and uid in {tag.strip().strip('"') for tag in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
     tmp = Path(tempfile.mkdtemp(prefix="negminer-download-"))
     archive = tmp / "model.tar"
     pack_model(folder, manifest, archive)
     return FileResponse(
         archive,
         media_type="application/x-tar",
-        headers={"X-Negminer-Upload-Id": upload_id(manifest)},
+        headers=headers,
         background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
     )
 
