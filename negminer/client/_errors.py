@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import httpx
+from pydantic import ValidationError
+
 from negminer._errors import NegminerError
 from negminer.client.schemas import Problem
 
-__all__ = ["ArchiveError", "ServiceError"]
+__all__ = ["RETRY_STATUSES", "ArchiveError", "ServiceError"]
+
+RETRY_STATUSES = (502, 503, 504)  # a service restarting, or its database down: worth another try
 
 
 class ServiceError(NegminerError):
@@ -16,6 +21,23 @@ class ServiceError(NegminerError):
     ) -> None:
         super().__init__(message, param=param or (problem.param if problem else None))
         self.status, self.problem = status, problem
+
+    @classmethod
+    def from_answer(cls, r: httpx.Response, what: str) -> ServiceError:
+        """The error of an answer of 400 or more to ``what`` (``"index service: GET /v1/..."``), with its
+        problem+json when it has one."""
+        try:
+            problem: Problem | None = Problem.model_validate(r.json())
+        except (ValueError, ValidationError):
+            problem = None
+        detail = problem.detail if problem else r.text
+        return cls(f"{what} -> {r.status_code}: {detail}", status=r.status_code, problem=problem)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another try may go through: the service could not be reached, or answered that it is restarting
+        or overloaded (502 / 503 / 504)."""
+        return self.status is None or self.status in RETRY_STATUSES
 
 
 class ArchiveError(NegminerError):

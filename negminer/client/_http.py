@@ -17,7 +17,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from negminer import RetrievalData
 from negminer._retry import retrying
 from negminer._vocab import IndexStatus, OperationStatus
-from negminer.client._errors import ServiceError
+from negminer.client._errors import RETRY_STATUSES, ServiceError
 from negminer.client.schemas import (
     CreateIndex,
     Document,
@@ -25,7 +25,6 @@ from negminer.client.schemas import (
     MineQuery,
     MineRequest,
     MineResponse,
-    Problem,
     RefreshRequest,
 )
 from negminer.client.uploads import Transfer, adapter_base, upload_model
@@ -118,15 +117,7 @@ class HttpNegativeSource:
         if r.status_code in (404, 410) and ok_missing:
             return None
         if r.status_code >= 400:
-            problem = None
-            try:
-                problem = Problem.model_validate(r.json())
-                detail = problem.detail
-            except (ValueError, ValidationError):
-                detail = r.text
-            raise ServiceError(
-                f"index service: {method} {path} -> {r.status_code}: {detail}", status=r.status_code, problem=problem
-            )
+            raise ServiceError.from_answer(r, f"index service: {method} {path}")
         if model is None:
             return None
         try:
@@ -143,7 +134,7 @@ class HttpNegativeSource:
         policy = retrying(
             self.retry_seconds,
             retry_on=lambda exc: isinstance(exc, httpx.TransportError),
-            retry_result=lambda r: r.status_code in (502, 503, 504),
+            retry_result=lambda r: r.status_code in RETRY_STATUSES,
             initial=0.5,
             maximum=10.0,
             logger=logger,
@@ -166,8 +157,8 @@ class HttpNegativeSource:
 
     # -- models over HTTP ----------------------------------------------------------------------------------------
     def model_ref(self, checkpoint: str) -> str:
-        """The name the service will know ``checkpoint`` by: its path in ``shared_dir``, or its upload id (an
-        adapter's base is uploaded once, or named as the bundled model when it is that one)."""
+        """The name the service will know ``checkpoint`` by: its name in ``known_models``, its path in ``shared_dir``,
+        or its upload id (an adapter's base is named the same way, and uploaded once when it must be)."""
         path = Path(checkpoint).resolve()
         if str(path) in self._known:
             return self._known[str(path)]
@@ -185,7 +176,7 @@ class HttpNegativeSource:
     def _upload(self, folder: str, base: str | None, what: str) -> str:
         policy = retrying(
             self.retry_seconds,
-            retry_on=lambda exc: isinstance(exc, ServiceError) and exc.status in (None, 502, 503, 504),
+            retry_on=lambda exc: isinstance(exc, ServiceError) and exc.retryable,
             initial=0.5,
             maximum=10.0,
             logger=logger,

@@ -23,12 +23,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
 from negminer._errors import ConfigError
 from negminer._io import sha256_file
 from negminer.client._errors import ArchiveError, ServiceError
-from negminer.client.schemas import ModelUpload, Problem
+from negminer.client.schemas import ModelUpload
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -141,13 +140,6 @@ class Transfer:
     reused: bool
 
 
-def _problem(r: httpx.Response) -> Problem | None:
-    try:
-        return Problem.model_validate(r.json())
-    except (ValueError, ValidationError):
-        return None
-
-
 def upload_model(
     client: httpx.Client,
     folder: str | os.PathLike[str],
@@ -188,11 +180,7 @@ def upload_model(
         except httpx.HTTPError as exc:
             raise ServiceError(f"uploading {what} to {client.base_url}: {type(exc).__name__}: {exc}") from None
     if r.status_code >= 400:
-        problem = _problem(r)
-        detail = problem.detail if problem else r.text
-        raise ServiceError(
-            f"service: uploading {what} -> {r.status_code}: {detail}", status=r.status_code, problem=problem
-        )
+        raise ServiceError.from_answer(r, f"service: uploading {what}")
     answer = ModelUpload.model_validate(r.json())
     if answer.id != uid:  # the service unpacked something else than was packed here
         raise ServiceError(f"service: uploaded {what} as {answer.id}, expected {uid}", status=r.status_code)

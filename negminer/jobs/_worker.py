@@ -344,8 +344,6 @@ class _JobRun(TrainListener):
         from the API (``GET /v1/files/{id}/content``, streamed) into this worker's data dir, cached by id and checked
         against the sha256 the API recorded at upload; written under a temporary name, so a cut download is never
         read."""
-        import hashlib
-
         import httpx
 
         path = Path(row.path)
@@ -357,16 +355,10 @@ class _JobRun(TrainListener):
         cached = self.data_dir / "files-cache" / f"{row.id}{Path(row.filename).suffix}"
         if cached.is_file() and sha256_file(cached) == row.sha256:
             return cached
-        key = self.s.api_key
-        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-        url = f"{self.s.service_url}/v1/files/{row.id}/content"
         digest = hashlib.sha256()
         try:
-            with httpx.stream("GET", url, headers=headers, timeout=60) as r:
-                if r.status_code in (401, 403):
-                    raise ServiceError(_refused_key(self.s.service_url), status=r.status_code, param=param)
-                if r.status_code in (502, 503, 504):
-                    raise ServiceError(f"the API answered {r.status_code}", status=r.status_code, param=param)
+            with self._api(timeout=60) as api, api.stream("GET", f"/v1/files/{row.id}/content") as r:
+                self._refused(r.status_code, param)
                 if r.status_code != 200:
                     raise DataError(f"file {row.id} is gone (the API answered {r.status_code})")
                 with atomic_open(cached, "wb") as fh:
@@ -493,12 +485,22 @@ class _JobRun(TrainListener):
         return [file_id]
 
     # -- models over HTTP ------------------------------------------------------------------------------------------
-    def _api(self) -> Any:
+    def _api(self, timeout: float = 600) -> Any:
+        """An HTTP client of the API, with this worker's key."""
         import httpx
 
         key = self.s.api_key
         headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-        return httpx.Client(base_url=self.s.service_url, headers=headers, timeout=600)
+        return httpx.Client(base_url=self.s.service_url, headers=headers, timeout=timeout)
+
+    def _refused(self, status: int, param: str) -> None:
+        """Raise for an answer of the API that is about this worker, not the thing asked for: its key refused, or
+        the API restarting (a :class:`ServiceError` that :meth:`over_http` tries again)."""
+        if status in (401, 403):
+            raise ServiceError(_refused_key(self.s.service_url), status=status, param=param)
+        error = ServiceError(f"the API answered {status}", status=status, param=param)
+        if error.retryable:
+            raise error
 
     def base_model(self) -> str:
         """The folder of the model the job starts from: the API's own on one disk with it, this machine's copy of
@@ -518,7 +520,7 @@ class _JobRun(TrainListener):
         ``index_retry_seconds`` (negminer's retry policy); then its error."""
         policy = retrying(
             self.s.index_retry_seconds,
-            retry_on=lambda exc: isinstance(exc, ServiceError) and exc.status in (None, 502, 503, 504),
+            retry_on=lambda exc: isinstance(exc, ServiceError) and exc.retryable,
             initial=0.5,
             maximum=10.0,
             logger=logger,
@@ -547,10 +549,7 @@ class _JobRun(TrainListener):
         try:
             with self._api() as api, api.stream("GET", f"/v1/models/{name}/content", headers=headers) as r:
                 uid = r.headers.get("x-negminer-upload-id", "")
-                if r.status_code in (401, 403):
-                    raise ServiceError(_refused_key(self.s.service_url), status=r.status_code, param="model")
-                if r.status_code in (502, 503, 504):
-                    raise ServiceError(f"the API answered {r.status_code}", status=r.status_code, param="model")
+                self._refused(r.status_code, "model")
                 if r.status_code not in (200, 304) or not is_upload_id(uid):
                     why = f"fetching model {name!r} from the API: it answered {r.status_code}"
                     raise ServiceError(why, status=r.status_code, param="model")

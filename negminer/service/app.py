@@ -32,6 +32,8 @@ def sweep(registry: IndexRegistry, uploads: ModelUploads, store: JobStore, setti
     uses (no index version or operation, no registered model or unfinished job, no adapter built on them) past
     their grace."""
     registry.sweep_expired()
+    if not uploads.records():  # nothing to collect: neither the database nor every index is asked what it uses
+        return
     try:
         models = store.models_in_use()
     except StoreUnavailable:  # which uploads are registered models is unknown: keep them all this round
