@@ -11,14 +11,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import mmap
 import os
+import re
 import shutil
+import struct
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -132,3 +137,56 @@ def release_pages(array: Any) -> None:
     if mm is not None and hasattr(mm, "madvise") and getattr(base, "mode", "r") == "r":
         with contextlib.suppress(OSError, ValueError):
             mm.madvise(mmap.MADV_DONTNEED)
+
+
+# What numpy writes as a .npy header: a dict literal with a plain dtype string, the order and the shape.
+_NPY_HEADER = re.compile(
+    r"\{'descr': '(?P<descr>[<>|=][a-zA-Z]\d*)', 'fortran_order': (?P<fortran>True|False), "
+    r"'shape': \((?P<shape>(?:\d+, ?)*\d*)\), \}\s*"
+)
+
+
+def _npy_header(f: IO[bytes]) -> tuple[np.dtype[Any], tuple[int, ...], Literal["C", "F"]] | None:
+    """(dtype, shape, order) of the .npy file open at its start, leaving ``f`` at its data; None where the header
+    is not one that numpy writes for a plain array.
+
+    numpy reads a .npy header with ``ast.literal_eval``, and CPython 3.11 keeps the AST builder's recursion count
+    in one place for all threads: a thread that parses while another thread's parse is under way makes the other
+    fail with ``SystemError: AST constructor recursion depth mismatch`` (cpython gh-106905). The service reads
+    vectors, caches and offsets from many threads (builds, the encode batcher, searches), so it reads headers
+    itself."""
+    try:
+        major, _ = np.lib.format.read_magic(f)
+        (size,) = struct.unpack("<H" if major == 1 else "<I", f.read(2 if major == 1 else 4))
+        text = f.read(size).decode("utf-8" if major >= 3 else "latin1")
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return None
+    found = _NPY_HEADER.fullmatch(text)
+    if found is None:
+        return None
+    shape = tuple(int(n) for n in found["shape"].replace(" ", "").split(",") if n)
+    return np.dtype(found["descr"]), shape, "F" if found["fortran"] == "True" else "C"
+
+
+def npy_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
+    """The shape in a .npy file's header (reads the header only)."""
+    with open(path, "rb") as f:
+        header = _npy_header(f)
+    return header[1] if header is not None else tuple(np.load(path, mmap_mode="r").shape)
+
+
+def load_npy(path: str | os.PathLike[str], *, mmap: bool = False) -> np.ndarray:
+    """``np.load(path, mmap_mode="r" if mmap else None)`` without ``ast`` for the .npy files negminer writes (see
+    :func:`_npy_header`); a header it does not recognise (a structured dtype, say) goes to ``np.load``."""
+    with open(path, "rb") as f:
+        header = _npy_header(f)
+        if header is None:
+            return np.load(path, mmap_mode="r" if mmap else None)
+        dtype, shape, order = header
+        if mmap:
+            return np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order=order)
+        count = math.prod(shape)
+        data = np.fromfile(f, dtype=dtype, count=count)
+    if data.size != count:
+        raise ValueError(f"{path}: the file holds {data.size} of the {count} values its header announces")
+    return data.reshape(shape, order=order)

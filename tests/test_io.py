@@ -1,13 +1,15 @@
-"""Atomic writes: files and folders appear whole or not at all, and a replaced folder never goes missing."""
+"""Atomic writes: files and folders appear whole or not at all, and a replaced folder never goes missing; .npy
+files read without `ast`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from negminer._io import atomic_dir, write_json
+from negminer._io import atomic_dir, load_npy, npy_shape, release_pages, write_json
 
 
 def test_atomic_dir_replaces_and_cleans_up(tmp_path: Path) -> None:
@@ -53,10 +55,7 @@ def test_atomic_writes_follow_the_umask(tmp_path: Path) -> None:
 
 
 def test_release_pages_gives_back_a_memory_maps_resident_pages(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import numpy as np
     import psutil
-
-    from negminer._io import release_pages
 
     np.save(tmp_path / "v.npy", np.ones((20_000, 1024), np.float32))  # 80 MB
     mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
@@ -68,3 +67,46 @@ def test_release_pages_gives_back_a_memory_maps_resident_pages(tmp_path) -> None
     assert proc.memory_info().rss - before < 20e6  # ...until released; the data is still there
     assert float(mapped[-1].sum()) == 1024
     release_pages(np.zeros(3))  # not a map: nothing happens
+
+
+ARRAYS = {
+    "vectors": np.arange(12, dtype=np.float32).reshape(3, 4),
+    "keys": np.arange(5, dtype=np.uint64),
+    "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    "empty": np.zeros((0, 384), dtype=np.float32),
+    "scalar": np.array(3.5),
+    "big-endian": np.arange(4, dtype=">f4"),
+    "strings": np.array(["ab", "c"]),
+    "structured": np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]),  # not read by us: np.load
+}
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_load_npy_reads_what_np_load_reads_without_ast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mmap: bool
+) -> None:
+    """The service's threads read .npy headers without ``ast`` (CPython 3.11's AST builder is not thread-safe:
+    a concurrent parse fails with ``SystemError: AST constructor recursion depth mismatch``)."""
+    import ast
+
+    for name, array in ARRAYS.items():
+        path = tmp_path / f"{name}.npy"
+        np.save(path, array)
+        want = np.load(path, mmap_mode="r" if mmap else None)
+        with monkeypatch.context() as m:
+            if name != "structured":
+                m.setattr(ast, "literal_eval", lambda *a, **k: pytest.fail("ast was used"))
+            got = load_npy(path, mmap=mmap)
+            assert npy_shape(path) == array.shape, name
+        assert type(got) is type(want) and got.dtype == want.dtype and got.shape == want.shape, name
+        assert np.array_equal(got, want) and got.flags.f_contiguous == want.flags.f_contiguous, name
+        del got, want
+
+
+def test_load_npy_refuses_a_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "v.npy"
+    np.save(path, np.ones((10, 4), dtype=np.float32))
+    path.write_bytes(path.read_bytes()[:-8])
+    for mmap in (False, True):
+        with pytest.raises(ValueError):
+            load_npy(path, mmap=mmap)

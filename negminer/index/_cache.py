@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from negminer._io import atomic_path, write_json
+from negminer._io import atomic_path, load_npy, npy_shape, write_json
 
 __all__ = ["EmbeddingCache", "text_key"]
 
@@ -48,15 +48,6 @@ _MERGE_BLOCK = 1 << 14  # rows copied at a time while merging (bounded memory)
 def text_key(text: str) -> bytes:
     """16-byte BLAKE2b digest of a text: the cache key of one row."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=KEY_BYTES).digest()
-
-
-def _shape(vec_file: Path) -> tuple[int, ...]:
-    """The shape in a .npy file's header (reads the header only)."""
-    with open(vec_file, "rb") as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, _, _ = read(fh)
-    return tuple(shape)
 
 
 def _level(rows: int) -> int:
@@ -102,8 +93,8 @@ class EmbeddingCache:
             for keys_file in sorted(self.dir.glob("*.keys.npy")):
                 name = keys_file.name[: -len(".keys.npy")]
                 try:
-                    raw = np.load(keys_file)
-                    shape = _shape(self._vecs_path(name))
+                    raw = load_npy(keys_file)
+                    shape = npy_shape(self._vecs_path(name))
                 except (OSError, ValueError):
                     continue  # an unreadable chunk is a cache miss, never an error
                 if raw.ndim != 2 or raw.shape[1] != KEY_BYTES or len(shape) != 2 or shape[0] != raw.shape[0]:
@@ -192,7 +183,7 @@ class EmbeddingCache:
     def _read_rows(self, chunk: _Chunk, rows: np.ndarray) -> np.ndarray:
         """``rows`` of a chunk's vectors, read through a memory map that is closed before returning."""
         try:
-            mapped = np.load(self._vecs_path(chunk.name), mmap_mode="r")
+            mapped = load_npy(self._vecs_path(chunk.name), mmap=True)
         except FileNotFoundError:
             raise _ChunkGone from None
         try:
@@ -243,7 +234,7 @@ class EmbeddingCache:
         """Write the rows of ``keys`` (sorted), gathered from ``sources``, to ``path`` block by block with plain
         writes: memory stays one block, and no merged file is mapped (a mapped output would hold every written
         page in the process's resident memory until it is unmapped)."""
-        dim = _shape(self._vecs_path(sources[0].name))[1]
+        dim = npy_shape(self._vecs_path(sources[0].name))[1]
         with open(path, "wb") as fh:
             np.lib.format.write_array_header_1_0(
                 fh,

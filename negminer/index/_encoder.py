@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from negminer._errors import ConfigError, ModelError
-from negminer._io import atomic_path
+from negminer._io import atomic_path, load_npy
 from negminer._settings import DEFAULT_MODEL_NAMES, default_model_path
 from negminer.index._cache import EmbeddingCache, text_key
 
@@ -631,7 +631,7 @@ class Encoder:
             else:
                 out.flush()
                 del out
-        return np.load(path, mmap_mode="r")
+        return load_npy(path, mmap=True)
 
     def _encode_rows(
         self,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError
-from negminer._io import atomic_dir, atomic_open, sha256_file, write_json
+from negminer._io import atomic_dir, atomic_open, load_npy, sha256_file, write_json
 from negminer._vocab import INDEX_NAME_PATTERN, OperationStatus
 from negminer.index._encoder import Encoder
 from negminer.index._plan import IndexConfig
@@ -189,7 +189,7 @@ class CorpusIndex:
         vectors = None
         if "vectors.npy" in meta.get("files", {}):
             try:
-                vectors = np.load(path / "vectors.npy", mmap_mode="r")
+                vectors = load_npy(path / "vectors.npy", mmap=True)
             except (OSError, ValueError) as exc:
                 raise IndexFileError(f"{path / 'vectors.npy'}: unreadable ({exc})") from exc
             if vectors.shape != (len(doc_ids), index.dim):

@@ -13,7 +13,7 @@ from typing import overload
 import numpy as np
 
 from negminer._errors import IndexFileError
-from negminer._io import atomic_path
+from negminer._io import atomic_path, load_npy
 
 __all__ = ["DiskTexts", "write_texts"]
 
@@ -42,7 +42,7 @@ class DiskTexts(Sequence[str]):
         self.path = Path(path)
         off_path = self.path.with_name(self.path.name.split(".")[0] + ".offsets.npy")
         try:
-            self._offsets = np.load(off_path, mmap_mode="r")
+            self._offsets = load_npy(off_path, mmap=True)
             self._fd = os.open(self.path, os.O_RDONLY)
         except (OSError, ValueError) as exc:
             raise IndexFileError(f"{self.path}: unreadable texts ({exc})") from exc

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from negminer._errors import ConfigError, IndexFileError
-from negminer._io import release_pages
+from negminer._io import load_npy, release_pages
 from negminer._vocab import IndexKind, values
 from negminer.index._plan import IndexConfig, default_nlist, exact_search, recall_at_k
 
@@ -456,7 +456,7 @@ class VectorIndex:
         if backend == "numpy":
             index = cls(dim, kind="flat", backend="numpy")
             try:
-                index._vectors = np.load(path, mmap_mode="r")
+                index._vectors = load_npy(path, mmap=True)
             except (OSError, ValueError) as exc:
                 raise IndexFileError(f"{path}: unreadable vectors: {exc}") from exc
             return index
