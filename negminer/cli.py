@@ -669,12 +669,13 @@ def index_build(
         enc = _encoder(model, cache_dir, batch_size, no_cache, devices=encode_devices)
         if ray or _settings().ray_address:
             typer.echo(f"ray: {ray_encode(enc, texts, address=ray or _settings().ray_address or 'local')}")
-        index = build_index(enc, ids, texts, config=config, device=_settings().index_device)
-        version = IndexStore(out).publish(index, keep=keep)
+        with build_index(enc, ids, texts, config=config, device=_settings().index_device) as index:
+            version = IndexStore(out).publish(index, keep=keep)
+            described = index.index.describe()
     except (NegminerError, ValueError) as exc:
         _fail(exc)
         return
-    typer.echo(f"published version {version}: {len(ids):,} documents, {index.index.describe()} -> {out}")
+    typer.echo(f"published version {version}: {len(ids):,} documents, {described} -> {out}")
 
 
 @index_app.command("info")

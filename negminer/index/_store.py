@@ -73,6 +73,23 @@ class CorpusIndex:
     def __len__(self) -> int:
         return len(self.doc_ids)
 
+    def close(self) -> None:
+        """Remove the temporary vectors file a fresh :func:`build_index` wrote (a saved or loaded index has none)
+        now, instead of whenever the garbage collector finds it: it is a whole copy of the corpus's vectors. The
+        index is not used afterwards; save or publish it first."""
+        work, self._workdir = self._workdir, None
+        if work is not None:
+            self.vectors = self.index._refine = None  # the memory maps of the file go with it
+            if self.index.backend == "numpy":
+                self.index._vectors = None
+            work.cleanup()
+
+    def __enter__(self) -> CorpusIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def vector_index(self) -> VectorIndex:
         """The search structure over the vectors (FAISS or NumPy); the same object as ``index``, by a name that
@@ -243,8 +260,8 @@ def build_index(
     """Encode ``texts`` (through the encoder's cache) and index them with the structure ``config`` plans for
     their number (tuned to its recall target); ``keep_texts`` saves the texts too; ``progress(stage, done, total)``
     follows the stages: ``encoding`` (texts) and ``indexing`` (vectors added). The vectors go block by block to a
-    memory-mapped file in ``work_dir`` (default: a temporary folder that lives as long as the returned index), so
-    no full in-memory copy is made."""
+    memory-mapped file in ``work_dir`` (default: a temporary folder that lives until the returned index's
+    :meth:`CorpusIndex.close`, or until it is garbage-collected), so no full in-memory copy is made."""
     if len(doc_ids) != len(texts):
         raise ConfigError(f"{len(doc_ids)} doc ids for {len(texts)} texts")
     if len(set(doc_ids)) != len(doc_ids):
@@ -254,31 +271,36 @@ def build_index(
         work_dir = work.name
     else:
         work = None
-    vectors = encoder.encode_to(
-        texts,
-        Path(work_dir) / "vectors.npy",
-        kind="document",
-        prompt=prompt,
-        prompt_name=prompt_name,
-        desc="corpus",
-        progress=None if progress is None else (lambda d, t: progress("encoding", d, t)),
-    )
-    index = VectorIndex.for_vectors(
-        vectors,
-        config,
-        backend=backend,
-        device=device,
-        progress=None if progress is None else (lambda d, t: progress("indexing", d, t)),
-    )
-    return CorpusIndex(
-        index,
-        list(doc_ids),
-        encoder.fingerprint,
-        encoder.name,
-        texts=texts if keep_texts else None,
-        vectors=vectors,
-        _workdir=work,
-    )
+    try:
+        vectors = encoder.encode_to(
+            texts,
+            Path(work_dir) / "vectors.npy",
+            kind="document",
+            prompt=prompt,
+            prompt_name=prompt_name,
+            desc="corpus",
+            progress=None if progress is None else (lambda d, t: progress("encoding", d, t)),
+        )
+        index = VectorIndex.for_vectors(
+            vectors,
+            config,
+            backend=backend,
+            device=device,
+            progress=None if progress is None else (lambda d, t: progress("indexing", d, t)),
+        )
+        return CorpusIndex(
+            index,
+            list(doc_ids),
+            encoder.fingerprint,
+            encoder.name,
+            texts=texts if keep_texts else None,
+            vectors=vectors,
+            _workdir=work,
+        )
+    except BaseException:
+        if work is not None:
+            work.cleanup()
+        raise
 
 
 _VERSION_RE = re.compile(r"^v(\d{6})$")

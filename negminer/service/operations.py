@@ -152,30 +152,31 @@ def start_operation(
                 keep_texts=True,
                 progress=progress,
             )
-            if index.vectors is not None and not _all_finite(index.vectors):
-                raise NonFiniteError(
-                    f"the model {model} embeds to NaN or infinite values; nothing was published",
-                    code="non_finite_embeddings",
-                )
-            fault_point("index.encoded", op)
-            index.meta["operation"] = operation.id  # how a restart tells that this operation published
-            progress("saving", 0, 1)
-            with state.publish_lock:  # the fence: only into this incarnation, only while it lives
-                if state.deleted.is_set():
-                    raise _Cancelled
-                store = IndexStore(folder)
-                version = store.publish(index)
-                fault_point("index.published", op)
-                del index  # served from the saved files: texts read by row, vectors memory-mapped
-                loaded = store.load(version, verify=False)
-                with state.lock:  # the swap: readers holding the old version keep it
-                    state.current, state.texts, state.model = loaded, loaded.texts or [], model
-                    state.status, state.error = IndexStatus.ready, None
-                    operation.status, operation.version = OperationStatus.succeeded, version
-                    operation.stage, operation.eta_seconds = None, None
-                    operation.seconds = state.build_seconds = round(time.perf_counter() - t0, 3)
-                write_operation(folder, state.uid, operation)
-                fault_point("index.recorded", op)
+            with index:  # its scratch vectors go on every path, published or not
+                if index.vectors is not None and not _all_finite(index.vectors):
+                    raise NonFiniteError(
+                        f"the model {model} embeds to NaN or infinite values; nothing was published",
+                        code="non_finite_embeddings",
+                    )
+                fault_point("index.encoded", op)
+                index.meta["operation"] = operation.id  # how a restart tells that this operation published
+                progress("saving", 0, 1)
+                with state.publish_lock:  # the fence: only into this incarnation, only while it lives
+                    if state.deleted.is_set():
+                        raise _Cancelled
+                    store = IndexStore(folder)
+                    version = store.publish(index)
+                    fault_point("index.published", op)
+                    index.close()  # served from the saved files: texts read by row, vectors memory-mapped
+                    loaded = store.load(version, verify=False)
+                    with state.lock:  # the swap: readers holding the old version keep it
+                        state.current, state.texts, state.model = loaded, loaded.texts or [], model
+                        state.status, state.error = IndexStatus.ready, None
+                        operation.status, operation.version = OperationStatus.succeeded, version
+                        operation.stage, operation.eta_seconds = None, None
+                        operation.seconds = state.build_seconds = round(time.perf_counter() - t0, 3)
+                    write_operation(folder, state.uid, operation)
+                    fault_point("index.recorded", op)
         except _Cancelled:
             logger.info("%s of index %s stopped: the index was deleted", op, state.name)
             with state.lock:

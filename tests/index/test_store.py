@@ -82,3 +82,21 @@ def test_build_index_from_encoder(tiny_model: Path, tmp_path: Path) -> None:
     s, r = idx.search(enc.encode(["gamma delta"], kind="document"), 1)
     assert idx.doc_ids[r[0, 0]] == "b" and s[0, 0] == pytest.approx(1.0, abs=1e-5)
     assert idx.fingerprint == enc.fingerprint
+    scratch = list((tmp_path / "cache").glob("negminer-vectors-*"))
+    assert len(scratch) == 1 and (scratch[0] / "vectors.npy").is_file()  # the vectors, memory-mapped
+    with idx:
+        IndexStore(tmp_path / "store").publish(idx)
+    assert not list((tmp_path / "cache").glob("negminer-vectors-*"))  # closed: removed now, not by the GC
+    assert len(IndexStore(tmp_path / "store").load()) == 3
+
+
+def test_a_failed_build_leaves_no_scratch_vectors(tiny_model: Path, tmp_path: Path) -> None:
+    enc = Encoder(tiny_model, device="cpu", cache_dir=tmp_path / "cache", show_progress=False)
+
+    def stop(stage: str, done: int, total: int) -> None:
+        if stage == "indexing":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(enc, ["a", "b"], ["alpha", "beta"], progress=stop)
+    assert not list((tmp_path / "cache").glob("negminer-vectors-*"))
