@@ -9,6 +9,8 @@ half-written folder. What must change under readers' feet uses versioned folders
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
 import hashlib
 import json
 import math
@@ -18,6 +20,7 @@ import re
 import shutil
 import struct
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,3 +193,60 @@ def load_npy(path: str | os.PathLike[str], *, mmap: bool = False) -> np.ndarray:
     if data.size != count:
         raise ValueError(f"{path}: the file holds {data.size} of the {count} values its header announces")
     return data.reshape(shape, order=order)
+
+
+_OWNER = ".owner"  # in a scratch folder: locked (flock) by the process using it, released when it dies
+
+
+class ScratchDir(tempfile.TemporaryDirectory[str]):
+    """A temporary folder for large files (vectors) that a later :func:`scratch_dir` removes if its process died
+    without cleaning it (kill -9, OOM): the process holds an exclusive ``flock`` on ``.owner`` inside it, which
+    the kernel releases with the process."""
+
+    def __init__(self, prefix: str, dir: Path) -> None:
+        super().__init__(prefix=prefix, dir=dir)
+        self._owner = open(Path(self.name) / _OWNER, "wb")  # noqa: SIM115 - held while the folder lives
+        fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def cleanup(self) -> None:
+        self._owner.close()
+        super().cleanup()
+
+
+SCRATCH_PREFIXES = ("negminer-vectors-", "negminer-mine-")  # an index build's vectors; a large mining's
+
+
+def remove_dead_scratch(
+    folder: str | os.PathLike[str], prefixes: tuple[str, ...] = SCRATCH_PREFIXES, *, unowned_after: float = 3600.0
+) -> list[Path]:
+    """Remove the scratch folders (``prefix...``) in ``folder`` whose process is gone: their ``.owner`` lock is
+    free, or they have none (a process killed between creating and locking it) and were last changed over
+    ``unowned_after`` seconds ago. Never a live process's. Returns what it removed."""
+    removed: list[Path] = []
+    for old in (p for prefix in prefixes for p in Path(folder).glob(f"{glob.escape(prefix)}*")):
+        with contextlib.suppress(OSError):
+            if old.is_symlink() or not old.is_dir():
+                continue
+            owner = old / _OWNER
+            if not owner.exists():
+                if time.time() - old.stat().st_mtime > unowned_after:
+                    shutil.rmtree(old, ignore_errors=True)
+                    removed.append(old)
+                continue
+            with open(owner, "rb") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process's
+                shutil.rmtree(old, ignore_errors=True)
+                removed.append(old)
+    return removed
+
+
+def scratch_dir(prefix: str, dir: str | os.PathLike[str] | None = None) -> ScratchDir:
+    """A :class:`ScratchDir` named ``prefix...`` in ``dir`` (default: the system's temporary folder), after
+    removing the folders of that prefix there that dead processes left (:func:`remove_dead_scratch`)."""
+    folder = Path(dir) if dir is not None else Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_dead_scratch(folder, (prefix,))
+    return ScratchDir(prefix, folder)

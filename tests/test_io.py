@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from negminer._io import atomic_dir, load_npy, npy_shape, release_pages, write_json
+from negminer._io import atomic_dir, load_npy, npy_shape, release_pages, scratch_dir, write_json
 
 
 def test_atomic_dir_replaces_and_cleans_up(tmp_path: Path) -> None:
@@ -110,3 +110,40 @@ def test_load_npy_refuses_a_truncated_file(tmp_path: Path) -> None:
     for mmap in (False, True):
         with pytest.raises(ValueError):
             load_npy(path, mmap=mmap)
+
+
+def test_scratch_folders_of_dead_processes_are_removed_by_the_next_one(tmp_path: Path) -> None:
+    """A process killed -9 in the middle of a build leaves its scratch vectors; the next scratch folder of that
+    prefix removes them, and never a live process's."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time; from negminer._io import scratch_dir; d = scratch_dir('negminer-vectors-', sys.argv[1]); "
+        "open(d.name + '/vectors.npy', 'wb').write(b'x' * 1000); print(d.name, flush=True); time.sleep(600)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    dead = Path(proc.stdout.readline().strip())
+    live = scratch_dir("negminer-vectors-", tmp_path)
+    other = tmp_path / "negminer-mine-abc"  # another prefix: not ours to judge
+    other.mkdir()
+    assert dead.is_dir()
+    again = scratch_dir("negminer-vectors-", tmp_path)
+    assert dead.is_dir(), "removed while its process lives"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    third = scratch_dir("negminer-vectors-", tmp_path)
+    assert not dead.exists() and Path(live.name).is_dir() and Path(again.name).is_dir() and other.is_dir()
+    unowned = tmp_path / "negminer-vectors-unowned"  # killed before it locked: removed once it is old
+    unowned.mkdir()
+    scratch_dir("negminer-vectors-", tmp_path).cleanup()
+    assert unowned.is_dir()
+    os.utime(unowned, (0, 0))
+    scratch_dir("negminer-vectors-", tmp_path).cleanup()
+    assert not unowned.exists()
+    for d in (live, again, third):
+        d.cleanup()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["negminer-mine-abc"]

@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from negminer._errors import ConfigError, ModelError
-from negminer._io import atomic_path, load_npy
+from negminer._io import ScratchDir, atomic_path, load_npy, scratch_dir
 from negminer._settings import DEFAULT_MODEL_NAMES, default_model_path
 from negminer.index._cache import EmbeddingCache, text_key
 
@@ -591,12 +590,11 @@ class Encoder:
             out[missing] = new_vecs
         return out
 
-    def scratch_dir(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
+    def scratch_dir(self, prefix: str) -> ScratchDir:
         """A temporary folder for large vector files: beside the cache (the same disk as the vectors it holds) when
-        there is one, else the system's temporary folder."""
-        if self.cache_dir is not None:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-        return tempfile.TemporaryDirectory(prefix=prefix, dir=self.cache_dir)
+        there is one, else the system's temporary folder. Folders of this prefix that a dead process left there
+        are removed first (:func:`negminer._io.scratch_dir`)."""
+        return scratch_dir(prefix, self.cache_dir)
 
     def encode_to(
         self,

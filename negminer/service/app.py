@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 
 from negminer import __version__
+from negminer._io import remove_dead_scratch
 from negminer._settings import ServiceSettings
 from negminer.index import Encoder
 from negminer.index._internal import pinned_models
@@ -66,6 +67,7 @@ def create_app(settings: ServiceSettings | None = None, *, with_worker: bool = F
                 settings.host,
             )
         app.state.registry.load_all()
+        remove_dead_scratch(settings.cache_dir)  # the vectors of builds that a kill -9 interrupted
         app.state.uploads.start()
         stop = threading.Event()
 

@@ -64,7 +64,8 @@ def test_kill_9_at_each_point_of_each_index_operation_leaves_a_record_that_agree
     """Each index operation (build, documents update, refresh) killed at each named point (negminer._faults:
     accepted, encoded, published, recorded) by the server itself. After the restart the operation record agrees
     with what is served: killed before ``CURRENT`` moved, it is ``failed: interrupted`` and the previous version
-    serves; killed after, it is ``succeeded`` with the new version, which serves. No temporary files remain."""
+    serves; killed after, it is ``succeeded`` with the new version, which serves. No temporary files remain, nor
+    the scratch vectors of a killed build."""
     from negminer._faults import FAULT_POINTS
 
     make_lexical_model(tmp_path / "data" / "models" / "other", seed=1)  # a refresh re-encodes with it
@@ -104,6 +105,7 @@ def test_kill_9_at_each_point_of_each_index_operation_leaves_a_record_that_agree
             hits = api.post(f"/v1/indexes/{name}/search", json={"queries": ["subject 3"], "top_k": 3}).json()
             assert len(hits["results"][0]) == 3, hits
         assert _leftovers(tmp_path / "data" / "indexes") == [], (name, _leftovers(tmp_path / "data" / "indexes"))
+        assert not list((tmp_path / "cache").glob("negminer-vectors-*")), name  # the killed one's scratch vectors
 
     previous: tuple[str, str, str, str | None] | None = None
     try:
@@ -125,6 +127,8 @@ def test_kill_9_at_each_point_of_each_index_operation_leaves_a_record_that_agree
                 assert point == "index.accepted", (name, "no answer")
                 accepted = None
             assert _wait_exit(server) == -signal.SIGKILL, name
+            if point == "index.encoded":  # killed with its vectors on disk: the next start removes them
+                assert list((tmp_path / "cache").glob("negminer-vectors-*")), name
             previous = (op, point, name, accepted)
         server = start_server(tmp_path, lexical_model, port)
         assert previous is not None
@@ -136,6 +140,7 @@ def test_kill_9_at_each_point_of_each_index_operation_leaves_a_record_that_agree
             assert api.delete(f"/v1/indexes/{name}").status_code == 200  # a failed one is deletable too
     finally:
         _kill(server)
+        api.close()
 
 
 def _train_file(tmp_path: Path) -> Path:
