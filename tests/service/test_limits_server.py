@@ -1,5 +1,6 @@
 """Bounded work against a real server process: the key is checked before a body is read, a multi-million-line
-upload is validated in bounded memory, and an error answer leaves the connection usable."""
+upload is validated in bounded memory, an error answer leaves the connection usable, and 10,000 distinct requests
+leave the server holding what it held after 100."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import select
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -152,3 +154,54 @@ def test_slow_header_and_slow_body_clients_are_cut_off(server) -> None:
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer, answer[:300]
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+
+
+def _holds(pid: int) -> tuple[int, int, int, float]:
+    """(open descriptors, memory maps, threads, resident MB) of a process."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    fds = len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    with open(f"/proc/{pid}/maps", encoding="utf-8") as fh:
+        maps = sum(1 for _ in fh)
+    return fds, maps, int(status["Threads"]), int(status["VmRSS"].split()[0]) / 1024
+
+
+def test_10000_distinct_requests_leave_the_server_holding_what_it_held_after_100(server) -> None:
+    """A new text in each request (searches by text, embeddings, mining), so each one encodes and adds to the
+    embedding cache: descriptors, memory maps and threads stay what they were after 100 requests, and resident
+    memory grows by little (the cache's keys). Four clients on kept-alive connections, as a real one would be."""
+    proc, port, _ = server
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=auth) as c:
+        docs = [{"id": f"d{i}", "text": f"document {i} about topic {i % 17} and word{i}"} for i in range(300)]
+        assert c.post("/v1/indexes", json={"name": "held", "documents": docs}).status_code == 202
+        deadline = time.time() + 60
+        while c.get("/v1/indexes/held").json()["status"] != "ready":
+            assert time.time() < deadline, "the index was not built"
+            time.sleep(0.1)
+    clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=auth) for _ in range(4)]
+
+    def request(i: int) -> None:
+        c = clients[i % 4]
+        if i % 3 == 0:
+            r = c.post("/v1/indexes/held/search", json={"queries": [f"query {i} topic {i % 17} q{i}"], "top_k": 5})
+        elif i % 3 == 1:
+            r = c.post("/v1/embeddings", json={"input": [f"text number {i}"]})
+        else:
+            query = {"query": f"mine {i} topic {i % 17}", "positive_ids": [f"d{i % 300}"]}
+            r = c.post("/v1/indexes/held/mine", json={"queries": [query], "options": {"num_negatives": 2}})
+        assert r.status_code == 200, (i, r.text[:300])
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(request, range(100)))
+            after_100 = _holds(proc.pid)
+            list(pool.map(request, range(100, 10_000)))
+            after_10000 = _holds(proc.pid)
+    finally:
+        for c in clients:
+            c.close()
+    print(f"(descriptors, maps, threads, RSS MB) after 100 requests {after_100}, after 10,000 {after_10000}")
+    fds, maps, threads, rss = after_10000
+    assert fds <= after_100[0] + 2 and threads <= after_100[2], (after_100, after_10000)
+    assert maps <= after_100[1] + 8, (after_100, after_10000)  # (the allocator may map an arena or two)
+    assert rss - after_100[3] < 40, (after_100, after_10000)
