@@ -73,7 +73,7 @@ def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise SystemExit(f"the service did not start; see {log}")
 
 
-def big_upload(base: str, pid: int, tmp: Path, gb: float) -> list[Any]:
+def big_upload(base: str, pid: int, tmp: Path, gb: float) -> tuple[list[Any], str]:
     """Upload a model folder of ``gb`` GB (all-MiniLM-L6-v2 plus one large file) while sampling the service's RSS."""
     import httpx
 
@@ -103,13 +103,56 @@ def big_upload(base: str, pid: int, tmp: Path, gb: float) -> list[Any]:
     th.join()
     shutil.rmtree(folder)
     return [
+        "upload",
         f"{size / 1e9:.2f} GB",
         round(seconds, 1),
         round(before),
         round(max(peak)),
         round(max(peak) - before),
         f"{(max(peak) - before) / (size / 2**20):.3f}",
+        0,
         transfer.id[:19] + "...",
+    ], transfer.id
+
+
+def big_download(base: str, pid: int, tmp: Path, uid: str) -> list[Any]:
+    """Fetch that model back as a worker does (``GET /v1/models/{id}/content``, read and hashed, not stored) while
+    sampling the service's RSS and the disk's use (the tar is packed as it is sent: no copy on the API's disk)."""
+    import hashlib
+
+    import httpx
+
+    rss0, disk0 = _rss_mb(pid), shutil.disk_usage(tmp).used
+    peak_rss, peak_disk, done = [rss0], [disk0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak_rss.append(_rss_mb(pid))
+            peak_disk.append(shutil.disk_usage(tmp).used)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    digest, size = hashlib.sha256(), 0
+    with httpx.Client(base_url=base, timeout=3600) as client:
+        t0 = time.perf_counter()
+        with client.stream("GET", f"/v1/models/{uid}/content") as r:
+            r.raise_for_status()
+            for piece in r.iter_bytes(1 << 20):
+                digest.update(piece)
+                size += len(piece)
+        seconds = time.perf_counter() - t0
+    done.set()
+    th.join()
+    return [
+        "download",
+        f"{size / 1e9:.2f} GB",
+        round(seconds, 1),
+        round(rss0),
+        round(max(peak_rss)),
+        round(max(peak_rss) - rss0),
+        f"{(max(peak_rss) - rss0) / (size / 2**20):.3f}",
+        round((max(peak_disk) - disk0) / 2**20),
+        uid[:19] + "...",
     ]
 
 
@@ -222,7 +265,8 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         proc = _serve(tmp / "data", port, tmp / "serve.log")
         try:
-            big = big_upload(base, proc.pid, tmp, args.big_gb)
+            up, uid = big_upload(base, proc.pid, tmp, args.big_gb)
+            down = big_download(base, proc.pid, tmp, uid)
             rows = refreshes(base, tmp / "data", tmp, args.docs)
         finally:
             proc.terminate()
@@ -237,16 +281,19 @@ def main() -> None:
     print(
         markdown_table(
             [
+                "transfer",
                 "model",
-                "upload s",
+                "seconds",
                 "service RSS before (MiB)",
                 "peak during (MiB)",
                 "growth (MiB)",
                 "growth / MiB sent",
+                "disk growth (MiB)",
                 "id",
             ],
-            [big],
-            title="The service receiving a large model (RSS sampled at 20 Hz)",
+            [up, down],
+            title="The service receiving a large model, then sending it back (RSS and disk use sampled at 20 Hz; "
+            "the download is read and hashed, not stored)",
         )
     )
     print(markdown_table(["package", "non-blank lines", "share"], line_shares(), title="Lines of negminer by package"))

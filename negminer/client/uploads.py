@@ -36,6 +36,8 @@ __all__ = [
     "adapter_base",
     "folder_manifest",
     "is_upload_id",
+    "iter_model_tar",
+    "model_tar_size",
     "pack_model",
     "unpack_model",
     "upload_id",
@@ -89,15 +91,49 @@ def adapter_base(folder: str | os.PathLike[str]) -> str | None:
     return str(base) if base else None
 
 
+def _tar_header(rel: str, size: int) -> bytes:
+    info = tarfile.TarInfo(rel)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+def model_tar_size(manifest: list[tuple[str, int, str]]) -> int:
+    """The length of the tar :func:`iter_model_tar` gives for ``manifest`` (a download's ``Content-Length``)."""
+    blocks = sum(len(_tar_header(rel, size)) + size + (-size % tarfile.BLOCKSIZE) for rel, size, _ in manifest)
+    return blocks + 2 * tarfile.BLOCKSIZE
+
+
+def iter_model_tar(
+    folder: str | os.PathLike[str], manifest: list[tuple[str, int, str]], chunk: int = 1 << 20
+) -> Iterator[bytes]:
+    """The files of ``manifest`` as an uncompressed, deterministic tar, in pieces of at most ``chunk`` bytes of
+    file: streamed as it is read, with no copy on disk. A file whose size changed since the manifest was made ends
+    it with an :class:`ArchiveError` (a sender then breaks its answer off: its length is announced)."""
+    for rel, size, _ in manifest:
+        yield _tar_header(rel, size)
+        with open(Path(folder) / rel, "rb") as fh:
+            left = size
+            while left:
+                data = fh.read(min(chunk, left))
+                if not data:
+                    raise ArchiveError(f"{rel} is shorter than when it was listed: it changed while it was sent")
+                left -= len(data)
+                yield data
+            if fh.read(1):
+                raise ArchiveError(f"{rel} is longer than when it was listed: it changed while it was sent")
+        if size % tarfile.BLOCKSIZE:
+            yield bytes(-size % tarfile.BLOCKSIZE)
+    yield bytes(2 * tarfile.BLOCKSIZE)  # the end of the archive
+
+
 def pack_model(folder: str | os.PathLike[str], manifest: list[tuple[str, int, str]], dest: Path) -> str:
-    """Write the files of ``manifest`` as an uncompressed, deterministic tar at ``dest``; returns its sha256."""
-    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
-        for rel, size, _ in manifest:
-            info = tarfile.TarInfo(rel)
-            info.size, info.mode, info.mtime = size, 0o644, 0
-            with open(Path(folder) / rel, "rb") as fh:
-                tar.addfile(info, fh)
-    return sha256_file(dest)
+    """Write :func:`iter_model_tar` to ``dest``; returns its sha256 (hashed as it is written: one read)."""
+    digest = hashlib.sha256()
+    with open(dest, "wb") as out:
+        for piece in iter_model_tar(folder, manifest):
+            digest.update(piece)
+            out.write(piece)
+    return digest.hexdigest()
 
 
 def unpack_model(archive: Path, dest: Path, *, max_bytes: int, max_files: int) -> None:

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from negminer.client import ArchiveError
-from negminer.client.uploads import folder_manifest, is_upload_id, pack_model, unpack_model, upload_id
+from negminer.client.uploads import (
+    folder_manifest,
+    is_upload_id,
+    iter_model_tar,
+    model_tar_size,
+    pack_model,
+    unpack_model,
+    upload_id,
+)
 
 
 def _folder(root: Path) -> Path:
@@ -34,6 +42,27 @@ def test_the_id_is_of_the_files_and_the_archive_is_deterministic(tmp_path: Path)
     unpack_model(tmp_path / "a.tar", tmp_path / "out", max_bytes=10_000, max_files=10)
     assert folder_manifest(tmp_path / "out") == manifest
     assert not is_upload_id("sha256:xyz") and not is_upload_id("ft:m:job")
+
+
+def test_the_streamed_tar_is_the_packed_one_of_the_announced_length(tmp_path: Path) -> None:
+    """What ``GET /v1/models/{name}/content`` streams: the bytes ``pack_model`` writes, in pieces of at most the
+    chunk, of the length ``model_tar_size`` announces; a file that changed since it was listed breaks it off."""
+    import hashlib
+
+    folder = _folder(tmp_path / "m")
+    (folder / "big.bin").write_bytes(bytes(range(256)) * 40)  # 10,240 bytes: several chunks, a 512 multiple
+    manifest = folder_manifest(folder)
+    pieces = list(iter_model_tar(folder, manifest, chunk=4096))
+    assert max(len(p) for p in pieces) <= 4096 and sum(map(len, pieces)) == model_tar_size(manifest)
+    digest = pack_model(folder, manifest, tmp_path / "m.tar")
+    assert (tmp_path / "m.tar").read_bytes() == b"".join(pieces)
+    assert digest == hashlib.sha256(b"".join(pieces)).hexdigest()
+    with tarfile.open(tmp_path / "m.tar") as tar:  # the standard library reads it
+        assert sorted(tar.getnames()) == sorted(rel for rel, _, _ in manifest)
+    for change in (b"shorter", bytes(20_000)):
+        (folder / "big.bin").write_bytes(change)
+        with pytest.raises(ArchiveError, match="big.bin is (shorter|longer) than when it was listed"):
+            b"".join(iter_model_tar(folder, manifest))
 
 
 def _tar(path: Path, *entries: tarfile.TarInfo) -> Path:

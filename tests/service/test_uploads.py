@@ -293,6 +293,7 @@ def test_a_model_is_fetched_as_a_tar_once_then_answered_304(server: tuple[httpx.
     name = client.get("/v1/models").json()["data"][0]["id"]
     r = client.get(f"/v1/models/{name}/content")
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-tar"
+    assert int(r.headers["content-length"]) == len(r.content)  # packed as it is sent, its length announced
     uid = r.headers["x-negminer-upload-id"]
     assert r.headers["etag"] == f'"{uid}"'
     (tmp_path / "m.tar").write_bytes(r.content)

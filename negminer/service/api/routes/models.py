@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException
-from fastapi.responses import FileResponse, Response
-from starlette.background import BackgroundTask
+from fastapi.responses import Response, StreamingResponse
 
 from negminer._vocab import TERMINAL_JOB_STATUSES as TERMINAL
 from negminer._vocab import ModelKind
 from negminer.client.schemas import Deleted, ListPage, Model
-from negminer.client.uploads import UPLOAD_PREFIX, folder_manifest, is_upload_id, pack_model, upload_id
+from negminer.client.uploads import (
+    UPLOAD_PREFIX,
+    folder_manifest,
+    is_upload_id,
+    iter_model_tar,
+    model_tar_size,
+    upload_id,
+)
 from negminer.index._internal import pinned_models
 from negminer.service.deps import SettingsDep, StoreDep
 from negminer.service.errors import problem_responses
@@ -65,7 +70,7 @@ def delete_model(name: str, store: StoreDep, settings: SettingsDep) -> Deleted:
 
 @router.get(
     "/{name:path}/content",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {
             "description": "the model's files as an uncompressed tar (what POST /v1/models/uploads takes)",
@@ -82,21 +87,18 @@ def model_content(
 ) -> Response:
     """A model's files, as a tar: how a worker on its own disk gets the base model of its job. ``ETag`` (and
     ``X-Negminer-Upload-Id``) is the files' content id, as :mod:`negminer.client` computes it; a caller whose copy
-    has that id sends it as ``If-None-Match`` and gets 304, with nothing packed or sent."""
+    has that id sends it as ``If-None-Match`` and gets 304, with nothing packed or sent. The tar is packed as it is
+    sent (its length announced), with no copy on the API's disk."""
     folder = resolve_model(name, settings, store, param="name")
     manifest = folder_manifest(folder)
     uid = upload_id(manifest)
     headers = {"ETag": f'"{uid}"', "X-Negminer-Upload-Id": uid}
     if if_none_match is not None and uid in {tag.strip().strip('"') for tag in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
-    tmp = Path(tempfile.mkdtemp(prefix="negminer-download-"))
-    archive = tmp / "model.tar"
-    pack_model(folder, manifest, archive)
-    return FileResponse(
-        archive,
+    return StreamingResponse(  # packed as it is sent: no copy of the model on disk
+        iter_model_tar(folder, manifest),
         media_type="application/x-tar",
-        headers=headers,
-        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+        headers={**headers, "Content-Length": str(model_tar_size(manifest))},
     )
 
 
