@@ -17,7 +17,6 @@ Failure model:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -509,10 +508,14 @@ class _JobRun(TrainListener):
         from negminer.index import default_model_path
 
         path = self.job.model_path
-        own = self.s.model or default_model_path()  # this machine's default model: the same install as the API's
-        with contextlib.suppress(Exception):
-            if self.shared or Path(path).resolve() == Path(own).resolve():
-                return str(path)
+        if self.shared:
+            return str(path)
+        try:  # this machine's default model: the same install as the API's
+            own = self.s.model or default_model_path()
+        except ImportError:  # no bundled model here: the API's files it is
+            own = None
+        if own is not None and os.path.realpath(path) == os.path.realpath(own):
+            return str(path)
         return self.over_http(self.fetch_model, self.job.model, what="fetching the job's model")
 
     def over_http(self, call: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T:
