@@ -73,8 +73,48 @@ def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise SystemExit(f"the service did not start; see {log}")
 
 
+class _Watch:
+    """The service's RSS (MiB) and the disk's use (bytes) sampled at 20 Hz while the block runs."""
+
+    def __init__(self, pid: int, folder: Path) -> None:
+        self.pid, self.folder = pid, folder
+        self.rss, self.disk = [_rss_mb(pid)], [shutil.disk_usage(folder).used]
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.rss.append(_rss_mb(self.pid))
+            self.disk.append(shutil.disk_usage(self.folder).used)
+
+    def __enter__(self) -> _Watch:
+        self.t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.t0
+        self._done.set()
+        self._thread.join()
+
+    def row(self, transfer: str, size: int, uid: str, *, disk: bool = True) -> list[Any]:
+        grown = max(self.rss) - self.rss[0]
+        return [
+            transfer,
+            f"{size / 1e9:.2f} GB",
+            round(self.seconds, 1),
+            round(self.rss[0]),
+            round(max(self.rss)),
+            round(grown),
+            f"{grown / (size / 2**20):.3f}",
+            round((max(self.disk) - self.disk[0]) / 2**20) if disk else "",
+            uid[:19] + "...",
+        ]
+
+
 def big_upload(base: str, pid: int, tmp: Path, gb: float) -> tuple[list[Any], str]:
-    """Upload a model folder of ``gb`` GB (all-MiniLM-L6-v2 plus one large file) while sampling the service's RSS."""
+    """Upload a model folder of ``gb`` GB (all-MiniLM-L6-v2 plus one large file) while sampling the service's RSS
+    (not the disk: the client's folder and its tar share it)."""
     import httpx
 
     from negminer.client.uploads import upload_model
@@ -86,36 +126,10 @@ def big_upload(base: str, pid: int, tmp: Path, gb: float) -> tuple[list[Any], st
         for _ in range(int(gb * 1024)):
             fh.write(block)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    before = _rss_mb(pid)
-    peak, done = [before], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.05):
-            peak.append(_rss_mb(pid))
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    with httpx.Client(base_url=base, timeout=3600) as client:
-        t0 = time.perf_counter()
+    with httpx.Client(base_url=base, timeout=3600) as client, _Watch(pid, tmp) as watch:
         transfer = upload_model(client, folder)
-        seconds = time.perf_counter() - t0
-    done.set()
-    th.join()
     shutil.rmtree(folder)
-    return (
-        [
-            "upload",
-            f"{size / 1e9:.2f} GB",
-            round(seconds, 1),
-            round(before),
-            round(max(peak)),
-            round(max(peak) - before),
-            f"{(max(peak) - before) / (size / 2**20):.3f}",
-            "",  # not measured: the client's folder and its tar share the disk
-            transfer.id[:19] + "...",
-        ],
-        transfer.id,
-    )
+    return watch.row("upload", size, transfer.id, disk=False), transfer.id
 
 
 def big_download(base: str, pid: int, tmp: Path, uid: str) -> list[Any]:
@@ -125,38 +139,17 @@ def big_download(base: str, pid: int, tmp: Path, uid: str) -> list[Any]:
 
     import httpx
 
-    rss0, disk0 = _rss_mb(pid), shutil.disk_usage(tmp).used
-    peak_rss, peak_disk, done = [rss0], [disk0], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.05):
-            peak_rss.append(_rss_mb(pid))
-            peak_disk.append(shutil.disk_usage(tmp).used)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
     digest, size = hashlib.sha256(), 0
-    with httpx.Client(base_url=base, timeout=3600) as client:
-        t0 = time.perf_counter()
-        with client.stream("GET", f"/v1/models/{uid}/content") as r:
-            r.raise_for_status()
-            for piece in r.iter_bytes(1 << 20):
-                digest.update(piece)
-                size += len(piece)
-        seconds = time.perf_counter() - t0
-    done.set()
-    th.join()
-    return [
-        "download",
-        f"{size / 1e9:.2f} GB",
-        round(seconds, 1),
-        round(rss0),
-        round(max(peak_rss)),
-        round(max(peak_rss) - rss0),
-        f"{(max(peak_rss) - rss0) / (size / 2**20):.3f}",
-        round((max(peak_disk) - disk0) / 2**20),
-        uid[:19] + "...",
-    ]
+    with (
+        httpx.Client(base_url=base, timeout=3600) as client,
+        _Watch(pid, tmp) as watch,
+        client.stream("GET", f"/v1/models/{uid}/content") as r,
+    ):
+        r.raise_for_status()
+        for piece in r.iter_bytes(1 << 20):
+            digest.update(piece)
+            size += len(piece)
+    return watch.row("download", size, uid)
 
 
 def _lora_adapter(base: str, out: Path) -> Path:
