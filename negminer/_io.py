@@ -205,8 +205,10 @@ class ScratchDir(tempfile.TemporaryDirectory[str]):
 
     def __init__(self, prefix: str, dir: Path) -> None:
         super().__init__(prefix=prefix, dir=dir)
-        self._owner = open(Path(self.name) / _OWNER, "wb")  # noqa: SIM115 - held while the folder lives
+        locking = Path(self.name) / f"{_OWNER}.tmp"  # locked, then named: no sweep sees an unlocked .owner
+        self._owner = open(locking, "wb")  # noqa: SIM115 - held while the folder lives
         fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locking.rename(Path(self.name) / _OWNER)
 
     def cleanup(self) -> None:
         self._owner.close()
