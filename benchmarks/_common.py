@@ -14,7 +14,9 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,23 @@ _tables: list[dict[str, Any]] = []
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def wait_ready(proc: subprocess.Popen[Any], port: int, seconds: float = 120.0, log: Path | None = None) -> None:
+    """Return once the ``negminer serve`` of ``proc`` on ``port`` answers ``/readyz`` with 200; kill it and raise
+    after ``seconds``."""
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the service did not start" + (f"; see {log}" if log else ""))
 
 
 def machine() -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, markdown_table  # noqa: E402
+from _common import machine, markdown_table, wait_ready  # noqa: E402
 
 from negminer import build_demo  # noqa: E402
 from negminer.index import default_model_path  # noqa: E402
@@ -49,8 +49,6 @@ def _rss_mb(pid: int) -> float:
 
 
 def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    import httpx
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEGMINER_")}
     env.update(
         NEGMINER_DATA_DIR=str(data_dir),
@@ -62,15 +60,8 @@ def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     )
     with open(log, "ab") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "negminer.cli", "serve"], env=env, stdout=fh, stderr=fh)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"the service did not start; see {log}")
+    wait_ready(proc, port, 120, log)
+    return proc
 
 
 class _Watch:

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import machine, markdown_table  # noqa: E402
+from _common import machine, markdown_table, wait_ready  # noqa: E402
 
 from negminer import build_demo  # noqa: E402
 from negminer.index import CorpusIndex, IndexStore, VectorIndex, default_model_path  # noqa: E402
@@ -83,22 +83,14 @@ def _concurrent(base: str, texts: list[list[str]]) -> tuple[float, float, float,
 
 
 def _start(data_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    import httpx
-
     proc = subprocess.Popen(
         [sys.executable, "-m", "negminer.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not start")
+    wait_ready(proc, port, 60)
+    return proc
 
 
 def main() -> None:
